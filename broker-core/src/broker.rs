@@ -1,0 +1,148 @@
+//! The `Broker` trait and what a backend guarantees.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{Message, Result, SubscribeOptions, Subscription};
+
+/// A message broker: publish, subscribe, close. Nothing more.
+///
+/// Everything else (typed messages, handlers, retries, dead letters, request/reply) is
+/// built on these three methods by [`BrokerExt`](crate::BrokerExt) and the
+/// [`middleware`](crate::middleware), so it works the same on every backend. The trait is
+/// object-safe: a service usually holds an `Arc<dyn Broker>` it got from
+/// [`connect`](crate::connect).
+///
+/// ```
+/// # async fn demo(broker: std::sync::Arc<dyn broker_core::Broker>) -> broker_core::Result<()> {
+/// use broker_core::{Message, SubscribeOptions};
+/// use futures::StreamExt;
+///
+/// let mut sub = broker.subscribe("order.*", SubscribeOptions::new()).await?;
+/// broker.publish("order.created", Message::new("{}")).await?;
+/// if let Some(delivery) = sub.next().await {
+///     let delivery = delivery?;
+///     assert_eq!(delivery.topic(), "order.created");
+///     delivery.ack().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Broker: Send + Sync + fmt::Debug + 'static {
+    /// Publishes `message` to the concrete subject `topic`. It resolves once the backend
+    /// has taken the message as far as its guarantees say (for at-least-once backends:
+    /// the broker acknowledged it).
+    async fn publish(&self, topic: &str, message: Message) -> Result<()>;
+
+    /// Subscribes to the subjects that `pattern` matches (see [`subject`](crate::subject)).
+    /// The subscription is live when this returns: a message published afterwards is
+    /// delivered to it.
+    async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription>;
+
+    /// Closes the broker: pending publishes are flushed, open subscriptions end, and later
+    /// calls fail with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+    async fn close(&self) -> Result<()>;
+
+    /// What this backend guarantees.
+    fn capabilities(&self) -> Capabilities;
+}
+
+/// How often a published message reaches a subscriber, at best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryGuarantee {
+    /// A message may be lost (for example while a subscriber is disconnected), never
+    /// duplicated by the backend.
+    AtMostOnce,
+    /// A message acknowledged by the broker is delivered until it is acked; it may be
+    /// delivered more than once.
+    AtLeastOnce,
+}
+
+/// Which messages keep their relative order on the way to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OrderingGuarantee {
+    /// No order is promised.
+    None,
+    /// Messages from one publisher to one topic arrive in the order they were published
+    /// (redeliveries aside).
+    PerPublisher,
+    /// Messages with the same key arrive in the order they were published (Kafka: per
+    /// partition).
+    PerKey,
+}
+
+/// What a backend guarantees, for users to read and for the conformance kit to test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The backend's name, as in its URL scheme.
+    pub backend: &'static str,
+    /// Delivery guarantee.
+    pub delivery: DeliveryGuarantee,
+    /// Ordering guarantee.
+    pub ordering: OrderingGuarantee,
+    /// Whether messages outlive their subscribers: unacked messages come back to a later
+    /// subscriber of the same queue group.
+    pub persistence: bool,
+    /// Whether `nack` makes the backend deliver the message again.
+    pub redelivery: bool,
+    /// Whether queue groups (consumer groups) are supported.
+    pub queue_groups: bool,
+    /// The largest message the backend accepts, in bytes, when known.
+    pub max_message_bytes: Option<usize>,
+}
+
+impl Capabilities {
+    /// Capabilities of `backend`: at-most-once, unordered, nothing else. Backends start
+    /// from here and set what they offer.
+    pub fn new(backend: &'static str) -> Self {
+        Capabilities {
+            backend,
+            delivery: DeliveryGuarantee::AtMostOnce,
+            ordering: OrderingGuarantee::None,
+            persistence: false,
+            redelivery: false,
+            queue_groups: false,
+            max_message_bytes: None,
+        }
+    }
+
+    /// Sets the delivery guarantee.
+    pub fn delivery(mut self, delivery: DeliveryGuarantee) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Sets the ordering guarantee.
+    pub fn ordering(mut self, ordering: OrderingGuarantee) -> Self {
+        self.ordering = ordering;
+        self
+    }
+
+    /// Sets whether messages outlive their subscribers.
+    pub fn persistence(mut self, persistence: bool) -> Self {
+        self.persistence = persistence;
+        self
+    }
+
+    /// Sets whether `nack` redelivers.
+    pub fn redelivery(mut self, redelivery: bool) -> Self {
+        self.redelivery = redelivery;
+        self
+    }
+
+    /// Sets whether queue groups are supported.
+    pub fn queue_groups(mut self, queue_groups: bool) -> Self {
+        self.queue_groups = queue_groups;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_message_bytes(mut self, max: Option<usize>) -> Self {
+        self.max_message_bytes = max;
+        self
+    }
+}

@@ -1,0 +1,249 @@
+//! One delivery of a message to a subscriber, and how it is settled.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::{AckMode, Message, Result};
+
+/// When a nacked message should come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Redelivery {
+    /// As soon as the backend can.
+    #[default]
+    Now,
+    /// Not before the delay has passed.
+    After(Duration),
+}
+
+/// How a backend settles one delivery. Backends implement it; users call
+/// [`Delivery::ack`] and [`Delivery::nack`].
+pub trait Acknowledger: Send + 'static {
+    /// The message was processed: the backend may forget it.
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
+    /// The message was not processed: the backend delivers it again as `redelivery` says,
+    /// where it can (see [`Capabilities::redelivery`](crate::Capabilities::redelivery)).
+    fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>>;
+}
+
+/// A message delivered to a subscription: the message, the concrete topic it was
+/// published to, the delivery attempt where the backend knows it, and `ack`/`nack`.
+///
+/// A delivery dropped without being settled is acked under [`AckMode::Auto`] and nacked
+/// under [`AckMode::Manual`].
+pub struct Delivery {
+    message: Message,
+    topic: Arc<str>,
+    attempt: Option<u32>,
+    partition: Option<i32>,
+    ack_mode: AckMode,
+    acker: Option<Box<dyn Acknowledger>>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Delivery {
+    /// A delivery of `message`, published to `topic`, settled through `acker`. Backends
+    /// build these; the subscription fills in the ack mode.
+    pub fn new(message: Message, topic: impl Into<Arc<str>>, acker: Box<dyn Acknowledger>) -> Self {
+        Delivery {
+            message,
+            topic: topic.into(),
+            attempt: None,
+            partition: None,
+            ack_mode: AckMode::Auto,
+            acker: Some(acker),
+            permit: None,
+        }
+    }
+
+    /// Sets the delivery attempt (1 for the first delivery).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt.max(1));
+        self
+    }
+
+    /// Sets the partition the message came from (Kafka).
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub(crate) fn attach(&mut self, ack_mode: AckMode, permit: Option<OwnedSemaphorePermit>) {
+        self.ack_mode = ack_mode;
+        self.permit = permit;
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The concrete topic the message was published to (the subscription may use a
+    /// wildcard pattern).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The delivery attempt, 1 for the first, where the backend knows it.
+    pub fn attempt(&self) -> Option<u32> {
+        self.attempt
+    }
+
+    /// The partition, on partitioned backends.
+    pub fn partition(&self) -> Option<i32> {
+        self.partition
+    }
+
+    /// The ack mode of the subscription this delivery came from.
+    pub fn ack_mode(&self) -> AckMode {
+        self.ack_mode
+    }
+
+    /// Acknowledges the message. Resolves when the backend has taken the ack.
+    pub async fn ack(mut self) -> Result<()> {
+        match self.acker.take() {
+            Some(acker) => acker.ack().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Rejects the message for redelivery as soon as possible.
+    pub async fn nack(self) -> Result<()> {
+        self.nack_with(Redelivery::Now).await
+    }
+
+    /// Rejects the message for redelivery after `delay`.
+    pub async fn nack_after(self, delay: Duration) -> Result<()> {
+        self.nack_with(Redelivery::After(delay)).await
+    }
+
+    /// Rejects the message; `redelivery` says when it should come back.
+    pub async fn nack_with(mut self, redelivery: Redelivery) -> Result<()> {
+        match self.acker.take() {
+            Some(acker) => acker.nack(redelivery).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Splits the delivery into its message and a [`Settle`] handle, so the message can
+    /// be moved into a handler while the ack stays here.
+    pub fn into_parts(mut self) -> (Message, DeliveryInfo, Settle) {
+        let info = DeliveryInfo {
+            topic: self.topic.clone(),
+            attempt: self.attempt,
+            partition: self.partition,
+        };
+        let settle = Settle {
+            ack_mode: self.ack_mode,
+            acker: self.acker.take(),
+            permit: self.permit.take(),
+        };
+        let message = std::mem::replace(&mut self.message, Message::placeholder());
+        (message, info, settle)
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("topic", &self.topic)
+            .field("attempt", &self.attempt)
+            .field("partition", &self.partition)
+            .field("settled", &self.acker.is_none())
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        settle_on_drop(self.ack_mode, self.acker.take(), self.permit.take());
+    }
+}
+
+/// Where a delivery came from, without its message.
+#[derive(Debug, Clone)]
+pub struct DeliveryInfo {
+    /// The concrete topic.
+    pub topic: Arc<str>,
+    /// The delivery attempt, where known.
+    pub attempt: Option<u32>,
+    /// The partition, on partitioned backends.
+    pub partition: Option<i32>,
+}
+
+/// The settling half of a [`Delivery`] (see [`Delivery::into_parts`]). Dropped unsettled,
+/// it behaves as the delivery would.
+pub struct Settle {
+    ack_mode: AckMode,
+    acker: Option<Box<dyn Acknowledger>>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Settle {
+    /// Acknowledges the message.
+    pub async fn ack(mut self) -> Result<()> {
+        let result = match self.acker.take() {
+            Some(acker) => acker.ack().await,
+            None => Ok(()),
+        };
+        drop(self.permit.take());
+        result
+    }
+
+    /// Rejects the message; `redelivery` says when it should come back.
+    pub async fn nack(mut self, redelivery: Redelivery) -> Result<()> {
+        let result = match self.acker.take() {
+            Some(acker) => acker.nack(redelivery).await,
+            None => Ok(()),
+        };
+        drop(self.permit.take());
+        result
+    }
+}
+
+impl fmt::Debug for Settle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settle")
+            .field("ack_mode", &self.ack_mode)
+            .field("settled", &self.acker.is_none())
+            .finish()
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        settle_on_drop(self.ack_mode, self.acker.take(), self.permit.take());
+    }
+}
+
+fn settle_on_drop(
+    ack_mode: AckMode,
+    acker: Option<Box<dyn Acknowledger>>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let Some(acker) = acker else { return };
+    let settle = match ack_mode {
+        AckMode::Auto => acker.ack(),
+        AckMode::Manual => acker.nack(Redelivery::Now),
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(err) = settle.await {
+                    tracing::warn!(error = %err.display_chain(), "settling a dropped delivery failed");
+                }
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            tracing::warn!(
+                "a delivery was dropped unsettled outside a tokio runtime; the backend's own redelivery applies"
+            );
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The core of a broker-agnostic messaging framework: publish and consume events without
+//! marrying one broker.
+//!
+//! - [`Broker`] is the whole contract a backend implements: `publish`, `subscribe`,
+//!   `close`, plus the [`Capabilities`] it guarantees.
+//! - [`Message`] carries ordered string [`Headers`], a `bytes` payload, an optional key and
+//!   an id. A [`Subscription`] is a stream of [`Delivery`]s, each acked or nacked.
+//! - [`BrokerExt::subscribe_with`] runs a [`Handler`] with bounded concurrency and a
+//!   graceful [`shutdown`](SubscriberHandle::shutdown); [`middleware`] adds retry, dead
+//!   letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed messages;
+//!   [`Requester`] does request/reply.
+//! - [`connect`] picks a backend by URL scheme (`memory://`, `nats://`, `jetstream://`,
+//!   `kafka://`) among those compiled in.
+//!
+//! ```
+//! # async fn demo() -> broker_core::Result<()> {
+//! use broker_core::{BoxError, BrokerExt, Event, HandlerOptions, Message, SubscribeOptions};
+//!
+//! let broker = broker_core::connect_from_env().await?; // BROKER_URL, or memory://
+//! let handle = broker
+//!     .subscribe_with("order.*", SubscribeOptions::new().queue("audit"), HandlerOptions::new(),
+//!         |event: Event| async move {
+//!             println!("{}: {:?}", event.topic(), event.message().payload());
+//!             Ok::<_, BoxError>(())
+//!         })
+//!     .await?;
+//! broker.publish("order.created", Message::new(r#"{"id":1}"#)).await?;
+//! handle.shutdown().await?;
+//! broker.close().await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod broker;
+pub mod codec;
+mod delivery;
+mod error;
+mod ext;
+mod handler;
+pub mod headers;
+mod message;
+pub mod middleware;
+mod options;
+pub mod registry;
+mod request;
+pub mod subject;
+mod subscriber;
+mod subscription;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod typed;
+
+pub use broker::{Broker, Capabilities, DeliveryGuarantee, OrderingGuarantee};
+pub use delivery::{Acknowledger, Delivery, DeliveryInfo, Redelivery, Settle};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use ext::BrokerExt;
+pub use handler::{Event, Handler, HandlerError, HandlerExt, Layer};
+pub use headers::Headers;
+pub use message::{Message, MessageId};
+pub use options::{AckMode, DEFAULT_MAX_IN_FLIGHT, StartPosition, SubscribeOptions};
+pub use registry::{connect, connect_from_env};
+pub use request::Requester;
+pub use subscriber::{HandlerOptions, SubscriberHandle};
+pub use subscription::Subscription;
+pub use typed::{TypedEvent, TypedPublisher, typed_handler};
+
+/// Re-exports for this crate's macros. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}
+
+/// The `async_trait` attribute, re-exported so backends implement [`Broker`] with the same
+/// version.
+pub use async_trait::async_trait;

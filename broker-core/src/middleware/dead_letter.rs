@@ -1,0 +1,102 @@
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::headers::names;
+use crate::{BoxError, Broker, Event, Handler, Layer};
+
+/// Sends an event that keeps failing to a dead-letter topic, and acks it there.
+///
+/// A failure at attempt `n < max_attempts`, on a backend that redelivers, is passed on:
+/// the message is nacked and comes back as attempt `n + 1`. At the last attempt, or on a
+/// backend that cannot redeliver (core NATS), the message is published to the dead-letter
+/// topic with its id, key, payload and headers, plus `x-dead-letter-error`,
+/// `x-dead-letter-attempts` and `x-dead-letter-topic`; then the event succeeds. If that
+/// publish fails, the original error is passed on, so the message is not lost.
+#[derive(Debug, Clone)]
+pub struct DeadLetterLayer {
+    broker: Arc<dyn Broker>,
+    topic: String,
+    max_attempts: u32,
+}
+
+impl DeadLetterLayer {
+    /// Dead letters go to `topic` on `broker`, after 3 attempts by default.
+    pub fn new(broker: Arc<dyn Broker>, topic: impl Into<String>) -> Self {
+        DeadLetterLayer {
+            broker,
+            topic: topic.into(),
+            max_attempts: 3,
+        }
+    }
+
+    /// After how many delivery attempts a failing message goes to the dead-letter topic
+    /// (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+}
+
+impl<H: Handler> Layer<H> for DeadLetterLayer {
+    type Handler = DeadLetter<H>;
+    fn layer(&self, inner: H) -> DeadLetter<H> {
+        DeadLetter {
+            inner,
+            config: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// The handler built by [`DeadLetterLayer`].
+#[derive(Debug)]
+pub struct DeadLetter<H> {
+    inner: H,
+    config: Arc<DeadLetterLayer>,
+}
+
+impl<H: Handler> Handler for DeadLetter<H> {
+    fn call(&self, event: Event) -> BoxFuture<'static, Result<(), BoxError>> {
+        let config = self.config.clone();
+        let failed = event.clone();
+        self.inner
+            .call(event)
+            .then(move |result| async move {
+                let err = match result {
+                    Ok(()) => return Ok(()),
+                    Err(err) => err,
+                };
+                let attempt = failed.attempt();
+                let can_redeliver = config.broker.capabilities().redelivery;
+                if can_redeliver && attempt < config.max_attempts {
+                    return Err(err);
+                }
+                let mut message = failed.message().clone();
+                let headers = message.headers_mut();
+                headers.insert(names::DEAD_LETTER_ERROR, err.to_string());
+                headers.insert(names::DEAD_LETTER_ATTEMPTS, attempt.to_string());
+                headers.insert(names::DEAD_LETTER_TOPIC, failed.topic());
+                match config.broker.publish(&config.topic, message).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            error = %err,
+                            attempt,
+                            dead_letter_topic = %config.topic,
+                            message_id = %failed.message().id(),
+                            "message sent to the dead-letter topic"
+                        );
+                        Ok(())
+                    }
+                    Err(publish_err) => {
+                        tracing::error!(
+                            error = %publish_err.display_chain(),
+                            "publishing a dead letter failed; nacking instead"
+                        );
+                        Err(err)
+                    }
+                }
+            })
+            .boxed()
+    }
+}

@@ -1,0 +1,234 @@
+//! Picking a backend from a URL: each backend crate registers its scheme here.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use url::Url;
+
+use crate::{Broker, Error, ErrorKind, Result};
+
+/// The environment variable [`connect_from_env`] reads.
+pub const BROKER_URL_ENV: &str = "BROKER_URL";
+
+/// The URL [`connect_from_env`] falls back to.
+pub const DEFAULT_URL: &str = "memory://";
+
+/// Builds a broker from a parsed URL.
+pub type ConnectFn = fn(Url) -> BoxFuture<'static, Result<Arc<dyn Broker>>>;
+
+/// A backend's entry in the registry: its URL scheme and how to connect.
+///
+/// Backend crates submit one per scheme with [`register_backend!`](crate::register_backend).
+pub struct Registration {
+    /// The URL scheme, such as `kafka`.
+    pub scheme: &'static str,
+    /// The crate that registered it.
+    pub crate_name: &'static str,
+    /// Builds the broker.
+    pub connect: ConnectFn,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("scheme", &self.scheme)
+            .field("crate_name", &self.crate_name)
+            .finish_non_exhaustive()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Registers a backend's URL scheme. Used once per scheme in each backend crate:
+///
+/// ```ignore
+/// broker_core::register_backend!("memory", |url| Box::pin(async move { … }));
+/// ```
+#[macro_export]
+macro_rules! register_backend {
+    ($scheme:expr, $connect:expr) => {
+        $crate::__private::inventory::submit! {
+            $crate::registry::Registration {
+                scheme: $scheme,
+                crate_name: env!("CARGO_PKG_NAME"),
+                connect: $connect,
+            }
+        }
+    };
+}
+
+/// The backends of this workspace: scheme, crate, and the feature of the `broker` crate
+/// that compiles it in. Used to say how to get a scheme that is missing.
+pub const KNOWN_BACKENDS: &[(&str, &str, &str)] = &[
+    ("memory", "broker-memory", "memory"),
+    ("nats", "broker-nats", "nats"),
+    ("jetstream", "broker-nats", "nats"),
+    ("kafka", "broker-kafka", "kafka"),
+];
+
+/// The schemes registered in this binary, sorted.
+pub fn registered_schemes() -> Vec<&'static str> {
+    let mut schemes: Vec<_> = inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| r.scheme)
+        .collect();
+    schemes.sort_unstable();
+    schemes.dedup();
+    schemes
+}
+
+/// Connects to the broker `url` names, through the backend that registered its scheme.
+///
+/// ```
+/// # async fn demo() {
+/// use broker_core::ErrorKind;
+///
+/// let err = broker_core::connect("carrier-pigeon://coop").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::UnknownScheme);
+/// let err = broker_core::connect("not a url").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidUrl);
+/// # }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Broker>> {
+    let parsed = Url::parse(url).map_err(|e| {
+        Error::with_source(
+            ErrorKind::InvalidUrl,
+            format!("cannot parse broker URL `{}`", redact_url(url)),
+            e,
+        )
+    })?;
+    let scheme = parsed.scheme().to_owned();
+    let registration = inventory::iter::<Registration>
+        .into_iter()
+        .find(|r| r.scheme == scheme)
+        .ok_or_else(|| unknown_scheme(&scheme))?;
+    tracing::debug!(url = %redact_url(url), backend = registration.crate_name, "connecting");
+    (registration.connect)(parsed).await
+}
+
+/// Connects to the broker named by the `BROKER_URL` environment variable, or to
+/// `memory://` when it is unset or empty.
+pub async fn connect_from_env() -> Result<Arc<dyn Broker>> {
+    let url = std::env::var(BROKER_URL_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    connect(url.trim()).await
+}
+
+fn unknown_scheme(scheme: &str) -> Error {
+    let compiled = registered_schemes();
+    let compiled = if compiled.is_empty() {
+        "none".to_owned()
+    } else {
+        compiled.join(", ")
+    };
+    let hint = match KNOWN_BACKENDS.iter().find(|(s, _, _)| *s == scheme) {
+        Some((_, krate, feature)) => format!(
+            "; enable the `{feature}` cargo feature of the `broker` crate (or depend on `{krate}` and name it, e.g. `use {} as _;`)",
+            krate.replace('-', "_")
+        ),
+        None => {
+            let known: Vec<_> = KNOWN_BACKENDS.iter().map(|(s, _, _)| *s).collect();
+            format!("; schemes this project knows: {}", known.join(", "))
+        }
+    };
+    Error::new(
+        ErrorKind::UnknownScheme,
+        format!("no backend for the URL scheme `{scheme}`; compiled in: {compiled}{hint}"),
+    )
+}
+
+/// `url` with any password or token replaced by `***`, for logs and error messages.
+///
+/// ```
+/// use broker_core::registry::redact_url;
+///
+/// assert_eq!(redact_url("nats://alice:s3cret@host:4222"), "nats://alice:***@host:4222");
+/// assert_eq!(redact_url("nats://tok3n@host"), "nats://***@host");
+/// assert_eq!(redact_url("kafka://h:9092?sasl.password=pw&x=1"), "kafka://h:9092?sasl.password=***&x=1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let userinfo = match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***"),
+                    None => "***".to_owned(),
+                };
+                format!("{scheme}://{userinfo}@{host}")
+            }
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+/// Whether a URL query key or option name holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "token",
+        "secret",
+        "creds",
+        "credentials",
+        "nkey",
+        "jwt",
+        "key.pem",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_scheme_names_the_feature() {
+        let err = connect("kafka://127.0.0.1:9092")
+            .await
+            .expect_err("no kafka here");
+        assert_eq!(err.kind(), ErrorKind::UnknownScheme);
+        let text = err.to_string();
+        assert!(text.contains("`kafka` cargo feature"), "{text}");
+        let err = connect("amqp://x").await.expect_err("unknown");
+        assert!(
+            err.to_string().contains("schemes this project knows"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_urls_are_invalid_and_redacted() {
+        let err = connect("nats://user:hunter2@[::1").await.expect_err("bad");
+        assert_eq!(err.kind(), ErrorKind::InvalidUrl);
+        assert!(
+            !err.display_chain().contains("hunter2"),
+            "{}",
+            err.display_chain()
+        );
+        assert_eq!(
+            connect("").await.expect_err("empty").kind(),
+            ErrorKind::InvalidUrl
+        );
+    }
+}
