@@ -1,1 +1,272 @@
+//! The conformance kit: the scenarios every backend must pass, in the spirit of
+//! Watermill's universal pub/sub tests.
+//!
+//! A backend runs it from its own `tests/` with one macro call, passing a [`Kit`]: how to
+//! connect, and a [`Features`] value saying what the backend guarantees. Each scenario
+//! becomes its own `#[test]`, uses its own unique topics (so scenarios run in parallel),
+//! and is skipped, by name and visibly on stderr, when the backend does not claim what it
+//! needs.
+//!
+//! ```ignore
+//! // broker-memory/tests/conformance.rs
+//! use broker_core::testkit::{Features, Kit};
+//!
+//! async fn kit() -> Kit {
+//!     Kit::new(Features::new("memory").queue_groups().redelivery().ordering(), || async {
+//!         Ok(std::sync::Arc::new(broker_memory::MemoryBroker::new()) as _)
+//!     })
+//! }
+//!
+//! broker_core::conformance_suite!(kit);
+//! ```
 
+mod collect;
+pub mod scenarios;
+
+use std::fmt;
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::{Broker, Result};
+
+pub use collect::{Collector, Received};
+
+/// Connects a fresh broker handle.
+pub type ConnectFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Broker>>> + Send + Sync>;
+
+/// Restarts the broker server a [`Restart`] target points at.
+pub type RestartFn = Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A broker server the kit may restart, with how to connect to it. Usually its own
+/// instance on its own port, so restarting it does not disturb the other scenarios.
+#[derive(Clone)]
+pub struct Restart {
+    /// Connects to this server.
+    pub connect: ConnectFn,
+    /// Restarts this server (stop, then start; data kept) and returns when it answers.
+    pub restart: RestartFn,
+}
+
+impl fmt::Debug for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Restart").finish_non_exhaustive()
+    }
+}
+
+/// What a backend guarantees, as far as the kit is concerned. Start with
+/// [`Features::new`] (nothing claimed) and claim what the backend offers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Features {
+    /// The backend's name, for messages.
+    pub backend: &'static str,
+    /// Queue groups: each message to one member.
+    pub queue_groups: bool,
+    /// Unacked messages outlive their subscriber and come back to the group.
+    pub persistence: bool,
+    /// Order kept per publisher (or per key) for each subscriber.
+    pub ordering: bool,
+    /// `nack` redelivers.
+    pub redelivery: bool,
+    /// Every acknowledged publish is delivered at least once.
+    pub at_least_once: bool,
+    /// The backend never delivers a message twice (reads are then not de-duplicated).
+    pub exactly_once: bool,
+    /// A server the restart scenario may restart.
+    pub restart: Option<Restart>,
+    /// How long the kit waits for expected messages before failing.
+    pub timeout: Duration,
+}
+
+impl Features {
+    /// Nothing claimed; waits of 30 s.
+    pub fn new(backend: &'static str) -> Self {
+        Features {
+            backend,
+            queue_groups: false,
+            persistence: false,
+            ordering: false,
+            redelivery: false,
+            at_least_once: false,
+            exactly_once: false,
+            restart: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Claims queue groups.
+    pub fn queue_groups(mut self) -> Self {
+        self.queue_groups = true;
+        self
+    }
+
+    /// Claims persistence.
+    pub fn persistence(mut self) -> Self {
+        self.persistence = true;
+        self
+    }
+
+    /// Claims ordering.
+    pub fn ordering(mut self) -> Self {
+        self.ordering = true;
+        self
+    }
+
+    /// Claims nack redelivery.
+    pub fn redelivery(mut self) -> Self {
+        self.redelivery = true;
+        self
+    }
+
+    /// Claims at-least-once delivery.
+    pub fn at_least_once(mut self) -> Self {
+        self.at_least_once = true;
+        self
+    }
+
+    /// Claims exactly-once delivery.
+    pub fn exactly_once(mut self) -> Self {
+        self.exactly_once = true;
+        self
+    }
+
+    /// Gives the kit a server it may restart.
+    pub fn restart<C, CF, R, RF>(mut self, connect: C, restart: R) -> Self
+    where
+        C: Fn() -> CF + Send + Sync + 'static,
+        CF: Future<Output = Result<Arc<dyn Broker>>> + Send + 'static,
+        R: Fn() -> RF + Send + Sync + 'static,
+        RF: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.restart = Some(Restart {
+            connect: Arc::new(move || connect().boxed()),
+            restart: Arc::new(move || restart().boxed()),
+        });
+        self
+    }
+
+    /// Sets how long the kit waits for expected messages.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// What the kit needs from a backend: its features and how to connect.
+#[derive(Clone)]
+pub struct Kit {
+    /// What the backend guarantees.
+    pub features: Features,
+    connect: ConnectFn,
+}
+
+impl Kit {
+    /// A kit for a backend with `features`, connecting with `connect` (called once per
+    /// scenario, and again where a scenario needs a second handle).
+    pub fn new<C, CF>(features: Features, connect: C) -> Self
+    where
+        C: Fn() -> CF + Send + Sync + 'static,
+        CF: Future<Output = Result<Arc<dyn Broker>>> + Send + 'static,
+    {
+        Kit {
+            features,
+            connect: Arc::new(move || connect().boxed()),
+        }
+    }
+
+    /// A fresh broker handle.
+    pub async fn connect(&self) -> Arc<dyn Broker> {
+        match (self.connect)().await {
+            Ok(broker) => broker,
+            Err(err) => panic!(
+                "conformance[{}]: cannot connect: {}",
+                self.features.backend,
+                err.display_chain()
+            ),
+        }
+    }
+
+    /// A topic no other scenario uses: `kit.<scenario>.<unique>`.
+    pub fn topic(&self, scenario: &str) -> String {
+        format!("kit.{scenario}.{}", uuid::Uuid::now_v7().simple())
+    }
+
+    /// Prints, past the test harness's capture, that `scenario` is skipped and why.
+    pub fn skip(&self, scenario: &str, needs: &str) {
+        let line = format!(
+            "conformance[{}]: SKIPPED {scenario}: the backend does not claim {needs}\n",
+            self.features.backend
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
+impl fmt::Debug for Kit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kit")
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Expands to one `#[test]` per conformance scenario, each running on a multi-threaded
+/// tokio runtime with the [`Kit`] that `$kit` (an `async fn() -> Kit`) returns.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($kit:path) => {
+        $crate::__conformance_tests!($kit;
+            round_trip_headers_key_id,
+            payload_shapes,
+            concurrent_publishers_and_subscribers,
+            many_topics_stay_isolated,
+            fan_out_to_plain_subscribers,
+            queue_group_splits_the_load,
+            two_groups_each_get_everything,
+            ordering_of_interleaved_streams,
+            wildcards_match_and_do_not_match,
+            nack_twice_then_everything_arrives,
+            nacking_member_then_acking_member,
+            manual_ack_holds_the_next_message,
+            unacked_messages_come_back_after_drop,
+            reopened_subscribers_lose_nothing,
+            concurrent_subscribe_and_unsubscribe,
+            unsubscribe_stops_delivery,
+            close_semantics,
+            publish_then_close_loses_nothing,
+            restart_mid_stream,
+            invalid_subjects_are_rejected,
+            handler_errors_retry_then_dead_letter,
+            handler_panic_is_survived,
+            undecodable_payload_goes_to_dead_letter,
+            graceful_shutdown_loses_nothing,
+            request_gets_a_reply,
+            request_without_responder_times_out,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($kit:path; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $scenario() {
+                let runtime = ::tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                runtime.block_on(async {
+                    let kit = $kit().await;
+                    $crate::testkit::scenarios::$scenario(kit).await;
+                });
+            }
+        )+
+    };
+}

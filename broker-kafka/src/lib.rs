@@ -1,0 +1,1 @@
+//! Kafka backend (in progress).

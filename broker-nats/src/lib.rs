@@ -1,0 +1,1 @@
+//! NATS backend (in progress).
