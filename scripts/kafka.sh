@@ -243,9 +243,22 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
+num.recovery.threads.per.data.dir=1
+# Messages up to 8 MiB (the conformance kit publishes 1 MiB payloads; the
+# default limit is about 1 MiB including the record overhead).
+message.max.bytes=8388608
+replica.fetch.max.bytes=8388608
+# A single-node test broker: groups form at once, and clients may use short
+# session timeouts so that a departed member is noticed quickly.
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+group.consumer.min.session.timeout.ms=1000
+group.consumer.min.heartbeat.interval.ms=500
+group.consumer.heartbeat.interval.ms=1000
+group.share.min.session.timeout.ms=1000
+group.share.min.heartbeat.interval.ms=500
 EOF
 }
 
