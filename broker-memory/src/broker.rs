@@ -135,17 +135,19 @@ impl Inner {
 
     /// Removes `queue` when its last member has left.
     pub(crate) fn leave(&self, queue: &Arc<Queue>) {
-        if queue.leave() {
-            if let Ok(mut queues) = self.write_queues() {
-                // A new member may have joined between `leave` and the lock.
-                if queue.members() == 0 {
-                    queues.retain(|q| q.id != queue.id);
-                    queue.tx.close();
-                    let left = queue.rx.len();
-                    if left > 0 {
-                        tracing::debug!(pattern = %queue.pattern, left, "unsubscribed with messages still buffered");
-                    }
-                }
+        if !queue.leave() {
+            return;
+        }
+        let Ok(mut queues) = self.write_queues() else {
+            return;
+        };
+        // A new member may have joined between `leave` and the lock.
+        if queue.members() == 0 {
+            queues.retain(|q| q.id != queue.id);
+            queue.tx.close();
+            let left = queue.rx.len();
+            if left > 0 {
+                tracing::debug!(pattern = %queue.pattern, left, "unsubscribed with messages still buffered");
             }
         }
     }

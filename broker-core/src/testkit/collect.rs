@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{Message, Subscription};
+use crate::{Message, MessageId, Subscription};
 
 /// One delivery, as recorded by a [`Collector`].
 #[derive(Debug, Clone)]
@@ -101,6 +101,11 @@ impl Collector {
             .lock()
             .map(|s| s.unique.clone())
             .unwrap_or_default()
+    }
+
+    /// The ids of the distinct messages so far, as message ids.
+    pub fn ids(&self) -> HashSet<MessageId> {
+        self.unique_ids().into_iter().map(MessageId::from).collect()
     }
 
     /// How many distinct messages have arrived.

@@ -81,6 +81,8 @@ pub struct Features {
     pub restart: Option<Restart>,
     /// How long the kit waits for expected messages before failing.
     pub timeout: Duration,
+    /// How to start the broker, said when the kit cannot connect (e.g. `scripts/nats.sh start`).
+    pub start_hint: Option<&'static str>,
 }
 
 impl Features {
@@ -96,6 +98,7 @@ impl Features {
             exactly_once: false,
             restart: None,
             timeout: Duration::from_secs(30),
+            start_hint: None,
         }
     }
 
@@ -150,11 +153,27 @@ impl Features {
         self
     }
 
+    /// Says how to start the broker when the kit cannot connect to it.
+    pub fn start_hint(mut self, hint: &'static str) -> Self {
+        self.start_hint = Some(hint);
+        self
+    }
+
     /// Sets how long the kit waits for expected messages.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
+}
+
+/// The broker address tests use: the value of the environment variable `var`, or
+/// `default` when it is unset. Tests never skip when the broker is missing: connecting
+/// then fails, and the failure says how to start the broker.
+pub fn broker_address(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// What the kit needs from a backend: its features and how to connect.
@@ -184,9 +203,13 @@ impl Kit {
         match (self.connect)().await {
             Ok(broker) => broker,
             Err(err) => panic!(
-                "conformance[{}]: cannot connect: {}",
+                "conformance[{}]: cannot connect: {}{}",
                 self.features.backend,
-                err.display_chain()
+                err.display_chain(),
+                self.features
+                    .start_hint
+                    .map(|hint| format!("\n  is the broker running? start it with: {hint}"))
+                    .unwrap_or_default()
             ),
         }
     }

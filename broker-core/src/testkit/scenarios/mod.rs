@@ -1,0 +1,164 @@
+//! The scenarios. Each is an `async fn(Kit)` that panics, saying what went wrong, when the
+//! backend falls short; [`conformance_suite!`](crate::conformance_suite) turns each into a
+//! `#[test]`.
+//!
+//! | group | scenarios | needs |
+//! |---|---|---|
+//! | round trip | [`round_trip_headers_key_id`], [`payload_shapes`] | |
+//! | concurrency | [`concurrent_publishers_and_subscribers`], [`many_topics_stay_isolated`] | |
+//! | fan-out and groups | [`fan_out_to_plain_subscribers`], [`queue_group_splits_the_load`], [`two_groups_each_get_everything`] | queue groups for the last two |
+//! | ordering | [`ordering_of_interleaved_streams`] | ordering |
+//! | wildcards | [`wildcards_match_and_do_not_match`] | |
+//! | ack | [`nack_twice_then_everything_arrives`], [`nacking_member_then_acking_member`], [`manual_ack_holds_the_next_message`], [`unacked_messages_come_back_after_drop`], [`reopened_subscribers_lose_nothing`] | redelivery; queue groups; ordering; persistence |
+//! | close | [`concurrent_subscribe_and_unsubscribe`], [`unsubscribe_stops_delivery`], [`close_semantics`], [`publish_then_close_loses_nothing`] | |
+//! | restart | [`restart_mid_stream`] | a restart command |
+//! | errors | [`invalid_subjects_are_rejected`], [`handler_errors_retry_then_dead_letter`], [`handler_panic_is_survived`], [`undecodable_payload_goes_to_dead_letter`], [`graceful_shutdown_loses_nothing`] | |
+//! | request/reply | [`request_gets_a_reply`], [`request_without_responder_times_out`] | |
+//!
+//! Counting is by distinct message id unless the backend claims exactly-once, in which
+//! case a duplicate fails the scenario.
+
+mod ack;
+mod close;
+mod concurrency;
+mod errors;
+mod groups;
+mod ordering;
+mod request;
+mod restart;
+mod round_trip;
+mod wildcards;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::{Broker, Delivery, Message, Result, SubscribeOptions, Subscription};
+
+pub use ack::{
+    manual_ack_holds_the_next_message, nack_twice_then_everything_arrives,
+    nacking_member_then_acking_member, reopened_subscribers_lose_nothing,
+    unacked_messages_come_back_after_drop,
+};
+pub use close::{
+    close_semantics, concurrent_subscribe_and_unsubscribe, publish_then_close_loses_nothing,
+    unsubscribe_stops_delivery,
+};
+pub use concurrency::{concurrent_publishers_and_subscribers, many_topics_stay_isolated};
+pub use errors::{
+    graceful_shutdown_loses_nothing, handler_errors_retry_then_dead_letter,
+    handler_panic_is_survived, invalid_subjects_are_rejected,
+    undecodable_payload_goes_to_dead_letter,
+};
+pub use groups::{
+    fan_out_to_plain_subscribers, queue_group_splits_the_load, two_groups_each_get_everything,
+};
+pub use ordering::ordering_of_interleaved_streams;
+pub use request::{request_gets_a_reply, request_without_responder_times_out};
+pub use restart::restart_mid_stream;
+pub use round_trip::{payload_shapes, round_trip_headers_key_id};
+pub use wildcards::wildcards_match_and_do_not_match;
+
+/// The header the scenarios number their messages with.
+const SEQ: &str = "kit-seq";
+
+/// Message number `seq`: its payload and its `kit-seq` header both say `seq`.
+fn numbered(seq: usize) -> Message {
+    Message::new(seq.to_string()).with_header(SEQ, seq.to_string())
+}
+
+/// The number a [`numbered`] message carries.
+fn seq_of(message: &Message) -> usize {
+    message
+        .headers()
+        .get(SEQ)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("message {} has no `{SEQ}` header", message.id()))
+}
+
+/// Unwraps `result`, or panics with `what` and the error's whole chain.
+fn must<T>(result: Result<T>, what: impl fmt::Display) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what}: {}", err.display_chain()),
+    }
+}
+
+async fn subscribe(
+    broker: &Arc<dyn Broker>,
+    pattern: &str,
+    options: SubscribeOptions,
+) -> Subscription {
+    must(
+        broker.subscribe(pattern, options).await,
+        format!("subscribe to `{pattern}`"),
+    )
+}
+
+async fn publish(broker: &Arc<dyn Broker>, topic: &str, message: Message) {
+    must(
+        broker.publish(topic, message).await,
+        format!("publish to `{topic}`"),
+    );
+}
+
+/// Publishes numbered messages `range` to `topic`, one after another.
+async fn publish_numbered(
+    broker: &Arc<dyn Broker>,
+    topic: &str,
+    range: std::ops::Range<usize>,
+) -> Vec<Message> {
+    let mut sent = Vec::with_capacity(range.len());
+    for seq in range {
+        let message = numbered(seq);
+        sent.push(message.clone());
+        publish(broker, topic, message).await;
+    }
+    sent
+}
+
+/// The next delivery, or a panic saying `what` did not arrive within `timeout`.
+async fn next_delivery(
+    subscription: &mut Subscription,
+    timeout: Duration,
+    what: impl fmt::Display,
+) -> Delivery {
+    match tokio::time::timeout(timeout, subscription.next()).await {
+        Ok(Some(Ok(delivery))) => delivery,
+        Ok(Some(Err(err))) => panic!("{what}: the subscription failed: {}", err.display_chain()),
+        Ok(None) => panic!("{what}: the subscription ended"),
+        Err(_) => panic!("{what}: nothing arrived within {timeout:?}"),
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
+/// held. The caller asserts, with a message saying what was expected.
+async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Panics if a backend claiming exactly-once delivered any id twice.
+fn check_duplicates(kit: &super::Kit, received: &[super::Received], what: &str) {
+    if !kit.features.exactly_once {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in received {
+        assert!(
+            seen.insert(r.message.id().clone()),
+            "{what}: message {} delivered twice by a backend claiming exactly-once",
+            r.message.id()
+        );
+    }
+}
