@@ -1,0 +1,165 @@
+//! What broker-memory promises beyond the conformance kit: backpressure, the opt-in drop
+//! policy, named buses and URL options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_core::{Broker, ErrorKind, Message, SubscribeOptions};
+use broker_memory::{MemoryBroker, MemoryOptions, Overflow};
+use futures::StreamExt;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_full_buffer_makes_publish_wait_then_time_out_without_dropping() {
+    rt().block_on(async {
+        let broker = MemoryBroker::with_options(
+            MemoryOptions::new()
+                .buffer(2)
+                .publish_timeout(Duration::from_millis(200)),
+        );
+        let mut sub = broker
+            .subscribe("bp.topic", SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        broker
+            .publish("bp.topic", Message::new("1"))
+            .await
+            .expect("1");
+        broker
+            .publish("bp.topic", Message::new("2"))
+            .await
+            .expect("2");
+
+        // The buffer is full: the third publish waits, and gets through once there is room.
+        let waiting = {
+            let broker = broker.clone();
+            tokio::spawn(async move { broker.publish("bp.topic", Message::new("3")).await })
+        };
+        let first = sub.next().await.expect("open").expect("delivery");
+        assert_eq!(first.message().payload().as_ref(), b"1");
+        first.ack().await.expect("ack");
+        waiting
+            .await
+            .expect("join")
+            .expect("the waiting publish got through");
+
+        // The buffer holds 2 and 3 and nobody reads: the wait is bounded and fails with
+        // Timeout, so the publisher knows; nothing is dropped silently.
+        let err = broker
+            .publish("bp.topic", Message::new("4"))
+            .await
+            .expect_err("a full buffer past the timeout");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert_eq!(broker.dropped(), 0);
+        let mut payloads = Vec::new();
+        for _ in 0..2 {
+            let d = sub.next().await.expect("open").expect("delivery");
+            payloads.push(String::from_utf8_lossy(d.message().payload()).into_owned());
+        }
+        assert_eq!(payloads, ["2", "3"]);
+    });
+}
+
+#[test]
+fn the_drop_policy_is_opt_in_and_counted() {
+    rt().block_on(async {
+        let broker = MemoryBroker::with_options(
+            MemoryOptions::new()
+                .buffer(1)
+                .overflow(Overflow::DropNewest),
+        );
+        let mut sub = broker
+            .subscribe("drop.topic", SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        for i in 0..5 {
+            broker
+                .publish("drop.topic", Message::new(format!("{i}")))
+                .await
+                .expect("publish never waits under DropNewest");
+        }
+        assert_eq!(
+            broker.dropped(),
+            4,
+            "every message that did not fit is counted"
+        );
+        let d = sub.next().await.expect("open").expect("delivery");
+        assert_eq!(d.message().payload().as_ref(), b"0");
+    });
+}
+
+#[test]
+fn named_buses_are_shared_by_name_and_separate_from_each_other() {
+    rt().block_on(async {
+        broker_memory::link();
+        let a1 = broker_core::connect("memory://bus-a").await.expect("a1");
+        let a2 = broker_core::connect("memory://bus-a").await.expect("a2");
+        let b = broker_core::connect("memory://bus-b").await.expect("b");
+        let mut on_a = a2
+            .subscribe("named.x", SubscribeOptions::new())
+            .await
+            .expect("sub a");
+        let mut on_b = b
+            .subscribe("named.x", SubscribeOptions::new())
+            .await
+            .expect("sub b");
+        a1.publish("named.x", Message::new("hello"))
+            .await
+            .expect("publish");
+        let d = tokio::time::timeout(Duration::from_secs(5), on_a.next())
+            .await
+            .expect("arrives on the same bus")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(d.message().payload().as_ref(), b"hello");
+        let other = tokio::time::timeout(Duration::from_millis(100), on_b.next()).await;
+        assert!(other.is_err(), "another bus must not see it");
+        a1.close().await.expect("close");
+        assert!(a2.publish("named.x", Message::new("late")).await.is_err());
+        // A closed bus is replaced by a fresh one on the next connect.
+        let a3 = broker_core::connect("memory://bus-a").await.expect("a3");
+        a3.publish("named.x", Message::new("fresh"))
+            .await
+            .expect("fresh bus");
+    });
+}
+
+#[test]
+fn url_options_are_read_and_bad_ones_rejected() {
+    rt().block_on(async {
+        broker_memory::link();
+        let ok = broker_core::connect("memory://opts?buffer=8&publish_timeout_ms=50&overflow=drop")
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        for url in [
+            "memory://x?buffer=lots",
+            "memory://x?overflow=sometimes",
+            "memory://x?colour=blue",
+        ] {
+            let err = broker_core::connect(url).await.expect_err(url);
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{url}: {err}");
+        }
+    });
+}
+
+#[test]
+fn oversized_messages_are_refused() {
+    rt().block_on(async {
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::with_options(
+            MemoryOptions::new().max_message_bytes(1024),
+        ));
+        let err = broker
+            .publish("big.one", Message::new(vec![0u8; 2048]))
+            .await
+            .expect_err("too large");
+        assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
+        assert_eq!(broker.capabilities().max_message_bytes, Some(1024));
+    });
+}
