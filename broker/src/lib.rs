@@ -57,3 +57,8 @@ pub async fn connect_from_env() -> Result<Arc<dyn Broker>> {
     link_backends();
     broker_core::connect_from_env().await
 }
+
+/// The README's code, compiled and run as a doc test.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
