@@ -247,7 +247,8 @@ write_config() {
 server_name: "nats-$NATS_PORT"
 listen: $NATS_HOST:$NATS_PORT
 $http_line
-# max_payload: left at the server default (1MB)
+# The conformance kit publishes a 1 MiB payload plus headers; the default is 1MB.
+max_payload: 8MB
 
 jetstream {
   store_dir: "$STORE_DIR"

@@ -1,0 +1,646 @@
+//! Options of the NATS backend, from a builder or from the URL.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use broker_core::registry::{is_secret_key, redact_url};
+use broker_core::{Error, ErrorKind, Result};
+use url::Url;
+
+/// The URL scheme of core NATS.
+pub const SCHEME: &str = "nats";
+
+/// The URL scheme of JetStream.
+pub const JETSTREAM_SCHEME: &str = "jetstream";
+
+/// Which NATS delivery model a broker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Core NATS (`nats://`): at-most-once, nothing stored.
+    #[default]
+    Core,
+    /// JetStream (`jetstream://`): stored in streams, at-least-once, explicit acks.
+    JetStream,
+}
+
+/// How the client authenticates. `Debug` never shows a secret.
+#[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// A token (`?token=…`, or `nats://TOKEN@host`).
+    Token(String),
+    /// A user and a password (`nats://user:password@host`, or `?user=…&password=…`).
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A `.creds` file holding a JWT and an NKey seed (`?creds=/path`).
+    CredentialsFile(PathBuf),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Token(_) => f.write_str("Token(***)"),
+            Auth::UserPassword { user, .. } => f
+                .debug_struct("UserPassword")
+                .field("user", user)
+                .field("password", &"***")
+                .finish(),
+            Auth::CredentialsFile(path) => f.debug_tuple("CredentialsFile").field(path).finish(),
+        }
+    }
+}
+
+/// TLS settings. TLS is used when the server asks for it, when
+/// [`required`](Tls::required) is set, or when any file is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Tls {
+    /// Require TLS even if the server does not announce it (`?tls=on`).
+    pub required: bool,
+    /// A PEM file of CA certificates to trust (`?tls_ca=/path`).
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate, PEM (`?tls_cert=/path`), for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// The client key, PEM (`?tls_key=/path`), for mutual TLS.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The storage of the streams the broker creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Storage {
+    /// On disk: survives a server restart. The default.
+    #[default]
+    File,
+    /// In memory: lost when the server restarts.
+    Memory,
+}
+
+/// JetStream settings (`jetstream://` only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JetStreamOptions {
+    /// One stream for every topic (`?stream=NAME`). Unset, each first token of a topic has
+    /// its own stream, named [`stream_prefix`](Self::stream_prefix)`_<token>`.
+    pub stream: Option<String>,
+    /// The subjects of [`stream`](Self::stream) when the broker creates it
+    /// (`?stream_subjects=a.>,b.>`; default `>` is not allowed, so they must be given).
+    pub stream_subjects: Vec<String>,
+    /// The prefix of per-token stream names (`?stream_prefix=`; default `BROKER`).
+    pub stream_prefix: String,
+    /// Create missing streams (`?create_streams=on|off`; default on). Off, a stream that
+    /// captures the topic must exist.
+    pub create_streams: bool,
+    /// How many times a message is delivered at most (`?max_deliver=N`; default
+    /// unlimited). After that the server stops redelivering it.
+    pub max_deliver: Option<i64>,
+    /// How long a delivery may stay unacked before the server redelivers it
+    /// (`?ack_wait_ms=`; default 30 s).
+    pub ack_wait: Duration,
+    /// How many deliveries a consumer may have unacked (`?max_ack_pending=N`; default the
+    /// server's, 1000).
+    pub max_ack_pending: Option<i64>,
+    /// Replicas of created streams (`?replicas=N`; default 1).
+    pub replicas: usize,
+    /// Storage of created streams (`?storage=file|memory`; default file).
+    pub storage: Storage,
+    /// How long created streams keep messages (`?max_age_secs=N`; default forever).
+    pub max_age: Option<Duration>,
+    /// The duplicate-detection window of created streams (`?duplicate_window_ms=`; default
+    /// 2 min).
+    pub duplicate_window: Duration,
+    /// How long `publish` keeps retrying an unacknowledged publish, for example while the
+    /// connection is re-established (`?publish_timeout_ms=`; default 30 s).
+    pub publish_timeout: Duration,
+    /// How many messages one pull request asks for (`?pull_batch=N`; default 64, and never
+    /// more than the subscription's `max_in_flight`).
+    pub pull_batch: usize,
+    /// How long one pull request waits on the server (`?pull_expires_ms=`; default 2 s).
+    pub pull_expires: Duration,
+    /// After how long without a subscriber the server removes an ephemeral consumer left
+    /// behind by a crashed process (`?ephemeral_inactive_ms=`; default 60 s).
+    pub ephemeral_inactive: Duration,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        JetStreamOptions {
+            stream: None,
+            stream_subjects: Vec::new(),
+            stream_prefix: "BROKER".to_owned(),
+            create_streams: true,
+            max_deliver: None,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: None,
+            replicas: 1,
+            storage: Storage::File,
+            max_age: None,
+            duplicate_window: Duration::from_secs(120),
+            publish_timeout: Duration::from_secs(30),
+            pull_batch: 64,
+            pull_expires: Duration::from_secs(2),
+            ephemeral_inactive: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Options of a [`NatsBroker`](crate::NatsBroker): a consuming builder, or the URL query.
+///
+/// `Debug` shows no secret: passwords and tokens are `***`.
+///
+/// ```
+/// use std::time::Duration;
+/// use broker_nats::{Mode, NatsOptions};
+///
+/// let options = NatsOptions::new("nats://127.0.0.1:4222")
+///     .jetstream()
+///     .name("billing")
+///     .user_and_password("alice", "s3cret")
+///     .ack_wait(Duration::from_secs(10))
+///     .max_deliver(5);
+/// assert_eq!(options.mode, Mode::JetStream);
+/// assert!(!format!("{options:?}").contains("s3cret"));
+///
+/// let url = url::Url::parse("jetstream://bob:pw@127.0.0.1:4222?name=svc&max_deliver=3").unwrap();
+/// let options = NatsOptions::from_url(&url)?;
+/// assert_eq!(options.jetstream.max_deliver, Some(3));
+/// # Ok::<(), broker_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NatsOptions {
+    /// The server address, `nats://host:port` (no credentials).
+    pub server: String,
+    /// Core NATS or JetStream.
+    pub mode: Mode,
+    /// The connection name the server shows (`?name=`).
+    pub name: Option<String>,
+    /// How long connecting may take (`?connect_timeout_ms=`; default 5 s).
+    pub connection_timeout: Duration,
+    /// How long requests and JetStream API calls may take (`?request_timeout_ms=`; default
+    /// 10 s).
+    pub request_timeout: Duration,
+    /// Credentials.
+    pub auth: Auth,
+    /// TLS.
+    pub tls: Tls,
+    /// Messages buffered per subscription in the client (`?subscription_capacity=N`).
+    pub subscription_capacity: Option<usize>,
+    /// JetStream settings.
+    pub jetstream: JetStreamOptions,
+}
+
+impl fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("server", &redact_url(&self.server))
+            .field("mode", &self.mode)
+            .field("name", &self.name)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .field("jetstream", &self.jetstream)
+            .finish()
+    }
+}
+
+impl NatsOptions {
+    /// Core NATS options for the server at `server` (`nats://host:port` or `host:port`),
+    /// with the defaults.
+    pub fn new(server: impl Into<String>) -> Self {
+        NatsOptions {
+            server: server.into(),
+            mode: Mode::Core,
+            name: None,
+            connection_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            auth: Auth::None,
+            tls: Tls::default(),
+            subscription_capacity: None,
+            jetstream: JetStreamOptions::default(),
+        }
+    }
+
+    /// Switches to JetStream.
+    pub fn jetstream(mut self) -> Self {
+        self.mode = Mode::JetStream;
+        self
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the connection name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Sets the request and JetStream API timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Authenticates with a token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Auth::Token(token.into());
+        self
+    }
+
+    /// Authenticates with a user and a password.
+    pub fn user_and_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.auth = Auth::UserPassword {
+            user: user.into(),
+            password: password.into(),
+        };
+        self
+    }
+
+    /// Authenticates with a `.creds` file.
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.auth = Auth::CredentialsFile(path.into());
+        self
+    }
+
+    /// Requires TLS.
+    pub fn require_tls(mut self, required: bool) -> Self {
+        self.tls.required = required;
+        self
+    }
+
+    /// Trusts the CA certificates in the PEM file `path`.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents the client certificate `cert` with its key `key` (PEM files).
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.cert_file = Some(cert.into());
+        self.tls.key_file = Some(key.into());
+        self
+    }
+
+    /// Sets how many messages the client buffers per subscription.
+    pub fn subscription_capacity(mut self, capacity: usize) -> Self {
+        self.subscription_capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// Puts every topic in the one stream `name` (JetStream).
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.jetstream.stream = Some(name.into());
+        self
+    }
+
+    /// Sets the subjects of the single stream, when the broker creates it (JetStream).
+    pub fn stream_subjects<I, S>(mut self, subjects: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.jetstream.stream_subjects = subjects.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the prefix of per-token stream names (JetStream).
+    pub fn stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.jetstream.stream_prefix = prefix.into();
+        self
+    }
+
+    /// Whether missing streams are created (JetStream).
+    pub fn create_streams(mut self, create: bool) -> Self {
+        self.jetstream.create_streams = create;
+        self
+    }
+
+    /// Sets the maximum number of deliveries of a message (JetStream).
+    pub fn max_deliver(mut self, max: i64) -> Self {
+        self.jetstream.max_deliver = Some(max);
+        self
+    }
+
+    /// Sets how long a delivery may stay unacked (JetStream).
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.jetstream.ack_wait = wait;
+        self
+    }
+
+    /// Sets how many deliveries a consumer may have unacked (JetStream).
+    pub fn max_ack_pending(mut self, max: i64) -> Self {
+        self.jetstream.max_ack_pending = Some(max);
+        self
+    }
+
+    /// Sets the replicas of created streams (JetStream).
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.jetstream.replicas = replicas.max(1);
+        self
+    }
+
+    /// Sets the storage of created streams (JetStream).
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.jetstream.storage = storage;
+        self
+    }
+
+    /// Sets how long created streams keep messages (JetStream).
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.jetstream.max_age = Some(age);
+        self
+    }
+
+    /// Sets how long `publish` retries an unacknowledged publish (JetStream).
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.jetstream.publish_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one pull request waits on the server (JetStream).
+    pub fn pull_expires(mut self, expires: Duration) -> Self {
+        self.jetstream.pull_expires = expires;
+        self
+    }
+
+    /// Reads options from a `nats://` or `jetstream://` URL: the scheme picks the mode,
+    /// userinfo gives credentials, the query gives the rest (see the crate docs for the
+    /// keys). Unknown keys are an error, and so are JetStream keys on `nats://`.
+    pub fn from_url(url: &Url) -> Result<Self> {
+        let mode = match url.scheme() {
+            SCHEME => Mode::Core,
+            JETSTREAM_SCHEME => Mode::JetStream,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidUrl,
+                    format!(
+                        "broker-nats handles `nats://` and `jetstream://` URLs, not `{other}://`"
+                    ),
+                ));
+            }
+        };
+        let host = url.host_str().unwrap_or("127.0.0.1");
+        let host = if host.is_empty() { "127.0.0.1" } else { host };
+        let port = url.port().unwrap_or(4222);
+        let mut options = NatsOptions::new(format!("nats://{host}:{port}")).mode(mode);
+
+        let user = percent_decode(url.username());
+        let password = url.password().map(percent_decode);
+        match (user.is_empty(), password) {
+            (true, None) => {}
+            (false, None) => options = options.token(user),
+            (_, Some(password)) => options = options.user_and_password(user, password),
+        }
+
+        let mut query_user = None;
+        let mut query_password = None;
+        for (key, value) in url.query_pairs() {
+            let key = &*key;
+            let shown = if is_secret_key(key) { "***" } else { &value };
+            let invalid = |what: &str| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("NATS URL option `{key}` must be {what}, got `{shown}`"),
+                )
+            };
+            let number = || value.parse::<u64>().map_err(|_| invalid("a whole number"));
+            let millis = || number().map(Duration::from_millis);
+            let switch = || match &*value {
+                "on" | "true" | "1" | "yes" => Ok(true),
+                "off" | "false" | "0" | "no" => Ok(false),
+                _ => Err(invalid("`on` or `off`")),
+            };
+            let jetstream_only = matches!(
+                key,
+                "stream"
+                    | "stream_subjects"
+                    | "stream_prefix"
+                    | "create_streams"
+                    | "max_deliver"
+                    | "ack_wait_ms"
+                    | "max_ack_pending"
+                    | "replicas"
+                    | "storage"
+                    | "max_age_secs"
+                    | "duplicate_window_ms"
+                    | "publish_timeout_ms"
+                    | "pull_batch"
+                    | "pull_expires_ms"
+                    | "ephemeral_inactive_ms"
+            );
+            if jetstream_only && mode != Mode::JetStream {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("NATS URL option `{key}` applies to `jetstream://` URLs only"),
+                ));
+            }
+            let js = &mut options.jetstream;
+            match key {
+                "name" => options.name = Some(value.into_owned()),
+                "connect_timeout_ms" => options.connection_timeout = millis()?,
+                "request_timeout_ms" => options.request_timeout = millis()?,
+                "token" => options.auth = Auth::Token(value.into_owned()),
+                "user" => query_user = Some(value.into_owned()),
+                "password" => query_password = Some(value.into_owned()),
+                "creds" | "credentials" => {
+                    options.auth = Auth::CredentialsFile(PathBuf::from(&*value))
+                }
+                "tls" => options.tls.required = switch()?,
+                "tls_ca" => options.tls.ca_file = Some(PathBuf::from(&*value)),
+                "tls_cert" => options.tls.cert_file = Some(PathBuf::from(&*value)),
+                "tls_key" => options.tls.key_file = Some(PathBuf::from(&*value)),
+                "subscription_capacity" => {
+                    options.subscription_capacity = Some((number()? as usize).max(1))
+                }
+                "stream" => js.stream = Some(value.into_owned()),
+                "stream_subjects" => {
+                    js.stream_subjects = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "stream_prefix" => js.stream_prefix = value.into_owned(),
+                "create_streams" => js.create_streams = switch()?,
+                "max_deliver" => {
+                    js.max_deliver = Some(i64::try_from(number()?).map_err(|_| invalid("smaller"))?)
+                }
+                "ack_wait_ms" => js.ack_wait = millis()?,
+                "max_ack_pending" => {
+                    js.max_ack_pending =
+                        Some(i64::try_from(number()?).map_err(|_| invalid("smaller"))?)
+                }
+                "replicas" => js.replicas = (number()? as usize).max(1),
+                "storage" => {
+                    js.storage = match &*value {
+                        "file" => Storage::File,
+                        "memory" => Storage::Memory,
+                        _ => return Err(invalid("`file` or `memory`")),
+                    }
+                }
+                "max_age_secs" => js.max_age = Some(Duration::from_secs(number()?)),
+                "duplicate_window_ms" => js.duplicate_window = millis()?,
+                "publish_timeout_ms" => js.publish_timeout = millis()?,
+                "pull_batch" => js.pull_batch = (number()? as usize).max(1),
+                "pull_expires_ms" => js.pull_expires = millis()?,
+                "ephemeral_inactive_ms" => js.ephemeral_inactive = millis()?,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!(
+                            "unknown NATS URL option `{other}` (known: name, connect_timeout_ms, request_timeout_ms, token, user, password, creds, tls, tls_ca, tls_cert, tls_key, subscription_capacity; jetstream:// also: stream, stream_subjects, stream_prefix, create_streams, max_deliver, ack_wait_ms, max_ack_pending, replicas, storage, max_age_secs, duplicate_window_ms, publish_timeout_ms, pull_batch, pull_expires_ms, ephemeral_inactive_ms)"
+                        ),
+                    ));
+                }
+            }
+        }
+        match (query_user, query_password) {
+            (None, None) => {}
+            (Some(user), password) => {
+                options = options.user_and_password(user, password.unwrap_or_default())
+            }
+            (None, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    "NATS URL option `password` needs `user` (or `nats://user:password@host`)",
+                ));
+            }
+        }
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// Checks combinations the server would reject later.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "a TLS client certificate needs its key, and a key its certificate",
+            ));
+        }
+        let js = &self.jetstream;
+        if self.mode == Mode::JetStream {
+            if let Some(stream) = &js.stream {
+                crate::jetstream::check_stream_name(stream)?;
+                if js.create_streams && js.stream_subjects.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!(
+                            "stream `{stream}` may be created on demand, so its subjects are needed: set `stream_subjects` (or `create_streams=off`)"
+                        ),
+                    ));
+                }
+            } else {
+                crate::jetstream::check_stream_name(&js.stream_prefix)?;
+            }
+            if js.max_deliver == Some(0) {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    "`max_deliver` must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    crate::convert::percent_decode(s).unwrap_or_else(|| s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<NatsOptions> {
+        NatsOptions::from_url(&Url::parse(url).expect("url"))
+    }
+
+    #[test]
+    fn userinfo_gives_credentials() {
+        let o = parse("nats://alice:p%40ss@h:1234").expect("options");
+        assert_eq!(o.server, "nats://h:1234");
+        assert_eq!(
+            o.auth,
+            Auth::UserPassword {
+                user: "alice".into(),
+                password: "p@ss".into()
+            }
+        );
+        let o = parse("nats://tok@h").expect("options");
+        assert_eq!(o.auth, Auth::Token("tok".into()));
+        assert_eq!(o.server, "nats://h:4222");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let o = parse("jetstream://alice:hunter2@h?token=t0ken&name=svc").expect("options");
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+        let o = NatsOptions::new("nats://u:hunter2@h").user_and_password("u", "hunter2");
+        assert!(!format!("{o:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn jetstream_keys_need_jetstream() {
+        let err = parse("nats://h?max_deliver=3").expect_err("core");
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        let o =
+            parse("jetstream://h?max_deliver=3&ack_wait_ms=1500&create_streams=off&storage=memory")
+                .expect("options");
+        assert_eq!(o.mode, Mode::JetStream);
+        assert_eq!(o.jetstream.max_deliver, Some(3));
+        assert_eq!(o.jetstream.ack_wait, Duration::from_millis(1500));
+        assert!(!o.jetstream.create_streams);
+        assert_eq!(o.jetstream.storage, Storage::Memory);
+    }
+
+    #[test]
+    fn bad_values_are_invalid_config_and_redacted() {
+        for url in [
+            "nats://h?nope=1",
+            "jetstream://h?ack_wait_ms=soon",
+            "jetstream://h?stream=A.B&stream_subjects=x",
+            "jetstream://h?stream=EVENTS",
+            "nats://h?tls_cert=/a",
+        ] {
+            assert_eq!(
+                parse(url).expect_err(url).kind(),
+                ErrorKind::InvalidConfig,
+                "{url}"
+            );
+        }
+        let err = parse("nats://h?token=").map(|_| ());
+        assert!(err.is_ok());
+    }
+}

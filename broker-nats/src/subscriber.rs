@@ -1,0 +1,357 @@
+//! Subscribing: core NATS subscriptions, and JetStream pull consumers read by a
+//! background pull loop.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
+use async_nats::jetstream::message::Acker;
+use broker_core::{
+    Acknowledger, Delivery, Redelivery, Result, StartPosition, SubscribeOptions, Subscription,
+};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Inner;
+use crate::jetstream::durable_name;
+use crate::{convert, error};
+
+/// A core NATS subscription. It is live when this returns: the server has the
+/// subscription (a flush round trip) before it does.
+pub(crate) async fn subscribe_core(
+    inner: &Arc<Inner>,
+    pattern: &str,
+    options: SubscribeOptions,
+) -> Result<Subscription> {
+    let client = &inner.client;
+    let subscriber = match &options.queue {
+        Some(group) => {
+            client
+                .queue_subscribe(pattern.to_owned(), group.clone())
+                .await
+        }
+        None => client.subscribe(pattern.to_owned()).await,
+    }
+    .map_err(|e| error::subscribe(pattern, e))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| error::subscribe(pattern, e))?;
+    let deliveries = subscriber
+        .take_until(inner.shutdown.clone().cancelled_owned())
+        .map(|msg| {
+            let topic = msg.subject.to_string();
+            let message = convert::from_nats(
+                &topic,
+                msg.headers.as_ref(),
+                msg.payload,
+                msg.reply.as_deref(),
+            );
+            Ok(Delivery::new(message, topic, Box::new(CoreAcker)).with_attempt(1))
+        });
+    Ok(Subscription::new(pattern, &options, deliveries))
+}
+
+/// Core NATS keeps nothing: acks and nacks have nobody to tell.
+struct CoreAcker;
+
+impl Acknowledger for CoreAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn nack(self: Box<Self>, _redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
+        tracing::debug!("nack on core NATS: the message is not redelivered (at-most-once)");
+        futures::future::ready(Ok(())).boxed()
+    }
+}
+
+/// A JetStream subscription: a durable consumer named after the queue group, or an
+/// ephemeral one, filtered on `pattern`, with explicit acks. The consumer exists when
+/// this returns, so later publishes reach it.
+pub(crate) async fn subscribe_jetstream(
+    inner: &Arc<Inner>,
+    pattern: &str,
+    options: SubscribeOptions,
+) -> Result<Subscription> {
+    let js = inner.js()?;
+    let stream_name = inner.stream_for(pattern).await?;
+    let stream = js
+        .get_stream_no_info(&stream_name)
+        .await
+        .map_err(|e| error::subscribe(pattern, e))?;
+    let jo = &inner.options.jetstream;
+    let mut config = pull::Config {
+        filter_subject: pattern.to_owned(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: jo.ack_wait,
+        max_deliver: jo.max_deliver.unwrap_or_default(),
+        max_ack_pending: jo.max_ack_pending.unwrap_or_default(),
+        deliver_policy: match options.start_position() {
+            StartPosition::Earliest => DeliverPolicy::All,
+            _ => DeliverPolicy::New,
+        },
+        ..Default::default()
+    };
+    let (consumer, ephemeral) = match &options.queue {
+        Some(group) => {
+            let name = durable_name(group, pattern);
+            config.durable_name = Some(name.clone());
+            config.description = Some(format!("queue group `{group}` on `{pattern}`"));
+            let consumer = stream
+                .get_or_create_consumer(&name, config)
+                .await
+                .map_err(|e| error::subscribe(pattern, e))?;
+            (consumer, None)
+        }
+        None => {
+            let name = format!("eph-{}", uuid::Uuid::now_v7().simple());
+            config.name = Some(name.clone());
+            config.inactive_threshold = jo.ephemeral_inactive;
+            let consumer = stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| error::subscribe(pattern, e))?;
+            (consumer, Some(name))
+        }
+    };
+
+    let (tx, rx) = mpsc::channel(1);
+    let cancel = inner.shutdown.child_token();
+    let pull = PullLoop {
+        consumer,
+        tx,
+        cancel: cancel.clone(),
+        batch: jo.pull_batch.min(options.max_in_flight).max(1),
+        expires: jo.pull_expires,
+        pattern: pattern.to_owned(),
+    };
+    inner.tasks.spawn(pull.run());
+    let deliveries = JetStreamDeliveries {
+        rx,
+        guard: ConsumerGuard {
+            inner: inner.clone(),
+            cancel,
+            stream: stream_name,
+            ephemeral,
+        },
+    };
+    Ok(Subscription::new(pattern, &options, deliveries))
+}
+
+struct PullLoop {
+    consumer: Consumer<pull::Config>,
+    tx: mpsc::Sender<async_nats::jetstream::Message>,
+    cancel: CancellationToken,
+    batch: usize,
+    expires: Duration,
+    pattern: String,
+}
+
+impl PullLoop {
+    /// Pulls batches until the subscription is dropped or the broker closed, then hands
+    /// back (NAKs) what was fetched and not delivered, so it goes to another member at
+    /// once instead of after `ack_wait`.
+    async fn run(self) {
+        let mut failures: u32 = 0;
+        loop {
+            let batch = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = self.tx.closed() => return,
+                batch = self
+                    .consumer
+                    .batch()
+                    .max_messages(self.batch)
+                    .expires(self.expires)
+                    .messages() => batch,
+            };
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(err) => {
+                    failures += 1;
+                    self.pause(failures, &err).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = self.cancel.cancelled() => return self.hand_back(batch).await,
+                    next = batch.next() => next,
+                };
+                match next {
+                    None => break,
+                    Some(Err(err)) => {
+                        failures += 1;
+                        self.pause(failures, &*err).await;
+                        break;
+                    }
+                    Some(Ok(message)) => {
+                        failures = 0;
+                        let permit = tokio::select! {
+                            _ = self.cancel.cancelled() => Err(()),
+                            permit = self.tx.reserve() => permit.map_err(|_| ()),
+                        };
+                        match permit {
+                            Ok(permit) => permit.send(message),
+                            Err(()) => {
+                                nak(message).await;
+                                return self.hand_back(batch).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// NAKs the rest of an open pull request (it ends within `expires`).
+    async fn hand_back(&self, mut batch: pull::Batch) {
+        let drain = async {
+            while let Some(Ok(message)) = batch.next().await {
+                nak(message).await;
+            }
+        };
+        let _ = tokio::time::timeout(self.expires + Duration::from_secs(1), drain).await;
+    }
+
+    /// Waits before pulling again after a failure (the server may be restarting).
+    async fn pause(&self, failures: u32, err: &(dyn std::error::Error + Send + Sync + 'static)) {
+        if failures <= 1 {
+            tracing::debug!(pattern = %self.pattern, error = %err, "JetStream pull failed; retrying");
+        } else {
+            tracing::warn!(pattern = %self.pattern, error = %err, failures, "JetStream pull keeps failing; retrying");
+        }
+        let delay = Duration::from_millis(100 * u64::from(failures.min(10)));
+        tokio::select! {
+            _ = self.cancel.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn nak(message: async_nats::jetstream::Message) {
+    if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(error = %err, "handing back an undelivered JetStream message failed; it returns after ack_wait");
+    }
+}
+
+/// Stops the pull loop when the subscription is dropped, and deletes an ephemeral
+/// consumer (durable ones stay, keeping the group's position).
+struct ConsumerGuard {
+    inner: Arc<Inner>,
+    cancel: CancellationToken,
+    stream: String,
+    ephemeral: Option<String>,
+}
+
+impl Drop for ConsumerGuard {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        let Some(name) = self.ephemeral.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return; // The server removes it after `ephemeral_inactive`.
+        }
+        let inner = self.inner.clone();
+        let stream = std::mem::take(&mut self.stream);
+        runtime.spawn(async move {
+            if let Ok(js) = inner.js()
+                && let Err(err) = js.delete_consumer_from_stream(&name, &stream).await
+            {
+                tracing::debug!(consumer = %name, error = %err, "deleting an ephemeral consumer failed; the server removes it when inactive");
+            }
+        });
+    }
+}
+
+/// The deliveries of a JetStream subscription. Messages fetched and not yet handed out
+/// are NAKed when it is dropped.
+struct JetStreamDeliveries {
+    rx: mpsc::Receiver<async_nats::jetstream::Message>,
+    guard: ConsumerGuard,
+}
+
+impl Stream for JetStreamDeliveries {
+    type Item = Result<Delivery>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(message)) => Poll::Ready(Some(Ok(delivery(message)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for JetStreamDeliveries {
+    fn drop(&mut self) {
+        self.guard.cancel.cancel();
+        self.rx.close();
+        let mut left = Vec::new();
+        while let Ok(message) = self.rx.try_recv() {
+            left.push(message);
+        }
+        if left.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for message in left {
+                    nak(message).await;
+                }
+            });
+        }
+    }
+}
+
+fn delivery(message: async_nats::jetstream::Message) -> Delivery {
+    let attempt = message
+        .info()
+        .map(|info| u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    let (message, acker) = message.split();
+    let topic = message.subject.to_string();
+    let converted = convert::from_nats(&topic, message.headers.as_ref(), message.payload, None);
+    Delivery::new(converted, topic, Box::new(JetStreamAcker { acker })).with_attempt(attempt)
+}
+
+/// Settles one JetStream delivery: ack waits for the server's confirmation; nack is a
+/// NAK, with a delay for [`Redelivery::After`].
+struct JetStreamAcker {
+    acker: Acker,
+}
+
+impl Acknowledger for JetStreamAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        async move {
+            self.acker
+                .double_ack()
+                .await
+                .map_err(|e| error::ack("acknowledging a JetStream message", e))
+        }
+        .boxed()
+    }
+
+    fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
+        let delay = match redelivery {
+            Redelivery::After(delay) if !delay.is_zero() => Some(delay),
+            _ => None,
+        };
+        async move {
+            self.acker
+                .ack_with(AckKind::Nak(delay))
+                .await
+                .map_err(|e| error::ack("NAKing a JetStream message", e))
+        }
+        .boxed()
+    }
+}
