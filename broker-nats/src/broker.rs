@@ -80,6 +80,22 @@ impl Inner {
         self.js.is_some() && !is_inbox(subject)
     }
 
+    /// Waits until the server has processed everything this connection sent so far: a
+    /// request to a subject nobody listens on, which the server answers with "no
+    /// responders" (a flush alone only empties the client's socket buffer).
+    pub(crate) async fn sync(&self, what: &str) -> Result<()> {
+        let probe = self.client.new_inbox();
+        match self.client.request(probe, bytes::Bytes::new()).await {
+            Ok(_) => Ok(()),
+            Err(err) if err.kind() == async_nats::client::RequestErrorKind::NoResponders => Ok(()),
+            Err(err) => Err(Error::with_source(
+                ErrorKind::Subscribe,
+                format!("the server did not confirm the subscription to `{what}`"),
+                err,
+            )),
+        }
+    }
+
     /// Fails with [`ErrorKind::PayloadTooLarge`] when the message would exceed the
     /// server's `max_payload`.
     pub(crate) fn check_size(

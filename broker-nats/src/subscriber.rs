@@ -38,10 +38,7 @@ pub(crate) async fn subscribe_core(
         None => client.subscribe(pattern.to_owned()).await,
     }
     .map_err(|e| error::subscribe(pattern, e))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| error::subscribe(pattern, e))?;
+    inner.sync(pattern).await?;
     let deliveries = subscriber
         .take_until(inner.shutdown.clone().cancelled_owned())
         .map(|msg| {
