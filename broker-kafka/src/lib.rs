@@ -1,1 +1,86 @@
-//! Kafka backend (in progress).
+//! The Apache Kafka backend (`kafka://`), on rdkafka (librdkafka).
+//!
+//! | guarantee | kafka |
+//! |---|---|
+//! | delivery | at-least-once: `publish` resolves when every in-sync replica has the message (`acks=all`, idempotent producer); an offset is committed only when it and every earlier offset of its partition are acked |
+//! | ordering | per key: a key picks the partition, and a partition is read in order by one member of a group (messages without a key are spread over partitions) |
+//! | persistence | yes: messages stay in the log for the topic's retention; a group resumes from its committed offsets |
+//! | queue groups | yes: the queue name is the consumer group id; without a queue each subscriber gets its own group and sees every message |
+//! | redelivery | `nack` seeks the partition back; only nacked messages come back, with their attempt count; `nack_after` waits first |
+//! | wildcards | `*` and `>` become a regex subscription; new matching topics are found within [`KafkaOptions::pattern_refresh`] and read from their beginning |
+//! | max message | [`KafkaOptions::max_message_bytes`] (8 MiB by default; larger messages fail with `PayloadTooLarge` before sending) |
+//!
+//! # Connecting
+//!
+//! `kafka://host:port[,host:port][?options]`; see [`KafkaOptions`] for the options and
+//! the librdkafka pass-through (any query key with a dot, such as
+//! `security.protocol=SASL_SSL`). Through [`broker_core::connect`], whose URL parser
+//! takes one port, write several brokers as `kafka://h1,h2:9092` or with
+//! `?bootstrap.servers=h1:9092,h2:9093`; [`KafkaBroker::connect_url`] also takes
+//! `kafka://h1:9092,h2:9093`. A binary that names no item of this crate must call
+//! [`link`] (or `use broker_kafka as _;`) so that the `kafka` scheme is registered.
+//!
+//! # Publishing
+//!
+//! One idempotent producer per broker. Each publish resolves on its own delivery report,
+//! so many can be in flight at once. Headers become native record headers (order, case
+//! and repeated keys kept); the message id travels as the `x-message-id` header and is
+//! removed on receipt; the message key is the record key. Topics are created on first use
+//! through the admin API, with [`KafkaOptions::partitions`] partitions and
+//! [`KafkaOptions::replication`] replicas, unless [`KafkaOptions::create_topics`] is off.
+//! Topic names may only use ASCII letters, digits, `.`, `_` and `-`.
+//!
+//! # Subscribing
+//!
+//! Each subscription is one consumer in the consumer group named by the queue (or a
+//! unique group). When `subscribe` returns, the consumer has joined its group and has
+//! its partitions, so a message published afterwards reaches it. Where it starts when the
+//! group has no committed offset is [`SubscribeOptions::start_position`]
+//! (`broker_core::SubscribeOptions`): a named group from the earliest retained message, a
+//! plain subscriber from the end. For the end, the consumer reads each partition's end
+//! offset while joining and commits it, so nothing published after `subscribe` returned
+//! is skipped, even across later rebalances. With a wildcard, topics that appear after
+//! `subscribe` returned are read from their beginning: they did not exist when the
+//! subscription started, so all of their messages are new to it.
+//!
+//! Offsets are committed (never automatically) every [`KafkaOptions::commit_interval`],
+//! before partitions are revoked in a rebalance, and when the subscription is dropped;
+//! what is committed is the first offset of each partition that is not acked yet.
+//! Attempt counts are kept per offset by the consumer that delivered the message; after a
+//! rebalance the new owner counts from 1 again. Dropping a subscription leaves the group
+//! at once, so the other members take its partitions over from the committed offsets.
+//! The stream of a subscription that is not read parks what was fetched and pauses its
+//! partitions, without stalling the group.
+//!
+//! [`SubscribeOptions::start_position`]: broker_core::SubscribeOptions::start_position
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod broker;
+mod context;
+mod convert;
+mod error;
+mod options;
+mod subscriber;
+mod tracker;
+
+use std::sync::Arc;
+
+use broker_core::{Broker, Result};
+use futures::FutureExt;
+
+pub use broker::KafkaBroker;
+pub use options::{DEFAULT_MAX_MESSAGE_BYTES, KafkaOptions, SCHEME};
+
+broker_core::register_backend!(SCHEME, |url| connect_url(url).boxed());
+
+/// Connects to the broker a parsed `kafka://` URL names (the registry's entry point).
+pub async fn connect_url(url: url::Url) -> Result<Arc<dyn Broker>> {
+    let options = KafkaOptions::from_url(&url)?;
+    Ok(Arc::new(KafkaBroker::connect(options).await?))
+}
+
+/// Names this crate so the linker keeps it, and with it the `kafka://` registration.
+/// Called by the `broker` crate; a binary depending on this crate alone should call it
+/// (or `use broker_kafka as _;`) once.
+pub fn link() {}

@@ -1,0 +1,349 @@
+//! The Kafka broker: the producer, the admin client, topic creation.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use broker_core::{
+    Broker, Capabilities, DeliveryGuarantee, Error, ErrorKind, Message, OrderingGuarantee, Result,
+    SubscribeOptions, Subscription, async_trait,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::LogContext;
+use crate::error::{check_topic, config, kafka, publish_kind};
+use crate::options::{FRAMING_ALLOWANCE, KafkaOptions};
+use crate::{convert, subscriber};
+
+/// A Kafka broker: an idempotent producer shared by every publish, an admin client that
+/// creates topics on demand, and one consumer per subscription. Cloning gives another
+/// handle to the same broker.
+///
+/// See the [crate documentation](crate) for the guarantees.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> broker_core::Result<()> {
+/// use broker_core::{Broker, Message, SubscribeOptions};
+/// use broker_kafka::{KafkaBroker, KafkaOptions};
+/// use futures::StreamExt;
+///
+/// let broker = KafkaBroker::connect(KafkaOptions::new().brokers(["127.0.0.1:9092"])).await?;
+/// let mut sub = broker.subscribe("orders.*", SubscribeOptions::new().queue("billing")).await?;
+/// broker.publish("orders.created", Message::new("{}").with_key("order-1")).await?;
+/// let delivery = sub.next().await.expect("a delivery")?;
+/// delivery.ack().await?;
+/// broker.close().await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct KafkaBroker {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) options: KafkaOptions,
+    producer: FutureProducer<LogContext>,
+    admin: AdminClient<LogContext>,
+    known_topics: Mutex<HashSet<String>>,
+    closed: AtomicBool,
+    pub(crate) shutdown: CancellationToken,
+    /// How many consumer threads are running.
+    pub(crate) consumers: Arc<watch::Sender<usize>>,
+}
+
+impl KafkaBroker {
+    /// Connects with `options`: builds the producer and the admin client and checks, by
+    /// asking for the cluster's metadata, that a broker answers.
+    pub async fn connect(options: KafkaOptions) -> Result<Self> {
+        let max = options.max_message_bytes + FRAMING_ALLOWANCE;
+        let producer: FutureProducer<LogContext> = options
+            .client_config(&[
+                ("enable.idempotence", "true".to_owned()),
+                ("acks", "all".to_owned()),
+                (
+                    "message.timeout.ms",
+                    options.publish_timeout.as_millis().to_string(),
+                ),
+                ("message.max.bytes", max.to_string()),
+            ])
+            .create_with_context(LogContext)
+            .map_err(|e| config("producer", e))?;
+        let admin: AdminClient<LogContext> = options
+            .client_config(&[])
+            .create_with_context(LogContext)
+            .map_err(|e| config("admin client", e))?;
+        let broker = KafkaBroker {
+            inner: Arc::new(Inner {
+                options,
+                producer,
+                admin,
+                known_topics: Mutex::new(HashSet::new()),
+                closed: AtomicBool::new(false),
+                shutdown: CancellationToken::new(),
+                consumers: Arc::new(watch::channel(0).0),
+            }),
+        };
+        broker.inner.check_reachable().await?;
+        Ok(broker)
+    }
+
+    /// Connects to the broker a `kafka://` URL names (see [`KafkaOptions::from_url_str`]).
+    pub async fn connect_url(url: &str) -> Result<Self> {
+        KafkaBroker::connect(KafkaOptions::from_url_str(url)?).await
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.inner.options
+    }
+
+    /// Whether [`close`](Broker::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Creates `topic` with the configured partitions and replication, unless this broker
+    /// already knows it exists. Publishing and subscribing do this on their own when
+    /// [`KafkaOptions::create_topics`] is on; this is for creating topics up front.
+    pub async fn create_topic(&self, topic: &str) -> Result<()> {
+        self.inner.check_open()?;
+        check_topic(topic)?;
+        self.inner.create_topic(topic).await
+    }
+}
+
+impl std::fmt::Debug for KafkaBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBroker")
+            .field("options", &self.inner.options)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::closed("the Kafka broker"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn check_reachable(&self) -> Result<()> {
+        let producer = self.producer.clone();
+        let timeout = self.options.subscribe_timeout.min(Duration::from_secs(10));
+        let result = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await
+        .map_err(|e| Error::with_source(ErrorKind::Connect, "metadata request panicked", e))?;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => Err(kafka(
+                ErrorKind::Connect,
+                format!(
+                    "no Kafka broker answered at {} within {timeout:?}",
+                    self.options.brokers.join(",")
+                ),
+                err,
+            )),
+        }
+    }
+
+    /// Creates `topic` if topic creation is on and it is not known yet.
+    pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<()> {
+        if !self.options.create_topics {
+            return Ok(());
+        }
+        self.create_topic(topic).await
+    }
+
+    async fn create_topic(&self, topic: &str) -> Result<()> {
+        if self.is_known(topic) {
+            return Ok(());
+        }
+        let max = (self.options.max_message_bytes + FRAMING_ALLOWANCE).to_string();
+        let new_topic = NewTopic::new(
+            topic,
+            self.options.partitions,
+            TopicReplication::Fixed(self.options.replication),
+        )
+        .set("max.message.bytes", &max);
+        let admin_options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
+        let results = self
+            .admin
+            .create_topics([&new_topic], &admin_options)
+            .await
+            .map_err(|e| kafka(ErrorKind::Connect, format!("cannot create topic `{topic}`"), e))?;
+        let mut created = false;
+        for result in results {
+            match result {
+                Ok(_) => created = true,
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((
+                    _,
+                    code @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed),
+                )) => {
+                    tracing::warn!(topic, error = %code, "not allowed to create the topic; assuming it exists");
+                }
+                Err((_, code)) => {
+                    return Err(Error::with_source(
+                        if code == RDKafkaErrorCode::InvalidTopic {
+                            ErrorKind::InvalidSubject
+                        } else {
+                            ErrorKind::Publish
+                        },
+                        format!("cannot create topic `{topic}`"),
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ));
+                }
+            }
+        }
+        if created {
+            tracing::debug!(topic, partitions = self.options.partitions, "created topic");
+            self.wait_for_leaders(topic).await;
+        }
+        if let Ok(mut known) = self.known_topics.lock() {
+            known.insert(topic.to_owned());
+        }
+        Ok(())
+    }
+
+    fn is_known(&self, topic: &str) -> bool {
+        self.known_topics
+            .lock()
+            .map(|known| known.contains(topic))
+            .unwrap_or(false)
+    }
+
+    /// Waits (bounded) until the metadata shows every partition of a new topic with a
+    /// leader, so that a consumer subscribing right after sees the topic.
+    async fn wait_for_leaders(&self, topic: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let producer = self.producer.clone();
+            let name = topic.to_owned();
+            let metadata = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(Some(&name), Duration::from_secs(2))
+            })
+            .await;
+            let ready = metadata
+                .ok()
+                .and_then(|m| m.ok())
+                .map(|metadata| {
+                    metadata.topics().iter().any(|t| {
+                        t.name() == topic
+                            && t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                })
+                .unwrap_or(false);
+            if ready || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for KafkaBroker {
+    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        check_topic(topic)?;
+        let size = message.encoded_len();
+        if size > inner.options.max_message_bytes {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "message of {size} bytes exceeds the Kafka broker's limit of {} bytes",
+                    inner.options.max_message_bytes
+                ),
+            ));
+        }
+        inner.ensure_topic(topic).await?;
+        let headers = convert::record_headers(&message);
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
+            .payload(message.payload().as_ref())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        match inner
+            .producer
+            .send(record, Timeout::After(inner.options.publish_timeout))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err((err, _)) => Err(kafka(
+                publish_kind(&err),
+                format!("publish to `{topic}` failed"),
+                err,
+            )),
+        }
+    }
+
+    async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
+        self.inner.check_open()?;
+        subscriber::subscribe(self.inner.clone(), pattern, options).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        inner.shutdown.cancel();
+        let flush = {
+            let inner = inner.clone();
+            tokio::task::spawn_blocking(move || {
+                inner.producer.flush(Timeout::After(inner.options.publish_timeout))
+            })
+        };
+        let mut consumers = inner.consumers.subscribe();
+        let consumers_done = tokio::time::timeout(Duration::from_secs(30), async move {
+            consumers
+                .wait_for(|running| *running == 0)
+                .await
+                .map(|_| ())
+        });
+        let (flushed, _) = tokio::join!(flush, consumers_done);
+        match flushed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(kafka(
+                ErrorKind::Timeout,
+                "messages still unacknowledged when closing the Kafka broker",
+                err,
+            )),
+            Err(join) => Err(Error::with_source(
+                ErrorKind::Publish,
+                "flushing the producer panicked",
+                join,
+            )),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(crate::SCHEME)
+            .delivery(DeliveryGuarantee::AtLeastOnce)
+            .ordering(OrderingGuarantee::PerKey)
+            .persistence(true)
+            .redelivery(true)
+            .queue_groups(true)
+            .max_message_bytes(Some(self.inner.options.max_message_bytes))
+    }
+}

@@ -1,0 +1,623 @@
+//! Subscriptions: one consumer per subscription, polled on its own thread.
+//!
+//! The thread polls the consumer, asks the partition's [`PartitionTracker`] whether a
+//! fetched record is to be handed out, and passes it to the subscription's stream. Acks
+//! and nacks land in the trackers; the thread commits each partition's
+//! [`commit_point`](PartitionTracker::commit_point) every
+//! [`commit_interval`](crate::KafkaOptions::commit_interval), when partitions are revoked,
+//! and when the subscription ends. A nack makes the thread seek the partition back to the
+//! nacked offset once its redelivery is due; re-read records that are acked or still in
+//! flight are skipped, so only nacked ones come back.
+//!
+//! When the stream is not read fast enough, the thread parks what it fetched and pauses
+//! its partitions, but keeps polling, so group rebalances are never held up.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use broker_core::{
+    Acknowledger, Delivery, Error, ErrorKind, Redelivery, Result, StartPosition, SubscribeOptions,
+    Subscription,
+};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Inner;
+use crate::convert::{self, Fetched};
+use crate::error::{check_pattern, config, kafka};
+use crate::tracker::{PartitionTracker, Verdict};
+
+/// How long blocking consumer calls (committed offsets, watermarks, seeks, sync commits)
+/// may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+type PartitionKey = (String, i32);
+
+/// One assigned partition.
+#[derive(Debug)]
+struct Part {
+    /// Which assignment this is; settles from an earlier one are ignored.
+    generation: u64,
+    tracker: PartitionTracker,
+    /// The commit point moved since the last commit.
+    dirty: bool,
+    /// One past the last offset fetched (or where the last seek went).
+    position: Option<i64>,
+}
+
+/// State shared by the consumer thread, its rebalance callbacks and the ackers.
+#[derive(Debug, Default)]
+struct Shared {
+    parts: Mutex<HashMap<PartitionKey, Part>>,
+    generations: AtomicU64,
+}
+
+impl Shared {
+    fn with_parts<T>(&self, f: impl FnOnce(&mut HashMap<PartitionKey, Part>) -> T) -> Option<T> {
+        self.parts.lock().ok().map(|mut parts| f(&mut parts))
+    }
+
+    fn assign(&self, keys: impl IntoIterator<Item = PartitionKey>) {
+        self.with_parts(|parts| {
+            for key in keys {
+                let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                parts.insert(
+                    key,
+                    Part {
+                        generation,
+                        tracker: PartitionTracker::new(),
+                        dirty: false,
+                        position: None,
+                    },
+                );
+            }
+        });
+    }
+
+    fn settle(&self, key: &PartitionKey, generation: u64, offset: i64, nack: Option<Instant>) {
+        self.with_parts(|parts| {
+            if let Some(part) = parts.get_mut(key).filter(|p| p.generation == generation) {
+                match nack {
+                    None => {
+                        if part.tracker.ack(offset) {
+                            part.dirty = true;
+                        }
+                    }
+                    Some(due) => {
+                        part.tracker.nack(offset, due);
+                    }
+                }
+            }
+        });
+    }
+
+    /// The commit points of `keys` (all partitions when `None`), as a list to commit;
+    /// only the dirty ones when `only_dirty`. Clears the dirty flags.
+    fn to_commit(&self, keys: Option<&[PartitionKey]>, only_dirty: bool) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        self.with_parts(|parts| {
+            for (key, part) in parts.iter_mut() {
+                if keys.is_some_and(|keys| !keys.contains(key)) || (only_dirty && !part.dirty) {
+                    continue;
+                }
+                if let Some(point) = part.tracker.commit_point() {
+                    if tpl
+                        .add_partition_offset(&key.0, key.1, Offset::Offset(point))
+                        .is_ok()
+                    {
+                        part.dirty = false;
+                    }
+                }
+            }
+        });
+        tpl
+    }
+}
+
+/// The consumer's context: rebalances position new partitions and commit revoked ones.
+struct SubContext {
+    shared: Arc<Shared>,
+    start: StartPosition,
+    /// Set once `subscribe` has returned: topics assigned from then on are new ones.
+    live: Arc<AtomicBool>,
+    initial_topics: Mutex<HashSet<String>>,
+    /// Where this consumer started partitions that had no committed offset.
+    starts: Mutex<HashMap<PartitionKey, i64>>,
+    ready: Mutex<Option<oneshot::Sender<()>>>,
+    group: String,
+}
+
+impl ClientContext for SubContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::context::log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::context::error(error, reason);
+    }
+}
+
+impl ConsumerContext for SubContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.position_new_partitions(consumer, tpl);
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(err) = result {
+                    tracing::warn!(group = %self.group, error = %err, "assigning partitions failed");
+                }
+                self.shared.assign(keys(tpl));
+                tracing::debug!(group = %self.group, partitions = tpl.count(), "partitions assigned");
+                if let Some(ready) = self.ready.lock().ok().and_then(|mut r| r.take()) {
+                    let _ = ready.send(());
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: Vec<PartitionKey> = keys(tpl).collect();
+                if !consumer.assignment_lost() {
+                    commit(consumer, &self.shared.to_commit(Some(&revoked), false), CommitMode::Sync);
+                }
+                self.shared.with_parts(|parts| {
+                    for key in &revoked {
+                        parts.remove(key);
+                    }
+                });
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(err) = result {
+                    tracing::warn!(group = %self.group, error = %err, "unassigning partitions failed");
+                }
+                tracing::debug!(group = %self.group, partitions = revoked.len(), "partitions revoked");
+            }
+            other => {
+                tracing::warn!(group = %self.group, error = ?other, "rebalance failed");
+                self.shared.with_parts(|parts| parts.clear());
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl SubContext {
+    /// Gives partitions without a committed offset an explicit start: the end of the
+    /// partition as it is now for [`StartPosition::Latest`] on the topics assigned while
+    /// subscribing, the beginning otherwise (and always for topics that appear later, so
+    /// nothing published between a topic's creation and its discovery is missed). The
+    /// chosen ends are committed at once, so a later rebalance, or another member of the
+    /// group, resumes from there instead of from a later end.
+    fn position_new_partitions(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let live = self.live.load(Ordering::Acquire);
+        let committed = match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
+            Ok(committed) => committed.to_topic_map(),
+            Err(err) => {
+                tracing::warn!(group = %self.group, error = %err, "cannot read committed offsets; falling back to auto.offset.reset");
+                return;
+            }
+        };
+        let mut initial = self.initial_topics.lock().ok();
+        let mut starts = self.starts.lock().ok();
+        let mut to_commit = TopicPartitionList::new();
+        for key in keys(tpl).collect::<Vec<_>>() {
+            if matches!(committed.get(&key), Some(Offset::Offset(_))) {
+                continue;
+            }
+            let remembered = starts.as_ref().and_then(|s| s.get(&key).copied());
+            let initial_topic = !live
+                || initial
+                    .as_ref()
+                    .is_some_and(|topics| topics.contains(&key.0));
+            let offset = match remembered {
+                Some(start) => Offset::Offset(start),
+                None if initial_topic && self.start == StartPosition::Latest => {
+                    match consumer.fetch_watermarks(&key.0, key.1, CALL_TIMEOUT) {
+                        Ok((_, high)) => {
+                            if let Some(starts) = starts.as_mut() {
+                                starts.insert(key.clone(), high);
+                            }
+                            let _ = to_commit.add_partition_offset(&key.0, key.1, Offset::Offset(high));
+                            Offset::Offset(high)
+                        }
+                        Err(err) => {
+                            tracing::warn!(topic = %key.0, partition = key.1, error = %err, "cannot read the partition's end; using auto.offset.reset");
+                            Offset::End
+                        }
+                    }
+                }
+                None => Offset::Beginning,
+            };
+            if let Err(err) = tpl.set_partition_offset(&key.0, key.1, offset) {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %err, "cannot set the start offset");
+            }
+        }
+        if !live {
+            if let Some(initial) = initial.as_mut() {
+                initial.extend(keys(tpl).map(|(topic, _)| topic));
+            }
+        }
+        if to_commit.count() > 0 {
+            commit(consumer, &to_commit, CommitMode::Sync);
+        }
+    }
+}
+
+fn keys(tpl: &TopicPartitionList) -> impl Iterator<Item = PartitionKey> + '_ {
+    tpl.elements()
+        .into_iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+}
+
+fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, tpl: &TopicPartitionList, mode: CommitMode) {
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(err) = consumer.commit(tpl, mode) {
+        tracing::warn!(error = %err, "committing offsets failed; they will be committed later or the messages redelivered");
+    }
+}
+
+/// A record ready to be handed out, before it becomes a [`Delivery`].
+struct Pending {
+    fetched: Fetched,
+    attempt: u32,
+    generation: u64,
+}
+
+/// Creates the consumer for `pattern`, starts its thread, and returns once the consumer
+/// has its first partition assignment.
+pub(crate) async fn subscribe(
+    inner: Arc<Inner>,
+    pattern: &str,
+    options: SubscribeOptions,
+) -> Result<Subscription> {
+    let parsed = check_pattern(pattern)?;
+    let regex = parsed.has_wildcards();
+    let topic = if regex {
+        parsed.to_kafka_regex()
+    } else {
+        inner.ensure_topic(pattern).await.map_err(|e| {
+            Error::with_source(e.kind(), format!("cannot subscribe to `{pattern}`"), e)
+        })?;
+        pattern.to_owned()
+    };
+    let group = options
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("broker-rs-{}", uuid::Uuid::now_v7().simple()));
+    let start = options.start_position();
+    let mut defaults = vec![
+        ("group.id", group.clone()),
+        ("enable.auto.commit", "false".to_owned()),
+        ("enable.auto.offset.store", "false".to_owned()),
+        (
+            "auto.offset.reset",
+            match start {
+                StartPosition::Latest => "latest",
+                _ => "earliest",
+            }
+            .to_owned(),
+        ),
+        (
+            "fetch.message.max.bytes",
+            (inner.options.max_message_bytes + crate::options::FRAMING_ALLOWANCE).to_string(),
+        ),
+    ];
+    if regex {
+        defaults.push((
+            "topic.metadata.refresh.interval.ms",
+            inner.options.pattern_refresh.as_millis().max(1).to_string(),
+        ));
+    }
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let shared = Arc::new(Shared::default());
+    let live = Arc::new(AtomicBool::new(false));
+    let context = SubContext {
+        shared: shared.clone(),
+        start,
+        live: live.clone(),
+        initial_topics: Mutex::default(),
+        starts: Mutex::default(),
+        ready: Mutex::new(Some(ready_tx)),
+        group: group.clone(),
+    };
+    let consumer: BaseConsumer<SubContext> = inner
+        .options
+        .client_config(&defaults)
+        .create_with_context(context)
+        .map_err(|e| config("consumer", e))?;
+    consumer.subscribe(&[&topic]).map_err(|e| {
+        kafka(
+            ErrorKind::Subscribe,
+            format!("cannot subscribe to `{pattern}`"),
+            e,
+        )
+    })?;
+
+    let token = inner.shutdown.child_token();
+    let (tx, rx) = mpsc::channel::<Pending>(64);
+    let consumers = inner.consumers.clone();
+    consumers.send_modify(|n| *n += 1);
+    let worker = Worker {
+        consumer,
+        shared: shared.clone(),
+        tx,
+        token: token.clone(),
+        commit_interval: inner.options.commit_interval,
+        parked: VecDeque::new(),
+        paused: false,
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("kafka-sub-{}", group.chars().take(20).collect::<String>()))
+        .spawn(move || {
+            worker.run();
+            consumers.send_modify(|n| *n = n.saturating_sub(1));
+        });
+    if let Err(err) = spawned {
+        inner.consumers.send_modify(|n| *n = n.saturating_sub(1));
+        return Err(Error::with_source(
+            ErrorKind::Subscribe,
+            "cannot start the consumer thread",
+            err,
+        ));
+    }
+
+    let guard = token.clone().drop_guard();
+    match tokio::time::timeout(inner.options.subscribe_timeout, ready_rx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => {
+            return Err(Error::new(
+                ErrorKind::Subscribe,
+                format!("the consumer for `{pattern}` stopped before it got its partitions"),
+            ));
+        }
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the consumer for `{pattern}` (group `{group}`) got no partition assignment within {:?}",
+                    inner.options.subscribe_timeout
+                ),
+            ));
+        }
+    }
+    live.store(true, Ordering::Release);
+    let stream = tokio_stream(rx, shared, token.clone(), guard);
+    Ok(Subscription::new(pattern, &options, stream))
+}
+
+fn tokio_stream(
+    rx: mpsc::Receiver<Pending>,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    guard: tokio_util::sync::DropGuard,
+) -> impl futures::Stream<Item = Result<Delivery>> + Send + 'static {
+    let deliveries = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|pending| (pending, rx))
+    })
+    .map(move |pending| {
+        let _keep = &guard;
+        let Fetched {
+            topic,
+            partition,
+            offset,
+            message,
+        } = pending.fetched;
+        let acker = KafkaAcker {
+            shared: shared.clone(),
+            key: (topic.clone(), partition),
+            generation: pending.generation,
+            offset,
+        };
+        Ok(Delivery::new(message, topic, Box::new(acker))
+            .with_attempt(pending.attempt)
+            .with_partition(partition))
+    });
+    deliveries.take_until(token.cancelled_owned())
+}
+
+/// Settles one delivery in its partition's tracker.
+struct KafkaAcker {
+    shared: Arc<Shared>,
+    key: PartitionKey,
+    generation: u64,
+    offset: i64,
+}
+
+impl Acknowledger for KafkaAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        self.shared
+            .settle(&self.key, self.generation, self.offset, None);
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
+        let delay = match redelivery {
+            Redelivery::After(delay) => delay,
+            _ => Duration::ZERO,
+        };
+        self.shared.settle(
+            &self.key,
+            self.generation,
+            self.offset,
+            Some(Instant::now() + delay),
+        );
+        futures::future::ready(Ok(())).boxed()
+    }
+}
+
+/// The consumer thread.
+struct Worker {
+    consumer: BaseConsumer<SubContext>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Pending>,
+    token: CancellationToken,
+    commit_interval: Duration,
+    /// Fetched records waiting for room in the stream.
+    parked: VecDeque<Pending>,
+    paused: bool,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut last_commit = Instant::now();
+        while !self.token.is_cancelled() {
+            if !self.hand_out_parked() {
+                break;
+            }
+            self.seek_due();
+            if last_commit.elapsed() >= self.commit_interval {
+                commit(&self.consumer, &self.shared.to_commit(None, true), CommitMode::Async);
+                last_commit = Instant::now();
+            }
+            let timeout = if self.parked.is_empty() {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(10)
+            };
+            let fetched = match self.consumer.poll(timeout) {
+                None => continue,
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "consumer error");
+                    continue;
+                }
+                Some(Ok(record)) => convert::from_record(&record),
+            };
+            let key = (fetched.topic.clone(), fetched.partition);
+            let now = Instant::now();
+            let verdict = self.shared.with_parts(|parts| {
+                parts.get_mut(&key).map(|part| {
+                    part.position = Some(fetched.offset + 1);
+                    (part.tracker.on_fetch(fetched.offset, now), part.generation)
+                })
+            });
+            if let Some(Some((Verdict::Deliver { attempt }, generation))) = verdict {
+                self.parked.push_back(Pending {
+                    fetched,
+                    attempt,
+                    generation,
+                });
+                if !self.hand_out_parked() {
+                    break;
+                }
+            }
+        }
+        // Final commit of what was acked; dropping the consumer then leaves the group
+        // (its revoke callback commits again, harmlessly).
+        commit(&self.consumer, &self.shared.to_commit(None, false), CommitMode::Sync);
+        self.consumer.unsubscribe();
+    }
+
+    /// Passes parked records to the stream while it has room; pauses the partitions when
+    /// it has none, resumes them when everything is handed out. Returns `false` when the
+    /// stream is gone.
+    fn hand_out_parked(&mut self) -> bool {
+        while let Some(pending) = self.parked.pop_front() {
+            let current = self
+                .shared
+                .with_parts(|parts| {
+                    parts
+                        .get(&(pending.fetched.topic.clone(), pending.fetched.partition))
+                        .is_some_and(|p| p.generation == pending.generation)
+                })
+                .unwrap_or(false);
+            if !current {
+                continue; // revoked meanwhile: the new owner reads it from the last commit
+            }
+            let full = match self.tx.try_reserve() {
+                Ok(permit) => {
+                    permit.send(pending);
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Full(())) => true,
+                Err(mpsc::error::TrySendError::Closed(())) => false,
+            };
+            match full {
+                true => {
+                    self.parked.push_front(pending);
+                    self.set_paused(true);
+                    return true;
+                }
+                false => return false,
+            }
+        }
+        self.set_paused(false);
+        true
+    }
+
+    fn set_paused(&mut self, pause: bool) {
+        if self.paused == pause && !pause {
+            return;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(err) = result {
+            tracing::debug!(error = %err, pause, "pausing or resuming partitions failed");
+        }
+        self.paused = pause;
+    }
+
+    /// Seeks partitions back to their earliest nacked offset that is due, when the
+    /// consumer has already read past it.
+    fn seek_due(&self) {
+        let now = Instant::now();
+        let seeks: Vec<(PartitionKey, i64)> = self
+            .shared
+            .with_parts(|parts| {
+                parts
+                    .iter_mut()
+                    .filter_map(|(key, part)| {
+                        let due = part.tracker.due(now)?;
+                        if part.position.is_some_and(|p| due < p) {
+                            part.position = Some(due);
+                            Some((key.clone(), due))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for ((topic, partition), offset) in seeks {
+            if let Err(err) = self
+                .consumer
+                .seek(&topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
+            {
+                tracing::warn!(topic, partition, offset, error = %err, "seeking back to a nacked message failed");
+                // Try again on the next round.
+                self.shared.with_parts(|parts| {
+                    if let Some(part) = parts.get_mut(&(topic.clone(), partition)) {
+                        part.position = Some(offset + 1);
+                    }
+                });
+            }
+        }
+    }
+}

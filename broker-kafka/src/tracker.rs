@@ -1,0 +1,295 @@
+//! Which offsets of a partition may be committed: the contiguous-ack tracker.
+//!
+//! Deliveries of one partition are settled in any order (handlers run concurrently), but
+//! Kafka stores a single position per partition: "everything before this offset is
+//! done". A [`PartitionTracker`] records every offset handed out and how it was settled,
+//! and its [`commit_point`](PartitionTracker::commit_point) is the first offset that is not
+//! yet acked, so a commit never skips a message that is still being processed or was
+//! nacked.
+//!
+//! Offsets are tracked as received, not by arithmetic: Kafka offsets may have gaps
+//! (transaction markers, compaction), and the tracker never waits for an offset it was not
+//! given.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The state of one offset handed out by the consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Delivered to the subscriber, not yet settled; `attempt` counts deliveries.
+    InFlight { attempt: u32 },
+    /// Acked: done.
+    Acked,
+    /// Nacked; to be delivered again (attempt `attempt + 1`) once `due` has passed.
+    Nacked { attempt: u32, due: Instant },
+}
+
+/// What the consumer should do with a message it just fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Hand it out as delivery attempt `attempt`.
+    Deliver { attempt: u32 },
+    /// Drop it: it is in flight, acked, waiting for a delayed redelivery, or older than
+    /// what is tracked (a re-read after a seek).
+    Skip,
+}
+
+/// The settle-state of one assigned partition.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionTracker {
+    /// Offsets handed out at or above the commit point, with their state. Leading acked
+    /// entries are pruned as the commit point advances.
+    offsets: BTreeMap<i64, State>,
+    /// One past the highest offset received.
+    next: Option<i64>,
+}
+
+impl PartitionTracker {
+    /// An empty tracker: nothing received yet.
+    pub(crate) fn new() -> Self {
+        PartitionTracker::default()
+    }
+
+    /// Records that the consumer fetched `offset` at `now`, and says whether to hand it out.
+    pub(crate) fn on_fetch(&mut self, offset: i64, now: Instant) -> Verdict {
+        match self.offsets.get_mut(&offset) {
+            Some(state) => match *state {
+                State::Nacked { attempt, due } if due <= now => {
+                    let attempt = attempt.saturating_add(1);
+                    *state = State::InFlight { attempt };
+                    Verdict::Deliver { attempt }
+                }
+                _ => Verdict::Skip,
+            },
+            None => match self.next {
+                // Below the highest offset seen and not tracked: already acked and pruned,
+                // or a gap. Either way nothing to deliver.
+                Some(next) if offset < next => Verdict::Skip,
+                _ => {
+                    self.next = Some(offset + 1);
+                    self.offsets.insert(offset, State::InFlight { attempt: 1 });
+                    Verdict::Deliver { attempt: 1 }
+                }
+            },
+        }
+    }
+
+    /// Marks `offset` acked. Returns whether the commit point moved.
+    pub(crate) fn ack(&mut self, offset: i64) -> bool {
+        let before = self.commit_point();
+        match self.offsets.get_mut(&offset) {
+            Some(state @ State::InFlight { .. }) => *state = State::Acked,
+            _ => return false,
+        }
+        self.prune();
+        self.commit_point() != before
+    }
+
+    /// Marks `offset` nacked: it is to be delivered again once `due` has passed. Returns
+    /// `Some(offset)` when the nack was recorded, `None` when the offset is not in flight
+    /// (settled already, or from an earlier assignment).
+    pub(crate) fn nack(&mut self, offset: i64, due: Instant) -> Option<i64> {
+        match self.offsets.get_mut(&offset) {
+            Some(state) => match *state {
+                State::InFlight { attempt } => {
+                    *state = State::Nacked { attempt, due };
+                    Some(offset)
+                }
+                _ => None,
+            },
+            None => None,
+        }
+    }
+
+    /// The earliest nacked offset whose redelivery is due at `now`: where the consumer
+    /// seeks back to.
+    pub(crate) fn due(&self, now: Instant) -> Option<i64> {
+        self.offsets.iter().find_map(|(offset, state)| match state {
+            State::Nacked { due, .. } if *due <= now => Some(*offset),
+            _ => None,
+        })
+    }
+
+    /// The earliest time a nacked offset becomes due, if any is waiting.
+    #[cfg(test)]
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.offsets
+            .values()
+            .filter_map(|state| match state {
+                State::Nacked { due, .. } => Some(*due),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The offset to commit (the next one to read after a restart): the first offset not
+    /// acked, or one past the highest received when all are acked. `None` before anything
+    /// was received.
+    pub(crate) fn commit_point(&self) -> Option<i64> {
+        self.offsets
+            .iter()
+            .find(|(_, state)| !matches!(state, State::Acked))
+            .map(|(offset, _)| *offset)
+            .or(self.next)
+    }
+
+    /// How many offsets are delivered and not yet acked (in flight or nacked).
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.offsets
+            .values()
+            .filter(|state| !matches!(state, State::Acked))
+            .count()
+    }
+
+    fn prune(&mut self) {
+        while let Some(entry) = self.offsets.first_entry() {
+            if matches!(entry.get(), State::Acked) {
+                entry.remove();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn deliver_all(t: &mut PartitionTracker, offsets: impl IntoIterator<Item = i64>) {
+        let now = Instant::now();
+        for offset in offsets {
+            assert_eq!(
+                t.on_fetch(offset, now),
+                Verdict::Deliver { attempt: 1 },
+                "{offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_to_commit_before_anything_arrives() {
+        let t = PartitionTracker::new();
+        assert_eq!(t.commit_point(), None);
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn in_order_acks_advance_one_by_one() {
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 10..13);
+        assert_eq!(t.commit_point(), Some(10));
+        assert!(t.ack(10));
+        assert_eq!(t.commit_point(), Some(11));
+        assert!(t.ack(11));
+        assert!(t.ack(12));
+        assert_eq!(t.commit_point(), Some(13));
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn out_of_order_acks_wait_for_the_gap() {
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..5);
+        assert!(!t.ack(3));
+        assert!(!t.ack(1));
+        assert!(!t.ack(4));
+        assert_eq!(t.commit_point(), Some(0), "0 is still in flight");
+        assert!(t.ack(0));
+        assert_eq!(t.commit_point(), Some(2), "2 is still in flight");
+        assert!(t.ack(2));
+        assert_eq!(t.commit_point(), Some(5));
+    }
+
+    #[test]
+    fn offset_gaps_do_not_block_commits() {
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, [0, 1, 5, 9]);
+        for offset in [9, 5, 1, 0] {
+            t.ack(offset);
+        }
+        assert_eq!(t.commit_point(), Some(10));
+    }
+
+    #[test]
+    fn duplicate_and_unknown_acks_are_ignored() {
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..2);
+        assert!(t.ack(0));
+        assert!(!t.ack(0));
+        assert!(!t.ack(42));
+        assert_eq!(t.commit_point(), Some(1));
+    }
+
+    #[test]
+    fn a_nack_holds_the_commit_point_and_comes_back_after_a_seek() {
+        let now = Instant::now();
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..4);
+        t.ack(0);
+        assert_eq!(t.nack(1, now), Some(1));
+        t.ack(2);
+        t.ack(3);
+        assert_eq!(t.commit_point(), Some(1), "the nacked offset is not done");
+        assert_eq!(t.due(now), Some(1));
+        // The consumer seeks back to 1 and reads 1, 2, 3 again: only 1 is handed out.
+        assert_eq!(t.on_fetch(1, now), Verdict::Deliver { attempt: 2 });
+        assert_eq!(t.on_fetch(2, now), Verdict::Skip);
+        assert_eq!(t.on_fetch(3, now), Verdict::Skip);
+        assert_eq!(t.due(now), None);
+        assert!(t.ack(1));
+        assert_eq!(t.commit_point(), Some(4));
+        // New messages after the re-read are delivered as usual.
+        assert_eq!(t.on_fetch(4, now), Verdict::Deliver { attempt: 1 });
+    }
+
+    #[test]
+    fn a_delayed_nack_is_skipped_until_due() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..2);
+        t.nack(0, later);
+        assert_eq!(t.due(now), None);
+        assert_eq!(t.next_due(), Some(later));
+        assert_eq!(t.on_fetch(0, now), Verdict::Skip, "not due yet");
+        assert_eq!(t.due(later), Some(0));
+        assert_eq!(t.on_fetch(0, later), Verdict::Deliver { attempt: 2 });
+        assert_eq!(t.next_due(), None);
+    }
+
+    #[test]
+    fn repeated_nacks_count_attempts() {
+        let now = Instant::now();
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..1);
+        for attempt in 2..5 {
+            t.nack(0, now);
+            assert_eq!(t.on_fetch(0, now), Verdict::Deliver { attempt });
+        }
+        assert_eq!(t.nack(0, now), Some(0));
+        assert!(!t.ack(0), "a nacked offset is not acked by a stale ack");
+    }
+
+    #[test]
+    fn settling_twice_is_harmless() {
+        let now = Instant::now();
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..1);
+        assert_eq!(t.nack(0, now), Some(0));
+        assert_eq!(t.nack(0, now), None);
+    }
+
+    #[test]
+    fn reads_in_flight_are_not_handed_out_twice() {
+        let now = Instant::now();
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, 0..3);
+        assert_eq!(t.on_fetch(1, now), Verdict::Skip);
+        assert_eq!(t.pending(), 3);
+    }
+}
