@@ -1,0 +1,323 @@
+//! End-to-end: the order service over HTTP, the notification service over the broker, on
+//! memory:// always, on NATS and JetStream with `--features nats`, on Kafka with
+//! `--features kafka`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use broker::{Broker, SubscriberHandle};
+use order_notification::http::Server;
+use order_notification::{
+    Notification, NotificationOptions, OrderService, ProductStore, Snowflake, SubmitResponse,
+    Topics, router, run_notifications,
+};
+use serde_json::json;
+use support::{Backend, WAIT, unique};
+use tokio::sync::mpsc;
+
+/// Both services on one broker, under a topic prefix and queue group of their own.
+struct Shop {
+    backend: Backend,
+    broker: Arc<dyn Broker>,
+    topics: Topics,
+    queue: String,
+    service: OrderService,
+    server: Server,
+    client: reqwest::Client,
+    notifications: mpsc::UnboundedReceiver<Notification>,
+    observer: mpsc::UnboundedSender<Notification>,
+    instances: Vec<SubscriberHandle>,
+}
+
+impl Shop {
+    async fn start(backend: Backend, instances: usize) -> Shop {
+        let broker = backend.connect().await;
+        let topics = Topics::prefixed(&unique("shop"));
+        let queue = unique("notification");
+        let (observer, notifications) = mpsc::unbounded_channel();
+        let service = OrderService::new(
+            broker.clone(),
+            &topics,
+            ProductStore::sample(),
+            Snowflake::new(1).expect("node id"),
+        )
+        .expect("order service");
+        let server = order_notification::http::serve("127.0.0.1:0", router(service.clone()))
+            .await
+            .expect("bind the order service");
+        let mut shop = Shop {
+            backend,
+            broker,
+            topics,
+            queue,
+            service,
+            server,
+            client: reqwest::Client::new(),
+            notifications,
+            observer,
+            instances: Vec::new(),
+        };
+        for n in 1..=instances {
+            shop.add_instance(&format!("n{n}")).await;
+        }
+        shop
+    }
+
+    async fn add_instance(&mut self, name: &str) {
+        let options = NotificationOptions::new()
+            .topics(self.topics.clone())
+            .queue(self.queue.clone())
+            .instance(name)
+            .observe(self.observer.clone());
+        let handle = tokio::time::timeout(WAIT, run_notifications(self.broker.clone(), options))
+            .await
+            .unwrap_or_else(|_| panic!("subscribing took more than {WAIT:?} on {:?}", self.backend))
+            .unwrap_or_else(|e| panic!("subscribe on {:?}: {}", self.backend, e.display_chain()));
+        self.instances.push(handle);
+    }
+
+    async fn submit(&self, body: serde_json::Value) -> (u16, SubmitResponse) {
+        let response = self
+            .client
+            .post(self.server.url("/order/submit"))
+            .json(&body)
+            .timeout(WAIT)
+            .send()
+            .await
+            .expect("POST /order/submit");
+        let status = response.status().as_u16();
+        let answer = response.json().await.expect("a JSON answer");
+        (status, answer)
+    }
+
+    async fn stock(&self, product: i64) -> u64 {
+        let products: serde_json::Value = self
+            .client
+            .get(self.server.url("/products"))
+            .timeout(WAIT)
+            .send()
+            .await
+            .expect("GET /products")
+            .json()
+            .await
+            .expect("a JSON list");
+        products
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|p| p["id"] == product)
+            .and_then(|p| p["stock"].as_u64())
+            .expect("the product is listed")
+    }
+
+    /// Waits until every order in `order_ids` was notified, returning the notifications
+    /// received meanwhile.
+    async fn wait_for_orders(&mut self, order_ids: &[String]) -> Vec<Notification> {
+        let mut seen = Vec::new();
+        let outcome = tokio::time::timeout(WAIT, async {
+            while !order_ids
+                .iter()
+                .all(|id| seen.iter().any(|n: &Notification| &n.order_id == id))
+            {
+                match self.notifications.recv().await {
+                    Some(n) => seen.push(n),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        assert!(
+            outcome.is_ok(),
+            "on {:?}, orders {order_ids:?} were not all notified within {WAIT:?}; got {seen:?}",
+            self.backend
+        );
+        seen
+    }
+
+    /// Stops the notification instances (finishing what they hold) and the server, and
+    /// returns the notifications not yet read.
+    async fn stop(mut self) -> Vec<Notification> {
+        for handle in self.instances.drain(..) {
+            tokio::time::timeout(WAIT, handle.shutdown())
+                .await
+                .expect("shutdown in time")
+                .expect("shutdown");
+        }
+        self.server.shutdown().await.expect("stop the server");
+        let _ = tokio::time::timeout(WAIT, self.broker.close()).await;
+        std::iter::from_fn(|| self.notifications.try_recv().ok()).collect()
+    }
+}
+
+fn order_id(status: u16, answer: &SubmitResponse) -> String {
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(answer.code, "200");
+    assert_eq!(answer.msg, "order submitted");
+    let id = answer.order_id.clone().expect("an order id");
+    assert!(id.parse::<i64>().is_ok_and(|n| n > 0), "snowflake id: {id}");
+    id
+}
+
+async fn notification_arrives_with_user_and_product(backend: Backend) {
+    let mut shop = Shop::start(backend, 1).await;
+    let (status, answer) = shop
+        .submit(json!({"productId": 1, "count": 1, "uid": 42}))
+        .await;
+    let id = order_id(status, &answer);
+    let seen = shop.wait_for_orders(std::slice::from_ref(&id)).await;
+    let notification = seen
+        .iter()
+        .find(|n| n.order_id == id)
+        .expect("the order's notification");
+    assert_eq!(notification.uid, 42);
+    assert_eq!(notification.product_id, 1);
+    assert_eq!(notification.product_name, "Tea");
+    assert_eq!(notification.count, 1);
+    assert_eq!(
+        notification.to_string(),
+        format!("user 42 bought 1 × product 1 (Tea), order {id}")
+    );
+    assert_eq!(shop.stock(1).await, 9);
+    let rest = shop.stop().await;
+    assert!(rest.is_empty(), "only one notification: {seen:?} {rest:?}");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+async fn insufficient_stock_is_a_400_without_notification(backend: Backend) {
+    let mut shop = Shop::start(backend, 1).await;
+    // Cake has no stock; Coffee has one left.
+    let (status, answer) = shop
+        .submit(json!({"productId": 3, "count": 1, "uid": 900}))
+        .await;
+    assert_eq!(status, 400, "{answer:?}");
+    assert_eq!(answer.code, "400");
+    assert!(answer.msg.contains("insufficient stock"), "{answer:?}");
+    assert_eq!(answer.order_id, None);
+    let (status, answer) = shop
+        .submit(json!({"productId": 2, "count": 5, "uid": 900}))
+        .await;
+    assert_eq!(status, 400, "{answer:?}");
+    assert!(
+        answer.msg.contains("product 2 has 1 left, 5 requested"),
+        "{answer:?}"
+    );
+    assert_eq!(shop.stock(2).await, 1, "a refused order takes no stock");
+    assert_eq!(shop.service.orders().len(), 0);
+
+    // A good order afterwards is notified, and it is the only notification.
+    let (status, answer) = shop
+        .submit(json!({"productId": 2, "count": 1, "uid": 901}))
+        .await;
+    let id = order_id(status, &answer);
+    let mut seen = shop.wait_for_orders(std::slice::from_ref(&id)).await;
+    seen.extend(shop.stop().await);
+    assert!(
+        seen.iter().all(|n| n.uid != 900),
+        "a refused order was notified: {seen:?}"
+    );
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+async fn queue_group_notifies_each_order_once(backend: Backend) {
+    let mut shop = Shop::start(backend, 2).await;
+    let mut ids = Vec::new();
+    for uid in 1..=8 {
+        let (status, answer) = shop
+            .submit(json!({"productId": 1, "count": 1, "uid": uid}))
+            .await;
+        ids.push(order_id(status, &answer));
+    }
+    let mut seen = shop.wait_for_orders(&ids).await;
+    seen.extend(shop.stop().await);
+    let mut per_order: HashMap<&str, Vec<&str>> = HashMap::new();
+    for n in &seen {
+        per_order
+            .entry(n.order_id.as_str())
+            .or_default()
+            .push(n.instance.as_str());
+    }
+    for id in &ids {
+        let by = per_order.get(id.as_str()).map_or(0, Vec::len);
+        assert_eq!(by, 1, "order {id} notified {by} times: {seen:?}");
+    }
+    assert_eq!(seen.len(), ids.len(), "{seen:?}");
+    if backend == Backend::Memory {
+        // memory:// hands a queue group's messages to its members in turn.
+        for instance in ["n1", "n2"] {
+            assert!(
+                seen.iter().any(|n| n.instance == instance),
+                "{instance} got no order: {seen:?}"
+            );
+        }
+    }
+}
+
+macro_rules! backend_tests {
+    ($module:ident, $backend:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn notification_arrives_with_user_and_product() {
+                super::notification_arrives_with_user_and_product($backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn insufficient_stock_is_a_400_without_notification() {
+                super::insufficient_stock_is_a_400_without_notification($backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn queue_group_notifies_each_order_once() {
+                super::queue_group_notifies_each_order_once($backend).await;
+            }
+        }
+    };
+}
+
+backend_tests!(memory, Backend::Memory);
+#[cfg(feature = "nats")]
+backend_tests!(nats, Backend::Nats);
+#[cfg(feature = "nats")]
+backend_tests!(jetstream, Backend::JetStream);
+#[cfg(feature = "kafka")]
+backend_tests!(kafka, Backend::Kafka);
+
+#[tokio::test]
+async fn malformed_or_unknown_orders_are_refused() {
+    let shop = Shop::start(Backend::Memory, 0).await;
+    let response = shop
+        .client
+        .post(shop.server.url("/order/submit"))
+        .header("content-type", "application/json")
+        .body(r#"{"productId":"tea"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: SubmitResponse = response.json().await.expect("JSON");
+    assert_eq!(answer.code, "400");
+    let (status, answer) = shop
+        .submit(json!({"productId": 77, "count": 1, "uid": 1}))
+        .await;
+    assert_eq!(status, 404, "{answer:?}");
+    assert!(
+        answer.msg.contains("product 77 does not exist"),
+        "{answer:?}"
+    );
+    let (status, _) = shop
+        .submit(json!({"productId": 1, "count": 0, "uid": 1}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(shop.stop().await.is_empty());
+}
+
+#[test]
+fn memory_is_compiled_in() {
+    let backends = order_notification::plugin::backends();
+    assert!(backends.contains(&"memory"), "{backends:?}");
+    assert_eq!(backends.contains(&"nats"), cfg!(feature = "nats"));
+    assert_eq!(backends.contains(&"kafka"), cfg!(feature = "kafka"));
+}
