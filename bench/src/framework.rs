@@ -1,0 +1,159 @@
+//! The framework's side: any backend, used as a service uses it, through
+//! `Arc<dyn Broker>`, `publish`, `subscribe` and `Delivery::ack`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use broker::{Broker, Headers, Message, StartPosition, SubscribeOptions, Subscription};
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::side::{MsgSpec, Side, Sub};
+
+/// Something to await after a batch of publishes (core NATS: the client's flush).
+pub(crate) type Flush = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// The framework's backend behind `Arc<dyn Broker>`.
+pub(crate) struct Framework {
+    broker: Arc<dyn Broker>,
+    /// Concurrent publishes in a batch: 1 awaits each publish before the next, more keeps
+    /// that many in flight (for backends whose publish waits for the server's ack).
+    window: usize,
+    start: Option<StartPosition>,
+    flush: Option<Flush>,
+}
+
+impl Framework {
+    /// Publishes one at a time, subscribes with the default start position.
+    pub(crate) fn new(broker: Arc<dyn Broker>) -> Self {
+        Framework {
+            broker,
+            window: 1,
+            start: None,
+            flush: None,
+        }
+    }
+
+    /// Keeps `window` publishes in flight.
+    #[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
+    pub(crate) fn window(mut self, window: usize) -> Self {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Subscribes from `start`.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn start(mut self, start: StartPosition) -> Self {
+        self.start = Some(start);
+        self
+    }
+
+    /// Awaits `flush` after each batch.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn flush(mut self, flush: Flush) -> Self {
+        self.flush = Some(flush);
+        self
+    }
+
+    /// The broker.
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+}
+
+/// Builds the framework's message for `spec`, as a service would for each event.
+fn message(spec: &MsgSpec, headers: &Headers) -> Message {
+    let message = Message::new(spec.payload.clone());
+    if spec.has_headers() {
+        message.with_headers(headers.clone())
+    } else {
+        message
+    }
+}
+
+fn headers(spec: &MsgSpec) -> Headers {
+    spec.headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+impl Side for Framework {
+    type Sub = FrameworkSub;
+
+    async fn publish_many(&self, topic: &str, n: u64, spec: &MsgSpec) -> anyhow::Result<()> {
+        let headers = headers(spec);
+        if self.window == 1 {
+            for _ in 0..n {
+                self.broker
+                    .publish(topic, message(spec, &headers))
+                    .await
+                    .with_context(|| format!("framework publish to `{topic}`"))?;
+            }
+        } else {
+            futures::stream::iter(0..n)
+                .map(|_| self.broker.publish(topic, message(spec, &headers)))
+                .buffer_unordered(self.window)
+                .try_for_each(|()| futures::future::ready(Ok(())))
+                .await
+                .with_context(|| format!("framework publish to `{topic}`"))?;
+        }
+        if let Some(flush) = &self.flush {
+            flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_one(&self, topic: &str, spec: &MsgSpec) -> anyhow::Result<()> {
+        self.broker
+            .publish(topic, message(spec, &headers(spec)))
+            .await
+            .with_context(|| format!("framework publish to `{topic}`"))
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        members: usize,
+    ) -> anyhow::Result<Vec<FrameworkSub>> {
+        let mut options = SubscribeOptions::new();
+        if let Some(group) = group {
+            options = options.queue(group);
+        }
+        if let Some(start) = self.start {
+            options = options.start(start);
+        }
+        let mut subs = Vec::with_capacity(members);
+        for _ in 0..members {
+            let sub = self
+                .broker
+                .subscribe(topic, options.clone())
+                .await
+                .with_context(|| format!("framework subscribe to `{topic}`"))?;
+            subs.push(FrameworkSub(sub));
+        }
+        Ok(subs)
+    }
+
+    fn publish_needs_sink(&self) -> bool {
+        self.broker.capabilities().backend == "memory"
+    }
+}
+
+/// A framework subscription: each delivery is acked explicitly, as documented.
+pub(crate) struct FrameworkSub(Subscription);
+
+impl Sub for FrameworkSub {
+    async fn recv(&mut self) -> anyhow::Result<Option<usize>> {
+        match self.0.next().await {
+            Some(Ok(delivery)) => {
+                let len = delivery.message().payload().len();
+                delivery.ack().await.context("framework ack")?;
+                Ok(Some(len))
+            }
+            Some(Err(err)) => Err(anyhow::Error::new(err).context("framework subscription")),
+            None => Ok(None),
+        }
+    }
+}

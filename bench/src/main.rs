@@ -1,0 +1,359 @@
+//! `broker-bench`: what the framework costs, backend by backend.
+//!
+//! For each backend it runs the raw client and the framework's backend in one process,
+//! against the same server, one after the other (A B A B), after a warm-up, and reports
+//! the medians with the framework's figure as a fraction of the raw client's. Every run
+//! counts every message and fails (non-zero exit) if one is missing.
+//!
+//! ```text
+//! cargo run --release -p broker-bench --features nats,kafka -- --backend memory,nats,kafka
+//! cargo run -p broker-bench -- --quick            # smoke test: counts only
+//! ```
+//!
+//! NATS and Kafka are read from `NATS_URL` and `KAFKA_BROKERS` (default
+//! `nats://127.0.0.1:4222` and `127.0.0.1:9092`; start them with `scripts/nats.sh start`
+//! and `scripts/kafka.sh start`). See BENCHMARKS.md for the method and the results.
+
+mod backlog;
+mod framework;
+#[cfg(feature = "kafka")]
+mod kafka;
+mod machine;
+mod memory;
+#[cfg(feature = "nats")]
+mod nats;
+mod report;
+mod scenario;
+mod side;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::scenario::{NoPrepare, Plan, Row, Scenario, Topics};
+
+/// A backend to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// The in-process broker against tokio channels.
+    Memory,
+    /// Core NATS and JetStream (both of the next two).
+    Nats,
+    /// Core NATS (`nats://`) against async-nats.
+    NatsCore,
+    /// JetStream (`jetstream://`) against async-nats' JetStream API.
+    Jetstream,
+    /// Kafka (`kafka://`) against rdkafka.
+    Kafka,
+}
+
+/// What the framework costs: each backend against its raw client, A B A B, medians.
+#[derive(Debug, Parser)]
+#[command(name = "broker-bench", version, about)]
+struct Args {
+    /// Backends to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "memory")]
+    backend: Vec<Backend>,
+    /// Smoke test: a few thousand messages, two repetitions; checks counts, prints the
+    /// table, asserts no timing, and leaves BENCHMARKS.md alone unless --output is given.
+    #[arg(long)]
+    quick: bool,
+    /// Measured repetitions of each side (default 5; 2 with --quick).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Messages per throughput run, for every backend (default depends on the backend).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Round trips per latency run (default depends on the backend).
+    #[arg(long)]
+    samples: Option<u64>,
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "16,128,1024")]
+    sizes: Vec<usize>,
+    /// Messages in the memory backlog measurement (default 1000000; 20000 with --quick;
+    /// 0 skips it).
+    #[arg(long)]
+    backlog: Option<u64>,
+    /// Seconds a run may go without receiving anything before it fails.
+    #[arg(long, default_value_t = 20)]
+    stall_secs: u64,
+    /// Where to write the results (default: BENCHMARKS.md at the workspace root, except
+    /// with --quick).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Do not write any file.
+    #[arg(long, conflicts_with = "output")]
+    no_write: bool,
+    /// Internal: run one backlog case in this process and print its memory figures.
+    #[arg(long, hide = true)]
+    backlog_child: Option<backlog::Case>,
+}
+
+/// Message counts for one backend: (full, quick) runs.
+struct Sizing {
+    messages: (u64, u64),
+    samples: (u64, u64),
+}
+
+impl Args {
+    fn plan(&self, sizing: Sizing) -> Plan {
+        let pick = |(full, quick): (u64, u64)| if self.quick { quick } else { full };
+        let messages = self.messages.unwrap_or(pick(sizing.messages));
+        let samples = self.samples.unwrap_or(pick(sizing.samples));
+        let specs = self
+            .sizes
+            .iter()
+            .flat_map(|&size| [(size, false), (size, true)])
+            .collect();
+        Plan {
+            specs,
+            scenarios: Scenario::all(),
+            reps: self.reps.unwrap_or(if self.quick { 2 } else { 5 }).max(1),
+            messages,
+            samples,
+            warm_messages: (messages / 10).max(100).min(messages),
+            warm_samples: (samples / 10).max(10).min(samples),
+            stall: Duration::from_secs(self.stall_secs.max(1)),
+        }
+    }
+
+    fn backends(&self) -> Vec<Backend> {
+        let mut out = Vec::new();
+        for &b in &self.backend {
+            let expanded: &[Backend] = match b {
+                Backend::Nats => &[Backend::NatsCore, Backend::Jetstream],
+                Backend::Memory => &[Backend::Memory],
+                Backend::NatsCore => &[Backend::NatsCore],
+                Backend::Jetstream => &[Backend::Jetstream],
+                Backend::Kafka => &[Backend::Kafka],
+            };
+            for &e in expanded {
+                if !out.contains(&e) {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let outcome = match args.backlog_child {
+        Some(case) => backlog::child(case, args.messages.unwrap_or(1_000_000)),
+        None => run(&args),
+    };
+    if let Err(err) = outcome {
+        eprintln!("broker-bench FAILED: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn command_line() -> String {
+    let mut features = Vec::new();
+    if cfg!(feature = "nats") {
+        features.push("nats");
+    }
+    if cfg!(feature = "kafka") {
+        features.push("kafka");
+    }
+    let features = if features.is_empty() {
+        String::new()
+    } else {
+        format!(" --features {}", features.join(","))
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let profile = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
+    format!(
+        "cargo run{profile} -p broker-bench{features} -- {}",
+        args.join(" ")
+    )
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    let machine = machine::describe();
+    eprintln!("broker-bench on {machine}");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    let mut plans: Vec<String> = Vec::new();
+    for backend in args.backends() {
+        let before = rows.len();
+        let result = runtime.block_on(run_backend(args, backend, &mut rows, &mut plans));
+        if let Err(err) = result {
+            rows.truncate(before);
+            eprintln!("{backend:?} FAILED: {err:#}");
+            failures.push(format!("{backend:?}: {err:#}").to_lowercase());
+        }
+    }
+    let backlog_messages = args
+        .backlog
+        .unwrap_or(if args.quick { 20_000 } else { 1_000_000 });
+    let backlog = if args.backends().contains(&Backend::Memory) && backlog_messages > 0 {
+        eprintln!("memory backlog: {backlog_messages} messages, 4 cases, one process each");
+        match backlog::run_all(backlog_messages) {
+            Ok(outcomes) => Some(outcomes),
+            Err(err) => {
+                eprintln!("memory backlog FAILED: {err:#}");
+                failures.push(format!("memory backlog: {err:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let results = report::Results {
+        command: &command_line(),
+        machine: &machine,
+        plan: &plans.join("; "),
+        rows: &rows,
+        skipped: &failures,
+        backlog: backlog.as_deref().map(|o| (backlog_messages, o)),
+    };
+    println!("{}", results.markdown());
+    let output = match (&args.output, args.quick || args.no_write) {
+        (Some(path), _) if !args.no_write => Some(path.clone()),
+        (None, false) => Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../BENCHMARKS.md"
+        ))),
+        _ => None,
+    };
+    if let Some(path) = output {
+        let template = format!("# Benchmarks\n\n{}\n{}\n", report::BEGIN, report::END);
+        results.write(&path, &template)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} part(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+async fn run_backend(
+    args: &Args,
+    backend: Backend,
+    rows: &mut Vec<Row>,
+    plans: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let describe = |name: &str, plan: &Plan| {
+        format!(
+            "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
+            plan.messages, plan.samples, plan.reps
+        )
+    };
+    match backend {
+        Backend::Memory => {
+            let plan = args.plan(Sizing {
+                messages: (200_000, 4_000),
+                samples: (5_000, 200),
+            });
+            eprintln!("{}", describe("memory", &plan));
+            plans.push(describe("memory", &plan));
+            let (fw, buffer) = memory::framework();
+            let raw = memory::RawMemory::new(buffer, plan.messages as usize);
+            scenario::compare(
+                "memory",
+                "tokio mpsc (bounded, same buffer) / broadcast (fan-out ×4, ×16)",
+                &raw,
+                &fw,
+                &NoPrepare,
+                &Topics::new("bench"),
+                &plan,
+                rows,
+            )
+            .await?;
+            fw.broker().close().await?;
+            Ok(())
+        }
+        Backend::NatsCore | Backend::Jetstream => run_nats(args, backend, rows, plans).await,
+        Backend::Kafka => run_kafka(args, rows, plans).await,
+        Backend::Nats => bail!("`nats` is expanded before this point"),
+    }
+}
+
+#[cfg(feature = "nats")]
+async fn run_nats(
+    args: &Args,
+    backend: Backend,
+    rows: &mut Vec<Row>,
+    plans: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let jetstream = backend == Backend::Jetstream;
+    let plan = if jetstream {
+        args.plan(Sizing {
+            messages: (20_000, 1_000),
+            samples: (1_000, 50),
+        })
+    } else {
+        args.plan(Sizing {
+            messages: (100_000, 4_000),
+            samples: (2_000, 100),
+        })
+    };
+    let name = if jetstream { "jetstream" } else { "nats" };
+    eprintln!("{name}: {} messages per run", plan.messages);
+    plans.push(format!(
+        "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
+        plan.messages, plan.samples, plan.reps
+    ));
+    {
+        let _ = jetstream;
+        nats::run(&plan, rows)
+    }
+    .await
+}
+
+#[cfg(not(feature = "nats"))]
+async fn run_nats(
+    _args: &Args,
+    _backend: Backend,
+    _rows: &mut Vec<Row>,
+    _plans: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    bail!(
+        "this binary was built without the `nats` feature: cargo run --release -p broker-bench --features nats -- --backend nats"
+    )
+}
+
+#[cfg(feature = "kafka")]
+async fn run_kafka(
+    args: &Args,
+    rows: &mut Vec<Row>,
+    plans: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let plan = args.plan(Sizing {
+        messages: (20_000, 1_000),
+        samples: (200, 20),
+    });
+    eprintln!("kafka: {} messages per run", plan.messages);
+    plans.push(format!(
+        "kafka: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
+        plan.messages, plan.samples, plan.reps
+    ));
+    kafka::run(&plan, rows).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn run_kafka(
+    _args: &Args,
+    _rows: &mut Vec<Row>,
+    _plans: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    bail!(
+        "this binary was built without the `kafka` feature: cargo run --release -p broker-bench --features kafka -- --backend kafka"
+    )
+}

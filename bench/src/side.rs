@@ -1,0 +1,99 @@
+//! One side of a comparison: the raw client of a backend, or the framework's backend.
+//!
+//! Scenarios are written once, generically over [`Side`], so the raw client and the
+//! framework run exactly the same driver code; only the calls into the transport differ.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The message a scenario sends: a payload of the chosen size and, optionally, the same
+/// three headers on both sides.
+#[derive(Debug, Clone)]
+pub(crate) struct MsgSpec {
+    /// The payload, shared by every message of a run.
+    pub(crate) payload: Bytes,
+    /// The headers, in order; empty for runs without headers.
+    pub(crate) headers: Arc<Vec<(String, String)>>,
+}
+
+impl MsgSpec {
+    /// A payload of `size` bytes, with the three benchmark headers when `headers` is set.
+    pub(crate) fn new(size: usize, headers: bool) -> Self {
+        let payload = Bytes::from(
+            (0..size)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        let headers = if headers {
+            vec![
+                ("tenant".to_owned(), "acme-corporation".to_owned()),
+                (
+                    "trace-id".to_owned(),
+                    "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
+                ),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ]
+        } else {
+            Vec::new()
+        };
+        MsgSpec {
+            payload,
+            headers: Arc::new(headers),
+        }
+    }
+
+    /// Whether the messages carry headers.
+    pub(crate) fn has_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+}
+
+/// A transport under test.
+pub(crate) trait Side: Send + Sync + 'static {
+    /// A subscription of this side.
+    type Sub: Sub;
+
+    /// Publishes `n` copies of `spec` to `topic` and returns once all of them are as far
+    /// as this side's guarantees take them (flushed to the server, or acknowledged).
+    fn publish_many(
+        &self,
+        topic: &str,
+        n: u64,
+        spec: &MsgSpec,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Publishes one message, for the round-trip scenario (no explicit flush).
+    fn publish_one(
+        &self,
+        topic: &str,
+        spec: &MsgSpec,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Makes `members` subscriptions to `topic`: plain subscribers (each gets every
+    /// message) without a group, members sharing the load with one. They are live when
+    /// this returns.
+    fn subscribe(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        members: usize,
+    ) -> impl Future<Output = anyhow::Result<Vec<Self::Sub>>> + Send;
+
+    /// Whether a publish-only run needs a consumer to drain the messages (in-process
+    /// channels: without one the first full buffer stops the publisher).
+    fn publish_needs_sink(&self) -> bool {
+        false
+    }
+
+    /// Forgets what this side kept for `topic` once a run is over.
+    fn cleanup(&self, _topic: &str) {}
+}
+
+/// A subscription of a [`Side`].
+pub(crate) trait Sub: Send + 'static {
+    /// Waits for the next message, settles it, and returns its payload length; `None`
+    /// when the subscription ended.
+    fn recv(&mut self) -> impl Future<Output = anyhow::Result<Option<usize>>> + Send;
+}

@@ -1,0 +1,82 @@
+//! The benchmark's quick mode as a smoke test: every scenario runs on a few thousand
+//! messages and every message is counted. No timing is asserted.
+//!
+//! Memory always runs. NATS and Kafka run when this crate's `nats` / `kafka` features
+//! are on (`cargo test --workspace --all-features`); they then need their broker, and
+//! fail, never skip, when it is not running.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::Command;
+use std::time::Duration;
+
+/// Runs `broker-bench --quick --backend <backend>` and checks it succeeded and printed a
+/// row for each scenario.
+fn quick(backend: &str, rows_for: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_broker-bench"))
+        .args(["--quick", "--no-write", "--backend", backend])
+        .output()
+        .expect("running broker-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "broker-bench --quick --backend {backend} failed ({}):\n{stderr}\n{stdout}",
+        output.status
+    );
+    for name in rows_for {
+        for scenario in [
+            "publish",
+            "pub→sub",
+            "round trip",
+            "fan-out ×1",
+            "fan-out ×4",
+            "fan-out ×16",
+            "queue group ×4",
+        ] {
+            let row = format!("| {name} | {scenario} |");
+            assert!(stdout.contains(&row), "no `{row}` row in:\n{stdout}");
+        }
+    }
+}
+
+/// Fails with how to start the broker when nothing listens at `address`.
+#[allow(dead_code)]
+fn require(what: &str, address: &str, start: &str) {
+    let reachable = address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok());
+    assert!(
+        reachable,
+        "{what} is not reachable at {address}: start it with `{start}` (and export the address it prints)"
+    );
+}
+
+#[test]
+fn quick_memory() {
+    quick("memory", &["memory"]);
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn quick_nats() {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let address = url
+        .trim_start_matches("nats://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    require("NATS", &address, "scripts/nats.sh start");
+    quick("nats", &["nats", "jetstream"]);
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn quick_kafka() {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let first = brokers.split(',').next().unwrap_or_default().to_owned();
+    require("Kafka", &first, "scripts/kafka.sh start");
+    quick("kafka", &["kafka"]);
+}
