@@ -157,6 +157,27 @@ impl Inner {
         }
     }
 
+    /// The names of the topics in the cluster.
+    pub(crate) async fn topic_names(&self) -> Result<Vec<String>> {
+        let producer = self.producer.clone();
+        let timeout = self.options.subscribe_timeout.min(Duration::from_secs(10));
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .map(|t| t.name().to_owned())
+                        .collect()
+                })
+        })
+        .await
+        .map_err(|e| Error::with_source(ErrorKind::Subscribe, "metadata request panicked", e))?
+        .map_err(|e| kafka(ErrorKind::Connect, "cannot list the cluster's topics", e))
+    }
+
     /// Creates `topic` if topic creation is on and it is not known yet.
     pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<()> {
         if !self.options.create_topics {
@@ -183,7 +204,13 @@ impl Inner {
             .admin
             .create_topics([&new_topic], &admin_options)
             .await
-            .map_err(|e| kafka(ErrorKind::Connect, format!("cannot create topic `{topic}`"), e))?;
+            .map_err(|e| {
+                kafka(
+                    ErrorKind::Connect,
+                    format!("cannot create topic `{topic}`"),
+                    e,
+                )
+            })?;
         let mut created = false;
         for result in results {
             match result {
@@ -311,7 +338,9 @@ impl Broker for KafkaBroker {
         let flush = {
             let inner = inner.clone();
             tokio::task::spawn_blocking(move || {
-                inner.producer.flush(Timeout::After(inner.options.publish_timeout))
+                inner
+                    .producer
+                    .flush(Timeout::After(inner.options.publish_timeout))
             })
         };
         let mut consumers = inner.consumers.subscribe();

@@ -14,8 +14,8 @@
 use broker_core::headers::names;
 use broker_core::{Headers, Message, MessageId};
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 
 /// The record headers for `message`: its id first, then its headers in order. Headers
 /// with a reserved name (see [`names::RESERVED`]) are not sent: those are carried in

@@ -7,10 +7,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 /// The error kind for a failed publish.
 pub(crate) fn publish_kind(err: &KafkaError) -> ErrorKind {
     match err.rdkafka_error_code() {
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize,
-        ) => ErrorKind::PayloadTooLarge,
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
+            ErrorKind::PayloadTooLarge
+        }
         Some(RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut) => {
             ErrorKind::Timeout
         }

@@ -250,7 +250,10 @@ impl KafkaOptions {
         if url.scheme() != SCHEME {
             return Err(Error::new(
                 ErrorKind::InvalidUrl,
-                format!("not a kafka:// URL: `{}`", broker_core::registry::redact_url(url.as_str())),
+                format!(
+                    "not a kafka:// URL: `{}`",
+                    broker_core::registry::redact_url(url.as_str())
+                ),
             ));
         }
         let mut options = KafkaOptions::default();
@@ -322,7 +325,10 @@ impl KafkaOptions {
                 "client_id" => this.client_id(value.into_owned()),
                 "bootstrap.servers" => {
                     let brokers = parse_hosts(&value, None).map_err(|why| {
-                        Error::new(ErrorKind::InvalidConfig, format!("`bootstrap.servers`: {why}"))
+                        Error::new(
+                            ErrorKind::InvalidConfig,
+                            format!("`bootstrap.servers`: {why}"),
+                        )
                     })?;
                     this.brokers(brokers)
                 }
@@ -429,7 +435,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(o.brokers, ["a:1", "b:2"]);
-        assert_eq!((o.partitions, o.replication, o.create_topics), (4, 2, false));
+        assert_eq!(
+            (o.partitions, o.replication, o.create_topics),
+            (4, 2, false)
+        );
         assert_eq!(o.get("linger.ms"), Some("5"));
     }
 
@@ -464,7 +473,11 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(o.get("sasl.username"), Some("alice"));
-        assert_eq!(o.get("sasl.password"), Some("pw1"), "query wins over user-info");
+        assert_eq!(
+            o.get("sasl.password"),
+            Some("pw1"),
+            "query wins over user-info"
+        );
         let debug = format!("{o:?}");
         for secret in ["hunter2", "pw1", "pw2", "PEM"] {
             assert!(!debug.contains(secret), "{debug}");

@@ -154,7 +154,10 @@ impl ConsumerContext for SubContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.position_new_partitions(consumer, tpl);
@@ -175,7 +178,11 @@ impl ConsumerContext for SubContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: Vec<PartitionKey> = keys(tpl).collect();
                 if !consumer.assignment_lost() {
-                    commit(consumer, &self.shared.to_commit(Some(&revoked), false), CommitMode::Sync);
+                    commit(
+                        consumer,
+                        &self.shared.to_commit(Some(&revoked), false),
+                        CommitMode::Sync,
+                    );
                 }
                 self.shared.with_parts(|parts| {
                     for key in &revoked {
@@ -237,7 +244,8 @@ impl SubContext {
                             if let Some(starts) = starts.as_mut() {
                                 starts.insert(key.clone(), high);
                             }
-                            let _ = to_commit.add_partition_offset(&key.0, key.1, Offset::Offset(high));
+                            let _ =
+                                to_commit.add_partition_offset(&key.0, key.1, Offset::Offset(high));
                             Offset::Offset(high)
                         }
                         Err(err) => {
@@ -269,7 +277,11 @@ fn keys(tpl: &TopicPartitionList) -> impl Iterator<Item = PartitionKey> + '_ {
         .map(|e| (e.topic().to_owned(), e.partition()))
 }
 
-fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, tpl: &TopicPartitionList, mode: CommitMode) {
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+    mode: CommitMode,
+) {
     if tpl.count() == 0 {
         return;
     }
@@ -369,7 +381,10 @@ pub(crate) async fn subscribe(
         paused: false,
     };
     let spawned = std::thread::Builder::new()
-        .name(format!("kafka-sub-{}", group.chars().take(20).collect::<String>()))
+        .name(format!(
+            "kafka-sub-{}",
+            group.chars().take(20).collect::<String>()
+        ))
         .spawn(move || {
             worker.run();
             consumers.send_modify(|n| *n = n.saturating_sub(1));
@@ -384,7 +399,17 @@ pub(crate) async fn subscribe(
     }
 
     let guard = token.clone().drop_guard();
-    match tokio::time::timeout(inner.options.subscribe_timeout, ready_rx).await {
+    // A regex subscription that matches no topic yet does not join its group until one
+    // appears, so there is no assignment to wait for; topics that appear later are read
+    // from their beginning, so nothing published after `subscribe` returns is missed.
+    let wait = if regex {
+        let names = inner.topic_names().await?;
+        names.iter().any(|name| parsed.matches(name))
+    } else {
+        true
+    };
+    let ready = async { if wait { ready_rx.await } else { Ok(()) } };
+    match tokio::time::timeout(inner.options.subscribe_timeout, ready).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => {
             return Err(Error::new(
@@ -488,7 +513,11 @@ impl Worker {
             }
             self.seek_due();
             if last_commit.elapsed() >= self.commit_interval {
-                commit(&self.consumer, &self.shared.to_commit(None, true), CommitMode::Async);
+                commit(
+                    &self.consumer,
+                    &self.shared.to_commit(None, true),
+                    CommitMode::Async,
+                );
                 last_commit = Instant::now();
             }
             let timeout = if self.parked.is_empty() {
@@ -525,7 +554,11 @@ impl Worker {
         }
         // Final commit of what was acked; dropping the consumer then leaves the group
         // (its revoke callback commits again, harmlessly).
-        commit(&self.consumer, &self.shared.to_commit(None, false), CommitMode::Sync);
+        commit(
+            &self.consumer,
+            &self.shared.to_commit(None, false),
+            CommitMode::Sync,
+        );
         self.consumer.unsubscribe();
     }
 
@@ -606,9 +639,9 @@ impl Worker {
             })
             .unwrap_or_default();
         for ((topic, partition), offset) in seeks {
-            if let Err(err) = self
-                .consumer
-                .seek(&topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
+            if let Err(err) =
+                self.consumer
+                    .seek(&topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
             {
                 tracing::warn!(topic, partition, offset, error = %err, "seeking back to a nacked message failed");
                 // Try again on the next round.
