@@ -41,6 +41,7 @@ mod handler;
 pub mod headers;
 mod message;
 pub mod middleware;
+pub mod observe;
 mod options;
 pub mod registry;
 mod request;

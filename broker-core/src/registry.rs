@@ -42,8 +42,16 @@ inventory::collect!(Registration);
 
 /// Registers a backend's URL scheme. Used once per scheme in each backend crate:
 ///
-/// ```ignore
-/// broker_core::register_backend!("memory", |url| Box::pin(async move { … }));
+/// ```
+/// use std::sync::Arc;
+/// use broker_core::{Broker, Result};
+/// use futures::FutureExt;
+///
+/// async fn connect(url: url::Url) -> Result<Arc<dyn Broker>> {
+///     Err(broker_core::Error::new(broker_core::ErrorKind::Unsupported, format!("demo: {url}")))
+/// }
+///
+/// broker_core::register_backend!("demo", |url| connect(url).boxed());
 /// ```
 #[macro_export]
 macro_rules! register_backend {

@@ -112,7 +112,7 @@ pub fn decode_event<T, C: Codec<T>>(codec: &C, event: &Event) -> Result<T> {
 
 /// A handler of `T`s: it decodes each event with `codec` and calls `f` with the value. A
 /// payload that cannot be decoded fails the event with an
-/// [`ErrorKind::Codec`](crate::ErrorKind::Codec) error (so retry and dead-letter layers see
+/// [`ErrorKind::Codec`] error (so retry and dead-letter layers see
 /// it); `f` is not called.
 ///
 /// ```

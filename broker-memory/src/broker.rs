@@ -11,13 +11,14 @@ use broker_core::{
 use tracing::Instrument;
 
 use crate::options::{MemoryOptions, Overflow};
-use crate::queue::{Entry, Queue};
+use crate::queue::{Entry, Offer, Queue};
 use crate::subscriber;
 
 /// An in-process broker on tokio. Cloning gives another handle to the same broker.
 ///
 /// - Subjects and wildcards as everywhere (`*`, `>`); queue groups share a buffer that
-///   their members pull from in turn, so each message goes to one member.
+///   hand each message to one member, in turn (round-robin, skipping members whose
+///   buffer is full).
 /// - `publish` resolves when every matching subscriber has the message in its buffer; a
 ///   full buffer makes it wait (bounded by [`MemoryOptions::publish_timeout`]). Nothing is
 ///   dropped unless [`Overflow::DropNewest`] is chosen, and then it is counted.
@@ -133,51 +134,68 @@ impl Inner {
         }
     }
 
-    /// Removes `queue` when its last member has left.
-    pub(crate) fn leave(&self, queue: &Arc<Queue>) {
-        if !queue.leave() {
-            return;
-        }
-        let Ok(mut queues) = self.write_queues() else {
-            return;
-        };
-        // A new member may have joined between `leave` and the lock.
-        if queue.members() == 0 {
-            queues.retain(|q| q.id != queue.id);
-            queue.tx.close();
-            let left = queue.rx.len();
-            if left > 0 {
-                tracing::debug!(pattern = %queue.pattern, left, "unsubscribed with messages still buffered");
+    /// Removes member `member` from `queue`: what was in its buffer goes to the other
+    /// members, and a queue left without members is removed.
+    pub(crate) fn leave(&self, queue: &Arc<Queue>, member: u64) {
+        let (left, empty) = queue.leave(member);
+        if empty && let Ok(mut queues) = self.write_queues() {
+            // A new member may have joined between `leave` and the lock.
+            if queue.members() == 0 {
+                queues.retain(|q| q.id != queue.id);
+                if !left.is_empty() {
+                    tracing::debug!(pattern = %queue.pattern, left = left.len(), "unsubscribed with messages still buffered");
+                }
+                return;
             }
         }
+        if left.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(pattern = %queue.pattern, left = left.len(), "a member left outside a tokio runtime; its buffered messages are lost");
+            return;
+        };
+        let queue = queue.clone();
+        runtime.spawn(async move {
+            for entry in left {
+                queue.requeue(entry).await;
+            }
+        });
     }
 
     async fn deliver(&self, queue: &Queue, entry: Entry) -> Result<()> {
-        let entry = match queue.tx.try_send(entry) {
-            Ok(()) => return Ok(()),
-            Err(async_channel::TrySendError::Closed(_)) => return Ok(()), // unsubscribed meanwhile
-            Err(async_channel::TrySendError::Full(entry)) => entry,
-        };
-        if self.options.overflow == Overflow::DropNewest {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(pattern = %queue.pattern, "subscriber buffer full; message dropped (overflow=drop)");
-            return Ok(());
-        }
-        match tokio::time::timeout(self.options.publish_timeout, queue.tx.send(entry)).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the buffer of subscriber `{}`{} stayed full for {:?}",
-                    queue.pattern,
-                    queue
-                        .group
-                        .as_deref()
-                        .map(|g| format!(" (group `{g}`)"))
-                        .unwrap_or_default(),
-                    self.options.publish_timeout
-                ),
-            )),
+        let deadline = tokio::time::Instant::now() + self.options.publish_timeout;
+        let mut entry = entry;
+        loop {
+            let (back, tx) = match queue.offer(entry) {
+                Offer::Accepted | Offer::Gone => return Ok(()),
+                Offer::Full(back, tx) => (back, tx),
+            };
+            if self.options.overflow == Overflow::DropNewest {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pattern = %queue.pattern, "subscriber buffer full; message dropped (overflow=drop)");
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, tx.send(back)).await {
+                Ok(Ok(())) => return Ok(()),
+                // That member left meanwhile: offer the message again.
+                Ok(Err(async_channel::SendError(back))) => entry = back,
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the buffer of subscriber `{}`{} stayed full for {:?}",
+                            queue.pattern,
+                            queue
+                                .group
+                                .as_deref()
+                                .map(|g| format!(" (group `{g}`)"))
+                                .unwrap_or_default(),
+                            self.options.publish_timeout
+                        ),
+                    ));
+                }
+            }
         }
     }
 }
@@ -255,12 +273,15 @@ impl Broker for MemoryBroker {
                     queue
                 }
             };
-            queue.join();
-            queue
+            let (member, rx) = queue.join();
+            (queue, member, rx)
         };
+        let (queue, member, rx) = queue;
         Ok(subscriber::subscription(
             self.inner.clone(),
             queue,
+            member,
+            rx,
             pattern,
             &options,
         ))
@@ -272,7 +293,7 @@ impl Broker for MemoryBroker {
         }
         let queues = std::mem::take(&mut *self.inner.write_queues()?);
         for queue in queues {
-            queue.tx.close();
+            queue.close();
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! | delivery | at-least-once while the subscriber lives (nack redelivers); a plain subscriber's buffer goes with it |
 //! | ordering | per publisher, per subscriber |
 //! | persistence | none |
-//! | queue groups | yes: members pull from a shared buffer, in turn |
+//! | queue groups | yes: round-robin over the members; a member that leaves hands its buffered messages to the others |
 //! | backpressure | `publish` waits while a buffer is full (bounded), never drops unless told to |
 //!
 //! URLs: `memory://` is the process-wide default bus, `memory://NAME` a named one; both

@@ -1,12 +1,14 @@
-//! A queue: the buffer behind one plain subscriber, or shared by a queue group's members.
+//! A queue: what one plain subscriber, or one queue group, receives. Each member has its
+//! own buffer; a queue group hands messages to its members in turn (round-robin), and a
+//! plain subscription is a queue with one member.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use broker_core::Message;
 use broker_core::subject::Pattern;
 
-/// One message waiting in a queue.
+/// One message waiting in a buffer.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) topic: Arc<str>,
@@ -14,41 +16,132 @@ pub(crate) struct Entry {
     pub(crate) attempt: u32,
 }
 
-/// The buffer of a plain subscriber, or of a queue group (shared by its members, who pull
-/// from it in turn).
+/// One member's buffer.
+#[derive(Debug)]
+struct Member {
+    id: u64,
+    tx: async_channel::Sender<Entry>,
+    rx: async_channel::Receiver<Entry>,
+}
+
+/// Where [`Queue::offer`] put an entry, or why it could not.
+pub(crate) enum Offer {
+    /// In a member's buffer.
+    Accepted,
+    /// Every member's buffer is full: wait on this one (the member whose turn it is).
+    Full(Entry, async_channel::Sender<Entry>),
+    /// The queue has no members (left, or closed).
+    Gone,
+}
+
+/// The members of a plain subscription (one) or of a queue group.
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
     pub(crate) group: Option<String>,
-    pub(crate) tx: async_channel::Sender<Entry>,
-    pub(crate) rx: async_channel::Receiver<Entry>,
-    members: AtomicUsize,
+    buffer: usize,
+    members: Mutex<Vec<Member>>,
+    next_member: AtomicU64,
+    turn: AtomicUsize,
 }
 
 impl Queue {
     pub(crate) fn new(id: u64, pattern: Pattern, group: Option<String>, buffer: usize) -> Self {
-        let (tx, rx) = async_channel::bounded(buffer);
         Queue {
             id,
             pattern,
             group,
-            tx,
-            rx,
-            members: AtomicUsize::new(0),
+            buffer: buffer.max(1),
+            members: Mutex::new(Vec::new()),
+            next_member: AtomicU64::new(0),
+            turn: AtomicUsize::new(0),
         }
     }
 
-    pub(crate) fn join(&self) {
-        self.members.fetch_add(1, Ordering::AcqRel);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the member list
+        // itself is always consistent, so go on with it.
+        self.members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Returns whether this was the last member.
-    pub(crate) fn leave(&self) -> bool {
-        self.members.fetch_sub(1, Ordering::AcqRel) == 1
+    /// Adds a member; returns its id and the receiving end of its buffer.
+    pub(crate) fn join(&self) -> (u64, async_channel::Receiver<Entry>) {
+        let (tx, rx) = async_channel::bounded(self.buffer);
+        let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        self.lock().push(Member {
+            id,
+            tx,
+            rx: rx.clone(),
+        });
+        (id, rx)
+    }
+
+    /// Removes member `id`. Returns what was still in its buffer (for the other members)
+    /// and whether the queue is now empty.
+    pub(crate) fn leave(&self, id: u64) -> (Vec<Entry>, bool) {
+        let mut members = self.lock();
+        let mut left = Vec::new();
+        if let Some(index) = members.iter().position(|m| m.id == id) {
+            let member = members.remove(index);
+            member.tx.close();
+            while let Ok(entry) = member.rx.try_recv() {
+                left.push(entry);
+            }
+        }
+        (left, members.is_empty())
+    }
+
+    /// Closes every member's buffer: their streams end once drained.
+    pub(crate) fn close(&self) {
+        for member in self.lock().iter() {
+            member.tx.close();
+        }
     }
 
     pub(crate) fn members(&self) -> usize {
-        self.members.load(Ordering::Acquire)
+        self.lock().len()
+    }
+
+    /// Offers `entry` to the member whose turn it is, or to the next one with room.
+    pub(crate) fn offer(&self, entry: Entry) -> Offer {
+        let members = self.lock();
+        let n = members.len();
+        if n == 0 {
+            return Offer::Gone;
+        }
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        let mut entry = entry;
+        for i in 0..n {
+            match members[(start + i) % n].tx.try_send(entry) {
+                Ok(()) => return Offer::Accepted,
+                Err(async_channel::TrySendError::Full(back))
+                | Err(async_channel::TrySendError::Closed(back)) => entry = back,
+            }
+        }
+        Offer::Full(entry, members[start].tx.clone())
+    }
+}
+
+impl Queue {
+    /// Puts `entry` back for the members (a nack, or a leaving member's buffer), waiting
+    /// for room as long as it takes: the caller is a background task, never a publisher.
+    pub(crate) async fn requeue(&self, entry: Entry) {
+        let mut entry = entry;
+        loop {
+            match self.offer(entry) {
+                Offer::Accepted => return,
+                Offer::Gone => {
+                    tracing::debug!(pattern = %self.pattern, "message not redelivered: no subscriber is left");
+                    return;
+                }
+                Offer::Full(back, tx) => match tx.send(back).await {
+                    Ok(()) => return,
+                    Err(async_channel::SendError(back)) => entry = back,
+                },
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! A memory subscription: pulls from its queue, settles through the queue.
+//! A memory subscription: reads its member buffer, settles through its queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,25 +14,29 @@ use crate::queue::{Entry, Queue};
 struct Membership {
     inner: Arc<Inner>,
     queue: Arc<Queue>,
+    member: u64,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.inner.leave(&self.queue);
+        self.inner.leave(&self.queue, self.member);
     }
 }
 
 pub(crate) fn subscription(
     inner: Arc<Inner>,
     queue: Arc<Queue>,
+    member: u64,
+    buffer: async_channel::Receiver<Entry>,
     pattern: &str,
     options: &SubscribeOptions,
 ) -> Subscription {
     let membership = Membership {
         inner,
         queue: queue.clone(),
+        member,
     };
-    let deliveries = queue.rx.clone().map(move |entry| {
+    let deliveries = buffer.map(move |entry| {
         let _keep_membership = &membership;
         let attempt = entry.attempt;
         let delivery = Delivery::new(
@@ -72,9 +76,7 @@ impl Acknowledger for MemoryAcker {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if queue.tx.send(entry).await.is_err() {
-                tracing::debug!(pattern = %queue.pattern, "nacked message not redelivered: its subscriber is gone");
-            }
+            queue.requeue(entry).await;
         });
         futures::future::ready(Ok(())).boxed()
     }

@@ -79,6 +79,11 @@ impl<H: Handler> Handler for DeadLetter<H> {
                 headers.insert(names::DEAD_LETTER_TOPIC, failed.topic());
                 match config.broker.publish(&config.topic, message).await {
                     Ok(()) => {
+                        #[cfg(feature = "metrics")]
+                        crate::observe::count_dead_letter(
+                            config.broker.capabilities().backend,
+                            &config.topic,
+                        );
                         tracing::warn!(
                             error = %err,
                             attempt,

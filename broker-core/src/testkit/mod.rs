@@ -269,6 +269,9 @@ macro_rules! conformance_suite {
             graceful_shutdown_loses_nothing,
             request_gets_a_reply,
             request_without_responder_times_out,
+            trace_context_crosses_the_broker,
+            correlation_id_reaches_the_second_hop,
+            metrics_count_what_happened,
         );
     };
 }

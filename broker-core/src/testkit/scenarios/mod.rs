@@ -14,6 +14,7 @@
 //! | restart | [`restart_mid_stream`] | a restart command |
 //! | errors | [`invalid_subjects_are_rejected`], [`handler_errors_retry_then_dead_letter`], [`handler_panic_is_survived`], [`undecodable_payload_goes_to_dead_letter`], [`graceful_shutdown_loses_nothing`] | |
 //! | request/reply | [`request_gets_a_reply`], [`request_without_responder_times_out`] | |
+//! | observability | [`trace_context_crosses_the_broker`], [`correlation_id_reaches_the_second_hop`], [`metrics_count_what_happened`] | |
 //!
 //! Counting is by distinct message id unless the backend claims exactly-once, in which
 //! case a duplicate fails the scenario.
@@ -23,6 +24,7 @@ mod close;
 mod concurrency;
 mod errors;
 mod groups;
+mod observe;
 mod ordering;
 mod request;
 mod restart;
@@ -54,6 +56,10 @@ pub use errors::{
 };
 pub use groups::{
     fan_out_to_plain_subscribers, queue_group_splits_the_load, two_groups_each_get_everything,
+};
+pub use observe::{
+    correlation_id_reaches_the_second_hop, metrics_count_what_happened,
+    trace_context_crosses_the_broker,
 };
 pub use ordering::ordering_of_interleaved_streams;
 pub use request::{request_gets_a_reply, request_without_responder_times_out};

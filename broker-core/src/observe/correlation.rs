@@ -1,0 +1,109 @@
+//! Correlation ids: follow-up messages name the message that caused them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::headers::names;
+use crate::{
+    BoxError, Broker, Capabilities, Event, Handler, Layer, Message, Result, SubscribeOptions,
+    Subscription,
+};
+
+tokio::task_local! {
+    static CURRENT: Arc<str>;
+}
+
+/// The correlation id of the event the current task is handling under a
+/// [`CorrelationLayer`], if any.
+pub fn current_correlation_id() -> Option<String> {
+    CURRENT.try_with(|id| id.to_string()).ok()
+}
+
+/// Runs `future` with `id` as the current correlation id.
+pub(crate) fn scope<F: Future>(id: Arc<str>, future: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(id, future)
+}
+
+/// The correlation id of `message`: its `correlation-id` header, or else its own id.
+pub(crate) fn correlation_of(message: &Message) -> Arc<str> {
+    match message.headers().get(names::CORRELATION_ID) {
+        Some(id) if !id.is_empty() => Arc::from(id),
+        _ => Arc::from(message.id().as_str()),
+    }
+}
+
+/// A handler layer that makes the event's correlation id (its `correlation-id` header,
+/// or its message id when it has none) current while the handler runs, so that a
+/// [`CorrelatingBroker`] stamps it on whatever the handler publishes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CorrelationLayer;
+
+impl CorrelationLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        CorrelationLayer
+    }
+}
+
+impl<H: Handler> Layer<H> for CorrelationLayer {
+    type Handler = Correlation<H>;
+    fn layer(&self, inner: H) -> Correlation<H> {
+        Correlation { inner }
+    }
+}
+
+/// The handler built by [`CorrelationLayer`].
+#[derive(Debug, Clone)]
+pub struct Correlation<H> {
+    inner: H,
+}
+
+impl<H: Handler> Handler for Correlation<H> {
+    fn call(&self, event: Event) -> BoxFuture<'static, std::result::Result<(), BoxError>> {
+        let id = correlation_of(event.message());
+        scope(id, self.inner.call(event)).boxed()
+    }
+}
+
+/// A broker decorator: a message published while a handler runs under a
+/// [`CorrelationLayer`] gets that event's correlation id in its `correlation-id` header,
+/// unless it already has one.
+#[derive(Debug, Clone)]
+pub struct CorrelatingBroker {
+    inner: Arc<dyn Broker>,
+}
+
+impl CorrelatingBroker {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Broker>) -> Self {
+        CorrelatingBroker { inner }
+    }
+}
+
+#[async_trait]
+impl Broker for CorrelatingBroker {
+    async fn publish(&self, topic: &str, mut message: Message) -> Result<()> {
+        if !message.headers().contains(names::CORRELATION_ID)
+            && let Some(id) = current_correlation_id()
+        {
+            message.headers_mut().insert(names::CORRELATION_ID, id);
+        }
+        self.inner.publish(topic, message).await
+    }
+
+    async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
+        self.inner.subscribe(pattern, options).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}

@@ -1,0 +1,118 @@
+//! W3C trace context (`traceparent`, `tracestate`) carried in message headers, through
+//! `opentelemetry` and `tracing-opentelemetry`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{
+    BoxError, Broker, Capabilities, Event, Handler, Headers, Layer, Message, Result,
+    SubscribeOptions, Subscription,
+};
+
+struct HeaderInjector<'a>(&'a mut Headers);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value);
+    }
+}
+
+struct HeaderExtractor<'a>(&'a Headers);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name).collect()
+    }
+}
+
+/// A broker decorator writing the current `tracing` span's OpenTelemetry context into
+/// each published message as `traceparent` (and `tracestate`). With no OpenTelemetry
+/// layer installed there is no valid context and the message is left as it is.
+#[derive(Debug, Clone)]
+pub struct TraceContextBroker {
+    inner: Arc<dyn Broker>,
+}
+
+impl TraceContextBroker {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Broker>) -> Self {
+        TraceContextBroker { inner }
+    }
+}
+
+#[async_trait]
+impl Broker for TraceContextBroker {
+    async fn publish(&self, topic: &str, mut message: Message) -> Result<()> {
+        let context = tracing::Span::current().context();
+        if context.span().span_context().is_valid() {
+            TraceContextPropagator::new()
+                .inject_context(&context, &mut HeaderInjector(message.headers_mut()));
+        }
+        self.inner.publish(topic, message).await
+    }
+
+    async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
+        self.inner.subscribe(pattern, options).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// A handler layer running the handler in a `handle` span whose parent is the trace
+/// context found in the message headers, so the handler continues the publisher's trace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceContextLayer;
+
+impl TraceContextLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        TraceContextLayer
+    }
+}
+
+impl<H: Handler> Layer<H> for TraceContextLayer {
+    type Handler = TraceContextHandler<H>;
+    fn layer(&self, inner: H) -> TraceContextHandler<H> {
+        TraceContextHandler { inner }
+    }
+}
+
+/// The handler built by [`TraceContextLayer`].
+#[derive(Debug, Clone)]
+pub struct TraceContextHandler<H> {
+    inner: H,
+}
+
+impl<H: Handler> Handler for TraceContextHandler<H> {
+    fn call(&self, event: Event) -> BoxFuture<'static, std::result::Result<(), BoxError>> {
+        let span = tracing::info_span!(
+            "handle",
+            topic = %event.topic(),
+            message_id = %event.message().id(),
+            attempt = event.attempt(),
+        );
+        let headers = event.message().headers();
+        if headers.contains("traceparent") {
+            let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+            let _ = span.set_parent(parent);
+        }
+        self.inner.call(event).instrument(span).boxed()
+    }
+}

@@ -1,0 +1,280 @@
+//! Observability layers over a real backend: trace context, correlation ids, metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::{must, subscribe, wait_until};
+use crate::observe::{MetricsBroker, MetricsLayer, ObserveLayer, metric_names, observed};
+use crate::testkit::{Collector, Kit};
+use crate::{BoxError, BrokerExt, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions};
+
+/// Installs, once per process, a `tracing` subscriber with an OpenTelemetry layer whose
+/// tracer makes real trace ids (and exports nowhere).
+fn install_tracer() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("conformance");
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+/// The process-wide metrics recorder the scenarios read.
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        if let Err(err) = metrics::set_global_recorder(recorder) {
+            panic!("metrics: another recorder is installed: {err}");
+        }
+        snapshotter
+    })
+}
+
+/// A message published inside a span reaches the handler, through the broker and its
+/// headers only, in a span of the same trace.
+pub async fn trace_context_crosses_the_broker(kit: Kit) {
+    install_tracer();
+    let broker = observed(kit.connect().await);
+    let topic = kit.topic("trace");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handler = (move |event: Event| {
+        let tx = tx.clone();
+        async move {
+            let trace = tracing::Span::current()
+                .context()
+                .span()
+                .span_context()
+                .trace_id();
+            let _ = tx.send((
+                trace,
+                event
+                    .message()
+                    .headers()
+                    .get("traceparent")
+                    .map(str::to_owned),
+            ));
+            Ok::<(), BoxError>(())
+        }
+    })
+    .with(ObserveLayer::new(broker.capabilities().backend, &topic));
+    let handle = must(
+        broker
+            .subscribe_with(
+                &topic,
+                SubscribeOptions::new(),
+                HandlerOptions::new(),
+                handler,
+            )
+            .await,
+        "subscribe_with",
+    );
+
+    let span = tracing::info_span!("place_order");
+    let sent_trace = span.context().span().span_context().trace_id();
+    assert_ne!(
+        sent_trace,
+        TraceId::INVALID,
+        "trace: the test tracer made no trace id"
+    );
+    must(
+        broker
+            .publish(&topic, Message::new("order"))
+            .instrument(span)
+            .await,
+        "publish inside a span",
+    );
+    let (handled_trace, traceparent) =
+        match tokio::time::timeout(kit.features.timeout, rx.recv()).await {
+            Ok(Some(got)) => got,
+            _ => panic!("trace: the message was not handled"),
+        };
+    let traceparent =
+        traceparent.unwrap_or_else(|| panic!("trace: no `traceparent` header arrived"));
+    assert!(
+        traceparent.contains(&sent_trace.to_string()),
+        "trace: `traceparent` {traceparent} does not carry trace {sent_trace}"
+    );
+    assert_eq!(
+        handled_trace, sent_trace,
+        "trace: the handler's span is in another trace"
+    );
+    must(handle.shutdown().await, "shutdown");
+    must(broker.close().await, "close");
+}
+
+/// A handler publishes a follow-up, whose handler publishes another: both follow-ups
+/// carry the first message's id as their correlation id.
+pub async fn correlation_id_reaches_the_second_hop(kit: Kit) {
+    let broker = observed(kit.connect().await);
+    let base = kit.topic("correlation");
+    let (first, second, third) = (
+        format!("{base}.placed"),
+        format!("{base}.paid"),
+        format!("{base}.shipped"),
+    );
+    let end = Collector::spawn(subscribe(&broker, &third, SubscribeOptions::new()).await);
+
+    let mut handles = Vec::new();
+    for (from, to) in [(&second, &third), (&first, &second)] {
+        let bus = broker.clone();
+        let to = to.clone();
+        let handler = (move |_event: Event| {
+            let (bus, to) = (bus.clone(), to.clone());
+            async move {
+                bus.publish(&to, Message::new("follow-up")).await?;
+                Ok::<(), BoxError>(())
+            }
+        })
+        .with(ObserveLayer::new(broker.capabilities().backend, from));
+        handles.push(must(
+            broker
+                .subscribe_with(
+                    from,
+                    SubscribeOptions::new(),
+                    HandlerOptions::new(),
+                    handler,
+                )
+                .await,
+            "subscribe_with",
+        ));
+    }
+    let cause = Message::new("order placed");
+    must(
+        broker.publish(&first, cause.clone()).await,
+        "publish the cause",
+    );
+    let received = end
+        .wait_for(1, kit.features.timeout, "correlation: the second hop")
+        .await;
+    assert_eq!(
+        received[0]
+            .message
+            .headers()
+            .get(crate::headers::names::CORRELATION_ID),
+        Some(cause.id().as_str()),
+        "correlation: the second hop's correlation id"
+    );
+    for handle in handles {
+        must(handle.shutdown().await, "shutdown");
+    }
+    must(broker.close().await, "close");
+}
+
+/// Through the metrics decorator and layer, 5 messages handled give 5 deliveries and 5
+/// acks for the subscription's pattern, at least 5 publishes for the backend, a handler
+/// duration, and no handler left in flight.
+pub async fn metrics_count_what_happened(kit: Kit) {
+    let snapshotter = snapshotter();
+    let broker: Arc<dyn crate::Broker> = Arc::new(MetricsBroker::new(kit.connect().await));
+    let backend = broker.capabilities().backend;
+    let topic = kit.topic("metrics");
+    let handler =
+        (|_event: Event| async { Ok::<(), BoxError>(()) }).with(MetricsLayer::new(backend, &topic));
+    let handle = must(
+        broker
+            .subscribe_with(
+                &topic,
+                SubscribeOptions::new(),
+                HandlerOptions::new(),
+                handler,
+            )
+            .await,
+        "subscribe_with",
+    );
+    super::publish_numbered(&broker, &topic, 0..5).await;
+
+    // Each snapshot drains counters and histogram samples, so they are summed across
+    // snapshots; a gauge is read as its latest value.
+    let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    let durations = Arc::new(Mutex::new(0usize));
+    let read = || {
+        let Ok(mut seen) = seen.lock() else { return };
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: HashMap<&str, &str> = key.labels().map(|l| (l.key(), l.value())).collect();
+            if labels.get("backend") != Some(&backend) {
+                continue;
+            }
+            let ours = labels.get("pattern").is_none_or(|p| *p == topic);
+            if !ours {
+                continue;
+            }
+            match value {
+                DebugValue::Counter(n) => {
+                    *seen.entry(key.name().to_owned()).or_default() += n as f64;
+                }
+                DebugValue::Gauge(g) => {
+                    seen.insert(key.name().to_owned(), g.into_inner());
+                }
+                DebugValue::Histogram(samples) => {
+                    if key.name() == metric_names::HANDLER_DURATION
+                        && let Ok(mut d) = durations.lock()
+                    {
+                        *d += samples.len();
+                    }
+                }
+            }
+        }
+    };
+    let value = |name: &str| {
+        seen.lock()
+            .ok()
+            .and_then(|s| s.get(name).copied())
+            .unwrap_or(0.0)
+    };
+    let done = wait_until(kit.features.timeout, || {
+        read();
+        value(metric_names::ACKED) >= 5.0
+    })
+    .await;
+    assert!(
+        done,
+        "metrics: {} acks counted, expected 5; recorded: {:?}",
+        value(metric_names::ACKED),
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(k, _, _, v)| format!("{:?}={v:?}", k.key()))
+            .collect::<Vec<_>>()
+    );
+    must(handle.shutdown().await, "shutdown");
+    read();
+    assert_eq!(
+        value(metric_names::DELIVERED),
+        5.0,
+        "metrics: deliveries for the pattern"
+    );
+    assert_eq!(
+        value(metric_names::ACKED),
+        5.0,
+        "metrics: acks for the pattern"
+    );
+    assert_eq!(
+        value(metric_names::NACKED),
+        0.0,
+        "metrics: nacks for the pattern"
+    );
+    assert!(
+        value(metric_names::PUBLISHED) >= 5.0,
+        "metrics: publishes for the backend"
+    );
+    assert_eq!(
+        value(metric_names::IN_FLIGHT),
+        0.0,
+        "metrics: handlers still in flight"
+    );
+    let durations = durations.lock().map(|d| *d).unwrap_or(0);
+    assert_eq!(durations, 5, "metrics: handler durations recorded");
+    must(broker.close().await, "close");
+}
