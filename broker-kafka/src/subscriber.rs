@@ -110,13 +110,12 @@ impl Shared {
                 if keys.is_some_and(|keys| !keys.contains(key)) || (only_dirty && !part.dirty) {
                     continue;
                 }
-                if let Some(point) = part.tracker.commit_point() {
-                    if tpl
+                if let Some(point) = part.tracker.commit_point()
+                    && tpl
                         .add_partition_offset(&key.0, key.1, Offset::Offset(point))
                         .is_ok()
-                    {
-                        part.dirty = false;
-                    }
+                {
+                    part.dirty = false;
                 }
             }
         });
@@ -260,10 +259,8 @@ impl SubContext {
                 tracing::warn!(topic = %key.0, partition = key.1, error = %err, "cannot set the start offset");
             }
         }
-        if !live {
-            if let Some(initial) = initial.as_mut() {
-                initial.extend(keys(tpl).map(|(topic, _)| topic));
-            }
+        if !live && let Some(initial) = initial.as_mut() {
+            initial.extend(keys(tpl).map(|(topic, _)| topic));
         }
         if to_commit.count() > 0 {
             commit(consumer, &to_commit, CommitMode::Sync);

@@ -1,0 +1,86 @@
+//! broker-kafka against the conformance kit, on a real broker:
+//! `scripts/kafka.sh start` (KAFKA_BROKERS, default 127.0.0.1:9092) for every scenario,
+//! and a second instance, `KAFKA_PORT=19092 scripts/kafka.sh start`
+//! (KAFKA_RESTART_BROKERS, default 127.0.0.1:19092), that the restart scenario restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_core::testkit::{Features, Kit, broker_address};
+use broker_core::{Broker, Error, ErrorKind, Result};
+use broker_kafka::{KafkaBroker, KafkaOptions};
+
+/// Options for a single-node test broker: short heartbeats, so that group changes are
+/// noticed within a second, and a fast look-out for new topics.
+fn options(brokers: &str) -> KafkaOptions {
+    KafkaOptions::new()
+        .brokers(brokers.split(','))
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .pattern_refresh(Duration::from_millis(500))
+}
+
+async fn connect(brokers: String, hint: &'static str) -> Result<Arc<dyn Broker>> {
+    match KafkaBroker::connect(options(&brokers)).await {
+        Ok(broker) => Ok(Arc::new(broker)),
+        Err(err) => Err(Error::with_source(
+            err.kind(),
+            format!("no Kafka at {brokers}; start it with: {hint}"),
+            err,
+        )),
+    }
+}
+
+/// Restarts the second instance with the project's script (data kept).
+async fn restart() -> Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh");
+    let port = broker_address("KAFKA_RESTART_BROKERS", "127.0.0.1:19092")
+        .rsplit(':')
+        .next()
+        .unwrap_or("19092")
+        .to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(script)
+            .arg("restart")
+            .env("KAFKA_PORT", port)
+            .output()
+    })
+    .await
+    .map_err(|e| Error::with_source(ErrorKind::Connect, "restart task failed", e))?
+    .map_err(|e| Error::with_source(ErrorKind::Connect, "cannot run scripts/kafka.sh", e))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Connect,
+            format!(
+                "scripts/kafka.sh restart failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ))
+    }
+}
+
+async fn kit() -> Kit {
+    broker_kafka::link();
+    let main = broker_address("KAFKA_BROKERS", "127.0.0.1:9092");
+    let second = broker_address("KAFKA_RESTART_BROKERS", "127.0.0.1:19092");
+    let features = Features::new("kafka")
+        .queue_groups()
+        .persistence()
+        .ordering()
+        .redelivery()
+        .at_least_once()
+        .restart(
+            move || connect(second.clone(), "KAFKA_PORT=19092 scripts/kafka.sh start"),
+            restart,
+        )
+        .start_hint("scripts/kafka.sh start")
+        .timeout(Duration::from_secs(30));
+    Kit::new(features, move || {
+        connect(main.clone(), "scripts/kafka.sh start")
+    })
+}
+
+broker_core::conformance_suite!(kit);
