@@ -192,7 +192,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         if let Err(err) = result {
             rows.truncate(before);
             eprintln!("{backend:?} FAILED: {err:#}");
-            failures.push(format!("{backend:?}: {err:#}").to_lowercase());
+            failures.push(format!(
+                "{}: {err:#}",
+                format!("{backend:?}").to_lowercase()
+            ));
         }
     }
     let backlog_messages = args
@@ -295,13 +298,13 @@ async fn run_nats(
     let jetstream = backend == Backend::Jetstream;
     let plan = if jetstream {
         args.plan(Sizing {
-            messages: (20_000, 1_000),
-            samples: (1_000, 50),
+            messages: (20_000, 400),
+            samples: (1_000, 30),
         })
     } else {
         args.plan(Sizing {
-            messages: (100_000, 4_000),
-            samples: (2_000, 100),
+            messages: (100_000, 1_000),
+            samples: (2_000, 50),
         })
     };
     let name = if jetstream { "jetstream" } else { "nats" };
@@ -310,11 +313,7 @@ async fn run_nats(
         "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
         plan.messages, plan.samples, plan.reps
     ));
-    {
-        let _ = jetstream;
-        nats::run(&plan, rows)
-    }
-    .await
+    nats::run(jetstream, &plan, rows).await
 }
 
 #[cfg(not(feature = "nats"))]
@@ -336,7 +335,7 @@ async fn run_kafka(
     plans: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let plan = args.plan(Sizing {
-        messages: (20_000, 1_000),
+        messages: (20_000, 400),
         samples: (200, 20),
     });
     eprintln!("kafka: {} messages per run", plan.messages);

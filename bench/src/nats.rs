@@ -1,10 +1,321 @@
-//! The nats backend against its raw client (not measured yet).
+//! Core NATS and JetStream against async-nats.
+//!
+//! Both sides connect to the same server with the same connect options (connection and
+//! request timeouts, unlimited reconnects, default subscription capacity). Core NATS:
+//! publishes are fire-and-forget, with one flush at the end of a batch on both sides.
+//! JetStream: both sides keep the same number of publishes waiting for their ack
+//! ([`JS_WINDOW`]), read the same stream with pull consumers fetching the same batch
+//! ([`JS_PULL_BATCH`]) and ack every message.
 
-use anyhow::bail;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::scenario::{Plan, Row};
+use anyhow::{Context as _, anyhow, bail};
+use async_nats::jetstream::{self, consumer::pull};
+use async_nats::{Client, ConnectOptions, HeaderMap, Subject};
+use broker::nats::NatsBroker;
+use broker::{Broker, Message};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
-/// Runs the plan on nats.
-pub(crate) async fn run(_plan: &Plan, _rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    bail!("not measured yet: the nats comparison is not written")
+use crate::framework::{Flush, Framework};
+use crate::scenario::{self, NoPrepare, Plan, Row, Topics};
+use crate::side::{MsgSpec, Side, Sub};
+
+/// JetStream publishes in flight, on both sides.
+pub(crate) const JS_WINDOW: usize = 256;
+/// Messages per JetStream pull request, on both sides.
+pub(crate) const JS_PULL_BATCH: usize = 64;
+/// The stream both sides use.
+const STREAM: &str = "BENCH";
+/// What it captures.
+const STREAM_SUBJECTS: &str = "bench.>";
+
+fn server() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// Measures core NATS (`jetstream` false) or JetStream.
+pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let server = server();
+    let host = server
+        .trim_start_matches("nats://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let hint = || {
+        format!(
+            "NATS is not reachable at {server}: start it with `scripts/nats.sh start` (and export the NATS_URL it prints)"
+        )
+    };
+    let url = if jetstream {
+        format!(
+            "jetstream://{host}?name=broker-bench&stream={STREAM}&stream_subjects={STREAM_SUBJECTS}&storage=memory&max_age_secs=60&duplicate_window_ms=30000&pull_batch={JS_PULL_BATCH}"
+        )
+    } else {
+        format!("nats://{host}?name=broker-bench")
+    };
+    let nats = NatsBroker::connect_url(&url).await.with_context(hint)?;
+    let client = nats.client().clone();
+    let broker: Arc<dyn Broker> = Arc::new(nats);
+    let mut fw = Framework::new(broker.clone());
+    if jetstream {
+        fw = fw.window(JS_WINDOW);
+        // The framework creates the stream on first use; the raw side then reads it.
+        broker
+            .publish("bench.init", Message::new("init"))
+            .await
+            .context("creating the JetStream stream through the framework")?;
+    } else {
+        let flush: Flush = Arc::new(move || {
+            let client = client.clone();
+            async move { client.flush().await.context("flush") }.boxed()
+        });
+        fw = fw.flush(flush);
+    }
+
+    let raw_client = ConnectOptions::new()
+        .name("broker-bench-raw")
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .max_reconnects(None)
+        .connect(server.as_str())
+        .await
+        .with_context(hint)?;
+    let (name, baseline) = if jetstream {
+        (
+            "jetstream",
+            format!(
+                "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers fetching {JS_PULL_BATCH}, `ack()` per message (memory stream, same for both)"
+            ),
+        )
+    } else {
+        (
+            "nats",
+            "async-nats core: publish_with_headers, one flush at the end of a batch".to_owned(),
+        )
+    };
+    let raw = if jetstream {
+        let js = jetstream::new(raw_client.clone());
+        let stream = js
+            .get_stream(STREAM)
+            .await
+            .context("the raw side looking up the framework's stream")?;
+        RawNats {
+            client: raw_client,
+            js: Some((js, stream)),
+        }
+    } else {
+        RawNats {
+            client: raw_client,
+            js: None,
+        }
+    };
+    let result = scenario::compare(
+        name,
+        &baseline,
+        &raw,
+        &fw,
+        &NoPrepare,
+        &Topics::new("bench"),
+        plan,
+        rows,
+    )
+    .await;
+    broker.close().await?;
+    result
+}
+
+/// async-nats, used directly.
+pub(crate) struct RawNats {
+    client: Client,
+    js: Option<(jetstream::Context, jetstream::stream::Stream)>,
+}
+
+fn header_map(spec: &MsgSpec) -> Option<HeaderMap> {
+    spec.has_headers().then(|| {
+        let mut map = HeaderMap::new();
+        for (k, v) in spec.headers.iter() {
+            map.append(k.as_str(), v.as_str());
+        }
+        map
+    })
+}
+
+impl Side for RawNats {
+    type Sub = RawNatsSub;
+
+    async fn publish_many(&self, topic: &str, n: u64, spec: &MsgSpec) -> anyhow::Result<()> {
+        let subject = Subject::from(topic);
+        let headers = header_map(spec);
+        match &self.js {
+            None => {
+                for _ in 0..n {
+                    match &headers {
+                        Some(h) => {
+                            self.client
+                                .publish_with_headers(
+                                    subject.clone(),
+                                    h.clone(),
+                                    spec.payload.clone(),
+                                )
+                                .await?
+                        }
+                        None => {
+                            self.client
+                                .publish(subject.clone(), spec.payload.clone())
+                                .await?
+                        }
+                    }
+                }
+                self.client.flush().await?;
+            }
+            Some((js, _)) => {
+                let mut pending = FuturesUnordered::new();
+                for _ in 0..n {
+                    let ack = match &headers {
+                        Some(h) => {
+                            js.publish_with_headers(
+                                subject.clone(),
+                                h.clone(),
+                                spec.payload.clone(),
+                            )
+                            .await?
+                        }
+                        None => js.publish(subject.clone(), spec.payload.clone()).await?,
+                    };
+                    pending.push(ack.into_future());
+                    if pending.len() >= JS_WINDOW
+                        && let Some(ack) = pending.next().await
+                    {
+                        ack?;
+                    }
+                }
+                while let Some(ack) = pending.next().await {
+                    ack?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_one(&self, topic: &str, spec: &MsgSpec) -> anyhow::Result<()> {
+        let subject = Subject::from(topic);
+        match (&self.js, header_map(spec)) {
+            (None, Some(h)) => {
+                self.client
+                    .publish_with_headers(subject, h, spec.payload.clone())
+                    .await?
+            }
+            (None, None) => self.client.publish(subject, spec.payload.clone()).await?,
+            (Some((js, _)), Some(h)) => {
+                js.publish_with_headers(subject, h, spec.payload.clone())
+                    .await?
+                    .await?;
+            }
+            (Some((js, _)), None) => {
+                js.publish(subject, spec.payload.clone()).await?.await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        members: usize,
+    ) -> anyhow::Result<Vec<RawNatsSub>> {
+        let mut subs = Vec::with_capacity(members);
+        match &self.js {
+            None => {
+                for _ in 0..members {
+                    let sub = match group {
+                        Some(g) => {
+                            self.client
+                                .queue_subscribe(topic.to_owned(), g.to_owned())
+                                .await?
+                        }
+                        None => self.client.subscribe(topic.to_owned()).await?,
+                    };
+                    subs.push(RawNatsSub::Core(sub));
+                }
+                // The SUBs reach the server before anything published afterwards.
+                self.client.flush().await?;
+            }
+            Some((_, stream)) => {
+                let config = |durable: Option<String>| pull::Config {
+                    durable_name: durable,
+                    filter_subject: topic.to_owned(),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    deliver_policy: if group.is_some() {
+                        jetstream::consumer::DeliverPolicy::All
+                    } else {
+                        jetstream::consumer::DeliverPolicy::New
+                    },
+                    inactive_threshold: Duration::from_secs(60),
+                    ..Default::default()
+                };
+                let shared = match group {
+                    Some(g) => {
+                        let durable = format!("raw-{g}-{}", topic.replace('.', "-"));
+                        Some(
+                            stream
+                                .create_consumer(config(Some(durable)))
+                                .await
+                                .map_err(|e| anyhow!("creating the raw durable consumer: {e}"))?,
+                        )
+                    }
+                    None => None,
+                };
+                for _ in 0..members {
+                    let consumer = match &shared {
+                        Some(c) => c.clone(),
+                        None => stream
+                            .create_consumer(config(None))
+                            .await
+                            .map_err(|e| anyhow!("creating a raw consumer: {e}"))?,
+                    };
+                    let messages = consumer
+                        .stream()
+                        .max_messages_per_batch(JS_PULL_BATCH)
+                        .messages()
+                        .await
+                        .map_err(|e| anyhow!("pulling from the raw consumer: {e}"))?;
+                    subs.push(RawNatsSub::Js(Box::new(messages)));
+                }
+            }
+        }
+        Ok(subs)
+    }
+}
+
+/// A raw subscription.
+pub(crate) enum RawNatsSub {
+    /// Core NATS.
+    Core(async_nats::Subscriber),
+    /// A JetStream pull consumer's message stream.
+    Js(Box<pull::Stream>),
+}
+
+impl Sub for RawNatsSub {
+    async fn recv(&mut self) -> anyhow::Result<Option<usize>> {
+        match self {
+            RawNatsSub::Core(sub) => Ok(sub.next().await.map(|m| m.payload.len())),
+            RawNatsSub::Js(messages) => match messages.next().await {
+                Some(Ok(message)) => {
+                    let len = message.payload.len();
+                    message
+                        .ack()
+                        .await
+                        .map_err(|e| anyhow!("raw JetStream ack: {e}"))?;
+                    Ok(Some(len))
+                }
+                Some(Err(err)) => bail!("raw JetStream consumer: {err}"),
+                None => Ok(None),
+            },
+        }
+    }
 }
