@@ -28,13 +28,24 @@ fn script() -> PathBuf {
 
 /// Runs `scripts/nats.sh <command>` for the private server on `port`.
 pub async fn nats_sh(command: &'static str, port: u16) -> Result<()> {
+    nats_sh_with(command, port, &[]).await
+}
+
+/// Runs `scripts/nats.sh <command>` for the private server on `port`, with extra
+/// environment variables (such as `NATS_AUTH_USER`).
+pub async fn nats_sh_with(command: &'static str, port: u16, env: &[(&str, &str)]) -> Result<()> {
     let script = script();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("bash")
             .arg(&script)
             .arg(command)
             .env("NATS_PORT", port.to_string())
             .env_remove("NATS_STATE_DIR")
+            .envs(env)
             .output()
     })
     .await
