@@ -95,26 +95,26 @@ pub(crate) async fn subscribe_jetstream(
         },
         ..Default::default()
     };
-    let (consumer, ephemeral) = match &options.queue {
+    let (consumer, name, ephemeral) = match &options.queue {
         Some(group) => {
             let name = durable_name(group, pattern);
             config.durable_name = Some(name.clone());
             config.description = Some(format!("queue group `{group}` on `{pattern}`"));
             let consumer = stream
-                .get_or_create_consumer(&name, config)
+                .get_or_create_consumer(&name, config.clone())
                 .await
                 .map_err(|e| error::subscribe(pattern, e))?;
-            (consumer, None)
+            (consumer, name, None)
         }
         None => {
             let name = format!("eph-{}", uuid::Uuid::now_v7().simple());
             config.name = Some(name.clone());
             config.inactive_threshold = jo.ephemeral_inactive;
             let consumer = stream
-                .create_consumer(config)
+                .create_consumer(config.clone())
                 .await
                 .map_err(|e| error::subscribe(pattern, e))?;
-            (consumer, Some(name))
+            (consumer, name.clone(), Some(name))
         }
     };
 
@@ -122,6 +122,11 @@ pub(crate) async fn subscribe_jetstream(
     let cancel = inner.shutdown.child_token();
     let pull = PullLoop {
         consumer,
+        stream,
+        name,
+        config,
+        ephemeral: ephemeral.is_some(),
+        last_sequence: 0,
         tx,
         cancel: cancel.clone(),
         batch: jo.pull_batch.min(options.max_in_flight).max(1),
@@ -143,6 +148,13 @@ pub(crate) async fn subscribe_jetstream(
 
 struct PullLoop {
     consumer: Consumer<pull::Config>,
+    stream: async_nats::jetstream::stream::Stream<()>,
+    name: String,
+    config: pull::Config,
+    ephemeral: bool,
+    /// The stream sequence of the last message fetched, to recreate a lost ephemeral
+    /// consumer where it stopped.
+    last_sequence: u64,
     tx: mpsc::Sender<async_nats::jetstream::Message>,
     cancel: CancellationToken,
     batch: usize,
@@ -154,7 +166,7 @@ impl PullLoop {
     /// Pulls batches until the subscription is dropped or the broker closed, then hands
     /// back (NAKs) what was fetched and not delivered, so it goes to another member at
     /// once instead of after `ack_wait`.
-    async fn run(self) {
+    async fn run(mut self) {
         let mut failures: u32 = 0;
         loop {
             let batch = tokio::select! {
@@ -172,6 +184,7 @@ impl PullLoop {
                 Err(err) => {
                     failures += 1;
                     self.pause(failures, &err).await;
+                    self.recover(failures).await;
                     continue;
                 }
             };
@@ -185,10 +198,14 @@ impl PullLoop {
                     Some(Err(err)) => {
                         failures += 1;
                         self.pause(failures, &*err).await;
+                        self.recover(failures).await;
                         break;
                     }
                     Some(Ok(message)) => {
                         failures = 0;
+                        if let Ok(info) = message.info() {
+                            self.last_sequence = info.stream_sequence;
+                        }
                         let permit = tokio::select! {
                             _ = self.cancel.cancelled() => Err(()),
                             permit = self.tx.reserve() => permit.map_err(|_| ()),
@@ -202,6 +219,27 @@ impl PullLoop {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// After repeated failures, makes sure the consumer exists: it may have been deleted
+    /// (by an operator, or as an inactive ephemeral during a long outage). A lost
+    /// ephemeral consumer is recreated after the last message it fetched.
+    async fn recover(&mut self, failures: u32) {
+        if failures < 3 || self.cancel.is_cancelled() {
+            return;
+        }
+        let mut config = self.config.clone();
+        if self.ephemeral && self.last_sequence > 0 {
+            config.deliver_policy = DeliverPolicy::ByStartSequence {
+                start_sequence: self.last_sequence + 1,
+            };
+        }
+        match self.stream.get_or_create_consumer(&self.name, config).await {
+            Ok(consumer) => self.consumer = consumer,
+            Err(err) => {
+                tracing::debug!(consumer = %self.name, error = %err, "cannot check or recreate the consumer yet")
             }
         }
     }

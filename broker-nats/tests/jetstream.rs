@@ -354,3 +354,46 @@ async fn options_builder_connects() {
     assert_eq!(caps.delivery, broker_core::DeliveryGuarantee::AtLeastOnce);
     broker.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn a_deleted_consumer_is_recreated() {
+    let broker = connect().await;
+    let topic = topic("recreate");
+    let mut sub = broker
+        .subscribe(&topic, SubscribeOptions::new())
+        .await
+        .expect("subscribe");
+    broker
+        .publish(&topic, Message::new("1"))
+        .await
+        .expect("publish");
+    next(&mut sub).await.ack().await.expect("ack");
+
+    let js = async_nats::jetstream::new(broker.client().clone());
+    let stream = js.get_stream("BROKER_js-test").await.expect("stream");
+    let mut consumers = stream.consumers();
+    let mut ours = None;
+    while let Some(Ok(info)) = consumers.next().await {
+        if info.config.filter_subject == topic {
+            ours = Some(info.name);
+        }
+    }
+    let name = ours.expect("the subscription's consumer");
+    stream
+        .delete_consumer(&name)
+        .await
+        .expect("delete it under the subscription");
+
+    broker
+        .publish(&topic, Message::new("2"))
+        .await
+        .expect("publish");
+    let d = next(&mut sub).await;
+    assert_eq!(
+        d.message().payload().as_ref(),
+        b"2",
+        "the recreated consumer resumes after the last message"
+    );
+    d.ack().await.expect("ack");
+    broker.close().await.expect("close");
+}

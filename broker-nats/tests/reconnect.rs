@@ -218,3 +218,44 @@ async fn jetstream_publish_while_the_server_is_down_fails() {
     assert!(ok, "publishing did not resume after the server came back");
     broker.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_plain_subscriber_survives_a_restart() {
+    const PORT: u16 = 14227;
+    common::nats_sh("start", PORT)
+        .await
+        .expect("start a private nats-server");
+    let url = format!("jetstream://127.0.0.1:{PORT}?max_age_secs=3600");
+    let broker = connect(&url).await;
+    let topic = format!("reconnect.plain.{}", uuid::Uuid::now_v7().simple());
+    let ids = collect(
+        broker
+            .subscribe(&topic, SubscribeOptions::new())
+            .await
+            .expect("subscribe"),
+    );
+    for i in 0..10 {
+        broker
+            .publish(&topic, Message::new("x").with_id(format!("b{i}")))
+            .await
+            .expect("publish");
+    }
+    assert!(
+        common::wait_until(WAIT, || count(&ids) == 10).await,
+        "before: {}",
+        count(&ids)
+    );
+    common::nats_sh("restart", PORT).await.expect("restart");
+    for i in 0..10 {
+        broker
+            .publish(&topic, Message::new("x").with_id(format!("a{i}")))
+            .await
+            .expect("publish after the restart");
+    }
+    assert!(
+        common::wait_until(WAIT, || count(&ids) == 20).await,
+        "an ephemeral consumer's subscriber got {} of 20 across the restart",
+        count(&ids)
+    );
+    broker.close().await.expect("close");
+}
