@@ -320,14 +320,10 @@ pub(crate) async fn subscribe(
         ("group.id", group.clone()),
         ("enable.auto.commit", "false".to_owned()),
         ("enable.auto.offset.store", "false".to_owned()),
-        (
-            "auto.offset.reset",
-            match start {
-                StartPosition::Latest => "latest",
-                _ => "earliest",
-            }
-            .to_owned(),
-        ),
+        // Only a fallback: every partition without a committed offset gets an explicit
+        // start when assigned. Where librdkafka still falls back (an offset out of range
+        // after retention), re-reading beats skipping.
+        ("auto.offset.reset", "earliest".to_owned()),
         (
             "fetch.message.max.bytes",
             (inner.options.max_message_bytes + crate::options::FRAMING_ALLOWANCE).to_string(),
@@ -375,7 +371,7 @@ pub(crate) async fn subscribe(
         token: token.clone(),
         commit_interval: inner.options.commit_interval,
         parked: VecDeque::new(),
-        paused: false,
+        paused: HashSet::new(),
     };
     let spawned = std::thread::Builder::new()
         .name(format!(
@@ -498,7 +494,8 @@ struct Worker {
     commit_interval: Duration,
     /// Fetched records waiting for room in the stream.
     parked: VecDeque<Pending>,
-    paused: bool,
+    /// Partitions paused because the stream is full.
+    paused: HashSet<PartitionKey>,
 }
 
 impl Worker {
@@ -586,32 +583,52 @@ impl Worker {
             match full {
                 true => {
                     self.parked.push_front(pending);
-                    self.set_paused(true);
+                    self.pause_fetching();
                     return true;
                 }
                 false => return false,
             }
         }
-        self.set_paused(false);
+        self.resume_fetching();
         true
     }
 
-    fn set_paused(&mut self, pause: bool) {
-        if self.paused == pause && !pause {
+    /// Pauses the partitions that have delivered something. A partition that has not
+    /// is left fetching: librdkafka resumes a paused partition from the last message the
+    /// application polled, and without one it would fall back to `auto.offset.reset`.
+    /// What such a partition fetches meanwhile is parked, and it is paused then.
+    fn pause_fetching(&mut self) {
+        let mut tpl = TopicPartitionList::new();
+        let mut keys = Vec::new();
+        self.shared.with_parts(|parts| {
+            for (key, part) in parts.iter() {
+                if part.position.is_some() && !self.paused.contains(key) {
+                    tpl.add_partition(&key.0, key.1);
+                    keys.push(key.clone());
+                }
+            }
+        });
+        if keys.is_empty() {
             return;
         }
-        let Ok(assignment) = self.consumer.assignment() else {
-            return;
-        };
-        let result = if pause {
-            self.consumer.pause(&assignment)
-        } else {
-            self.consumer.resume(&assignment)
-        };
-        if let Err(err) = result {
-            tracing::debug!(error = %err, pause, "pausing or resuming partitions failed");
+        match self.consumer.pause(&tpl) {
+            Ok(()) => self.paused.extend(keys),
+            Err(err) => tracing::debug!(error = %err, "pausing partitions failed"),
         }
-        self.paused = pause;
+    }
+
+    /// Resumes what [`pause_fetching`](Self::pause_fetching) paused.
+    fn resume_fetching(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for key in self.paused.drain() {
+            tpl.add_partition(&key.0, key.1);
+        }
+        if let Err(err) = self.consumer.resume(&tpl) {
+            tracing::debug!(error = %err, "resuming partitions failed");
+        }
     }
 
     /// Seeks partitions back to their earliest nacked offset that is due, when the

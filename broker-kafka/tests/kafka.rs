@@ -519,3 +519,35 @@ fn the_kafka_scheme_is_registered() {
         assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     });
 }
+
+#[test]
+fn a_reader_that_falls_behind_loses_nothing() {
+    run(async {
+        let broker = Arc::new(connect_with(options().partitions(6)).await);
+        let topic = topic("slow");
+        let mut sub = broker
+            .subscribe(&topic, SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        const N: usize = 1500;
+        let publishes = (0..N).map(|i| {
+            let broker = broker.clone();
+            let topic = topic.clone();
+            async move { broker.publish(&topic, Message::new(format!("{i}"))).await }
+        });
+        for result in futures::future::join_all(publishes).await {
+            result.expect("publish");
+        }
+        // Nothing was read while publishing: the consumer had to park and pause.
+        let mut seen = HashSet::new();
+        while seen.len() < N {
+            let d = next(&mut sub).await;
+            seen.insert(d.message().id().clone());
+            if seen.len() % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            d.ack().await.expect("ack");
+        }
+        broker.close().await.expect("close");
+    });
+}
