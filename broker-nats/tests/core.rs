@@ -34,9 +34,14 @@ async fn registry_knows_both_schemes() {
         schemes.contains(&"nats") && schemes.contains(&"jetstream"),
         "{schemes:?}"
     );
-    let broker = broker_core::connect(&common::nats_url())
-        .await
-        .expect("connect by URL");
+    let broker = match broker_core::connect(&common::nats_url()).await {
+        Ok(broker) => broker,
+        Err(err) => panic!(
+            "{}\n  start it with: {}",
+            err.display_chain(),
+            common::START_HINT
+        ),
+    };
     assert_eq!(broker.capabilities().backend, "nats");
     broker.close().await.expect("close");
 }
