@@ -1,6 +1,6 @@
 //! The Kafka broker: the producer, the admin client, topic creation.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::LogContext;
@@ -50,7 +50,9 @@ pub(crate) struct Inner {
     pub(crate) options: KafkaOptions,
     producer: FutureProducer<LogContext>,
     admin: AdminClient<LogContext>,
-    known_topics: Mutex<HashSet<String>>,
+    /// Topics known to exist, each created at most once at a time (concurrent first
+    /// publishes to a new topic share one creation).
+    known_topics: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
     closed: AtomicBool,
     pub(crate) shutdown: CancellationToken,
     /// How many consumer threads are running.
@@ -83,7 +85,7 @@ impl KafkaBroker {
                 options,
                 producer,
                 admin,
-                known_topics: Mutex::new(HashSet::new()),
+                known_topics: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 consumers: Arc::new(watch::channel(0).0),
@@ -187,9 +189,16 @@ impl Inner {
     }
 
     async fn create_topic(&self, topic: &str) -> Result<()> {
-        if self.is_known(topic) {
-            return Ok(());
-        }
+        let cell = match self.known_topics.lock() {
+            Ok(mut known) => known.entry(topic.to_owned()).or_default().clone(),
+            Err(_) => Arc::new(OnceCell::new()),
+        };
+        cell.get_or_try_init(|| self.create_topic_once(topic))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_topic_once(&self, topic: &str) -> Result<()> {
         let max = (self.options.max_message_bytes + FRAMING_ALLOWANCE).to_string();
         let new_topic = NewTopic::new(
             topic,
@@ -212,10 +221,11 @@ impl Inner {
                 )
             })?;
         let mut created = false;
+        let mut exists = false;
         for result in results {
             match result {
                 Ok(_) => created = true,
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => exists = true,
                 Err((
                     _,
                     code @ (RDKafkaErrorCode::TopicAuthorizationFailed
@@ -238,19 +248,12 @@ impl Inner {
         }
         if created {
             tracing::debug!(topic, partitions = self.options.partitions, "created topic");
+        }
+        if created || exists {
+            // It may have been created a moment ago, by us or by another client.
             self.wait_for_leaders(topic).await;
         }
-        if let Ok(mut known) = self.known_topics.lock() {
-            known.insert(topic.to_owned());
-        }
         Ok(())
-    }
-
-    fn is_known(&self, topic: &str) -> bool {
-        self.known_topics
-            .lock()
-            .map(|known| known.contains(topic))
-            .unwrap_or(false)
     }
 
     /// Waits (bounded) until the metadata shows every partition of a new topic with a

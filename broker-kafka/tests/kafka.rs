@@ -551,3 +551,85 @@ fn a_reader_that_falls_behind_loses_nothing() {
         broker.close().await.expect("close");
     });
 }
+
+#[test]
+fn a_member_dropped_with_unacked_deliveries_loses_nothing() {
+    run(async {
+        let broker = Arc::new(connect_with(options().partitions(4)).await);
+        let topic = topic("drop");
+        let group = topic.replace('.', "-");
+        const N: usize = 300;
+        let done: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let a = {
+            let done = done.clone();
+            broker
+                .subscribe_with(
+                    &topic,
+                    SubscribeOptions::new().queue(&group),
+                    HandlerOptions::new(),
+                    move |event: Event| {
+                        let done = done.clone();
+                        async move {
+                            done.lock()
+                                .expect("lock")
+                                .insert(event.message().id().to_string());
+                            Ok::<_, broker_core::BoxError>(())
+                        }
+                    },
+                )
+                .await
+                .expect("member a")
+        };
+        let mut b = broker
+            .subscribe(&topic, SubscribeOptions::new().queue(&group).manual_ack())
+            .await
+            .expect("member b");
+        let publisher = {
+            let broker = broker.clone();
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                for i in 0..N {
+                    broker
+                        .publish(
+                            &topic,
+                            Message::new("x")
+                                .with_id(format!("m{i}"))
+                                .with_key(format!("k{i}")),
+                        )
+                        .await
+                        .expect("publish");
+                    if i % 25 == 0 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        };
+        // Member b acks every other delivery and holds the rest, then goes away.
+        let mut held = Vec::new();
+        let mut acked_by_b = 0;
+        for i in 0..40 {
+            let d = next(&mut b).await;
+            if i % 2 == 0 {
+                done.lock()
+                    .expect("lock")
+                    .insert(d.message().id().to_string());
+                d.ack().await.expect("ack");
+                acked_by_b += 1;
+            } else {
+                held.push(d);
+            }
+        }
+        drop(b);
+        drop(held);
+        publisher.await.expect("publisher");
+        wait_until(Duration::from_secs(60), "every message processed", || {
+            let n = done.lock().expect("lock").len();
+            async move { n >= N }
+        })
+        .await;
+        assert_eq!(done.lock().expect("lock").len(), N);
+        assert_eq!(acked_by_b, 20);
+        a.shutdown().await.expect("shutdown a");
+        broker.close().await.expect("close");
+    });
+}
