@@ -5,7 +5,7 @@
 //!
 //! - the **order service** ([`order`]) serves `POST /order/submit`
 //!   (`{"productId":1,"count":1,"uid":1}`) with axum. It checks and takes the stock of
-//!   its own [`ProductStore`], records the order under a [snowflake](snowflake) id and
+//!   its own [`ProductStore`], records the order under a [snowflake] id and
 //!   publishes a protobuf [`SubmitRequest`] to `notification.submit`. It answers
 //!   `{"code":"200","msg":"order submitted","orderId":"…"}`, or a 400 when the stock is
 //!   insufficient;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use broker::Broker;
 
 /// How long any single wait in a test may take.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// The broker a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
