@@ -52,6 +52,25 @@
 //! The stream of a subscription that is not read parks what was fetched and pauses its
 //! partitions, without stalling the group.
 //!
+//! # Redelivery
+//!
+//! A nack does not publish anything: the consumer keeps, per partition, the state of
+//! every offset it handed out (in flight, acked, nacked and when it is due). Once a
+//! nacked offset is due (at once, or after the delay of `nack_after`), the consumer seeks
+//! the partition back to it and reads forward again, handing out only the nacked
+//! offsets; what is acked or still in flight is skipped. Meanwhile later messages of the
+//! partition keep flowing, so a redelivered message may arrive after newer ones with its
+//! key. The commit point cannot pass a nacked message, so if the consumer goes away while
+//! a redelivery is pending, the next owner of the partition reads it again; the other
+//! topics' readers and other groups never see a copy. The attempt count is kept per
+//! offset by the consumer that handed the message out, and starts at 1 again on another
+//! consumer.
+//!
+//! # What stays behind
+//!
+//! A plain subscriber's unique consumer group (`broker-rs-<uuid>`) keeps its committed
+//! offsets in the cluster until the broker's `offsets.retention.minutes` expire.
+//!
 //! [`SubscribeOptions::start_position`]: broker_core::SubscribeOptions::start_position
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
