@@ -1,10 +1,305 @@
-//! The kafka backend against its raw client (not measured yet).
+//! Kafka against rdkafka.
+//!
+//! Both sides use the same producer settings ([`PRODUCER`]: idempotence, `acks=all`,
+//! `linger.ms`, queue size), set explicitly on the raw producer and passed through the
+//! `kafka://` URL to the framework. The raw producer is a `ThreadedProducer` (the upper
+//! bound: no future per message) flushed at the end of a batch, with every delivery
+//! report counted; the framework keeps [`KAFKA_WINDOW`] publishes in flight. Topics are
+//! created up front with [`PARTITIONS`] partitions, read from the earliest offset by
+//! `StreamConsumer`s (raw) and framework subscriptions, each plain subscriber in its own
+//! consumer group, a queue group as one consumer group.
 
-use anyhow::bail;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::scenario::{Plan, Row};
+use anyhow::{Context as _, anyhow, bail};
+use broker::kafka::{KafkaBroker, KafkaOptions};
+use broker::{Broker, ErrorKind, StartPosition};
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::util::Timeout;
 
-/// Runs the plan on kafka.
-pub(crate) async fn run(_plan: &Plan, _rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    bail!("not measured yet: the kafka comparison is not written")
+use crate::framework::Framework;
+use crate::scenario::{self, Plan, Prepare, Row, Topics};
+use crate::side::{MsgSpec, Side, Sub};
+
+/// Partitions of every benchmark topic (at least the queue group's 4 members).
+pub(crate) const PARTITIONS: i32 = 4;
+/// Framework publishes in flight.
+pub(crate) const KAFKA_WINDOW: usize = 4096;
+/// The producer settings both sides use.
+pub(crate) const PRODUCER: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "5"),
+    ("queue.buffering.max.messages", "100000"),
+    ("message.timeout.ms", "30000"),
+];
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Measures Kafka.
+pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let brokers = brokers();
+    let hint = || {
+        format!(
+            "Kafka is not reachable at {brokers}: start it with `scripts/kafka.sh start` (and export the KAFKA_BROKERS it prints)"
+        )
+    };
+    let query: Vec<String> = PRODUCER.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let url = format!("kafka://{brokers}?client_id=broker-bench&partitions={PARTITIONS}");
+    let mut options = KafkaOptions::from_url_str(&url)?;
+    for (k, v) in PRODUCER {
+        options = options.set(*k, *v);
+    }
+    let kafka = KafkaBroker::connect(options).await.map_err(|err| {
+        let connect = err.kind() == ErrorKind::Connect;
+        let err = anyhow::Error::new(err);
+        if connect { err.context(hint()) } else { err }
+    })?;
+    let broker: Arc<dyn Broker> = Arc::new(kafka);
+    let fw = Framework::new(broker.clone())
+        .window(KAFKA_WINDOW)
+        .start(StartPosition::Earliest);
+
+    let mut producer_config = ClientConfig::new();
+    producer_config
+        .set("bootstrap.servers", &brokers)
+        .set("client.id", "broker-bench-raw");
+    for (k, v) in PRODUCER {
+        producer_config.set(*k, *v);
+    }
+    let producer: ThreadedProducer<Counting> = producer_config
+        .create_with_context(Counting::default())
+        .context("creating the raw producer")?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .context("creating the admin client")?;
+    let raw = RawKafka {
+        brokers: brokers.clone(),
+        producer,
+    };
+    let baseline = format!(
+        "rdkafka ThreadedProducer (flush at the end, every delivery report counted) and StreamConsumer; framework with {KAFKA_WINDOW} publishes in flight; both {}; topics of {PARTITIONS} partitions",
+        query.join(", ")
+    );
+    let result = scenario::compare(
+        "kafka",
+        &baseline,
+        &raw,
+        &fw,
+        &CreateTopics(admin),
+        &Topics::new("bench"),
+        plan,
+        rows,
+    )
+    .await;
+    broker.close().await?;
+    result
+}
+
+/// Creates the topics of a scenario in one admin request.
+struct CreateTopics(AdminClient<DefaultClientContext>);
+
+impl Prepare for CreateTopics {
+    async fn prepare(&self, topics: &[String]) -> anyhow::Result<()> {
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+            .collect();
+        let results = self
+            .0
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .context("creating the benchmark topics")?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => bail!("creating topic `{topic}`: {code}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts delivery reports.
+#[derive(Default)]
+struct Counting {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::AcqRel);
+            }
+            Err((err, _)) => {
+                self.failed.fetch_add(1, Ordering::AcqRel);
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(err.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// rdkafka, used directly.
+pub(crate) struct RawKafka {
+    brokers: String,
+    producer: ThreadedProducer<Counting>,
+}
+
+fn owned_headers(spec: &MsgSpec) -> Option<OwnedHeaders> {
+    spec.has_headers().then(|| {
+        spec.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        })
+    })
+}
+
+impl RawKafka {
+    /// Enqueues one record, waiting while librdkafka's queue is full.
+    async fn send(
+        &self,
+        topic: &str,
+        spec: &MsgSpec,
+        headers: &Option<OwnedHeaders>,
+    ) -> anyhow::Result<()> {
+        let mut record: BaseRecord<'_, (), [u8]> =
+            BaseRecord::to(topic).payload(spec.payload.as_ref());
+        if let Some(h) = headers {
+            record = record.headers(h.clone());
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                Err((err, _)) => return Err(anyhow!("raw produce to `{topic}`: {err}")),
+            }
+        }
+    }
+}
+
+impl Side for RawKafka {
+    type Sub = RawKafkaSub;
+
+    async fn publish_many(&self, topic: &str, n: u64, spec: &MsgSpec) -> anyhow::Result<()> {
+        let context = self.producer.context();
+        let delivered = context.delivered.load(Ordering::Acquire);
+        let failed = context.failed.load(Ordering::Acquire);
+        let headers = owned_headers(spec);
+        for _ in 0..n {
+            self.send(topic, spec, &headers).await?;
+        }
+        tokio::task::block_in_place(|| {
+            self.producer.flush(Timeout::After(Duration::from_secs(60)))
+        })
+        .context("raw producer flush")?;
+        let now_failed = context.failed.load(Ordering::Acquire) - failed;
+        if now_failed > 0 {
+            let last = context.last_error.lock().ok().and_then(|l| l.clone());
+            bail!("{now_failed} raw deliveries failed; last error: {last:?}");
+        }
+        let got = context.delivered.load(Ordering::Acquire) - delivered;
+        if got < n {
+            bail!("only {got} of {n} raw deliveries were reported after the flush");
+        }
+        Ok(())
+    }
+
+    async fn publish_one(&self, topic: &str, spec: &MsgSpec) -> anyhow::Result<()> {
+        self.send(topic, spec, &owned_headers(spec)).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        members: usize,
+    ) -> anyhow::Result<Vec<RawKafkaSub>> {
+        let mut consumers = Vec::with_capacity(members);
+        for i in 0..members {
+            let group_id = match group {
+                Some(g) => g.to_owned(),
+                None => format!("raw-{topic}-{i}"),
+            };
+            let consumer: StreamConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .set("client.id", "broker-bench-raw")
+                .set("group.id", &group_id)
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .context("creating a raw consumer")?;
+            consumer
+                .subscribe(&[topic])
+                .context("raw consumer subscribe")?;
+            consumers.push(consumer);
+        }
+        // Live when this returns, as the framework's: poll until the group(s) have
+        // handed out every partition. The topic is new, so nothing can arrive yet.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for consumer in &consumers {
+                match tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
+                    Err(_) => {}
+                    Ok(Ok(_)) => bail!("a message arrived on `{topic}` before anything was sent"),
+                    Ok(Err(err)) => bail!("raw consumer while joining: {err}"),
+                }
+            }
+            let counts: Vec<usize> = consumers
+                .iter()
+                .map(|c| c.assignment().map(|a| a.count()).unwrap_or(0))
+                .collect();
+            let partitions = PARTITIONS as usize;
+            let ready = if group.is_some() {
+                counts.iter().sum::<usize>() >= partitions
+                    && counts.iter().all(|&c| c > 0 || members > partitions)
+            } else {
+                counts.iter().all(|&c| c >= partitions)
+            };
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("raw consumers of `{topic}` got no partitions within 30 s: {counts:?}");
+            }
+        }
+        Ok(consumers.into_iter().map(RawKafkaSub).collect())
+    }
+}
+
+/// A raw consumer.
+pub(crate) struct RawKafkaSub(StreamConsumer);
+
+impl Sub for RawKafkaSub {
+    async fn recv(&mut self) -> anyhow::Result<Option<usize>> {
+        let message = self.0.recv().await.context("raw consumer")?;
+        Ok(Some(message.payload().map_or(0, <[u8]>::len)))
+    }
 }

@@ -116,6 +116,7 @@ impl Args {
             warm_messages: (messages / 10).max(100).min(messages),
             warm_samples: (samples / 10).max(10).min(samples),
             stall: Duration::from_secs(self.stall_secs.max(1)),
+            warm_up: true,
         }
     }
 
@@ -334,10 +335,17 @@ async fn run_kafka(
     rows: &mut Vec<Row>,
     plans: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let plan = args.plan(Sizing {
+    let mut plan = args.plan(Sizing {
         messages: (20_000, 400),
         samples: (200, 20),
     });
+    if args.quick {
+        // Joining consumer groups and creating topics dominate a quick Kafka run: one
+        // payload, one repetition, no warm-up keep the smoke test short.
+        plan.specs = vec![(128, true)];
+        plan.reps = args.reps.unwrap_or(1);
+        plan.warm_up = false;
+    }
     eprintln!("kafka: {} messages per run", plan.messages);
     plans.push(format!(
         "kafka: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",

@@ -14,7 +14,7 @@ use anyhow::{Context as _, anyhow, bail};
 use async_nats::jetstream::{self, consumer::pull};
 use async_nats::{Client, ConnectOptions, HeaderMap, Subject};
 use broker::nats::NatsBroker;
-use broker::{Broker, Message};
+use broker::{Broker, ErrorKind, Message};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
@@ -56,7 +56,11 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
     } else {
         format!("nats://{host}?name=broker-bench")
     };
-    let nats = NatsBroker::connect_url(&url).await.with_context(hint)?;
+    let nats = NatsBroker::connect_url(&url).await.map_err(|err| {
+        let connect = err.kind() == ErrorKind::Connect;
+        let err = anyhow::Error::new(err);
+        if connect { err.context(hint()) } else { err }
+    })?;
     let client = nats.client().clone();
     let broker: Arc<dyn Broker> = Arc::new(nats);
     let mut fw = Framework::new(broker.clone());

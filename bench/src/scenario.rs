@@ -93,6 +93,8 @@ pub(crate) struct Plan {
     pub(crate) warm_samples: u64,
     /// How long a run may go without progress before it fails.
     pub(crate) stall: Duration,
+    /// Whether each side runs a warm-up before the measured runs.
+    pub(crate) warm_up: bool,
 }
 
 /// One line of the results.
@@ -196,12 +198,14 @@ pub(crate) async fn compare<R: Side, F: Side, P: Prepare>(
                 samples: plan.samples,
                 stall: plan.stall,
             };
-            measure(raw, scenario, &spec, &warm, &topic()?)
-                .await
-                .with_context(|| format!("warm-up of {}", what(baseline)))?;
-            measure(fw, scenario, &spec, &warm, &topic()?)
-                .await
-                .with_context(|| format!("warm-up of {}", what("framework")))?;
+            if plan.warm_up {
+                measure(raw, scenario, &spec, &warm, &topic()?)
+                    .await
+                    .with_context(|| format!("warm-up of {}", what(baseline)))?;
+                measure(fw, scenario, &spec, &warm, &topic()?)
+                    .await
+                    .with_context(|| format!("warm-up of {}", what("framework")))?;
+            }
             let mut raw_samples = Vec::with_capacity(plan.reps);
             let mut fw_samples = Vec::with_capacity(plan.reps);
             for _ in 0..plan.reps {
@@ -296,7 +300,8 @@ async fn measure_inner<S: Side>(
             Ok(Sample::Rate(expected as f64 / (end - start).as_secs_f64()))
         }
         Scenario::Queue(k) => {
-            let subs = side.subscribe(topic, Some("bench-group"), k).await?;
+            let group = format!("g-{}", topic.replace('.', "-"));
+            let subs = side.subscribe(topic, Some(&group), k).await?;
             let receiving = Receiving::start(subs, n, None, len);
             let start = Instant::now();
             side.publish_many(topic, n, spec).await?;
