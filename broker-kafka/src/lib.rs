@@ -61,8 +61,8 @@
 //! offsets; what is acked or still in flight is skipped. Meanwhile later messages of the
 //! partition keep flowing, so a redelivered message may arrive after newer ones with its
 //! key. The commit point cannot pass a nacked message, so if the consumer goes away while
-//! a redelivery is pending, the next owner of the partition reads it again; the other
-//! topics' readers and other groups never see a copy. The attempt count is kept per
+//! a redelivery is pending, the next owner of the partition reads it again. Nothing is
+//! written to the topic, so other consumer groups never see a copy. The attempt count is kept per
 //! offset by the consumer that handed the message out, and starts at 1 again on another
 //! consumer.
 //!

@@ -1,7 +1,8 @@
 //! broker-kafka against the conformance kit, on a real broker:
 //! `scripts/kafka.sh start` (KAFKA_BROKERS, default 127.0.0.1:9092) for every scenario,
-//! and a second instance, `KAFKA_PORT=19092 scripts/kafka.sh start`
-//! (KAFKA_RESTART_BROKERS, default 127.0.0.1:19092), that the restart scenario restarts.
+//! and a second instance on KAFKA_RESTART_BROKERS (default 127.0.0.1:19092) that the
+//! restart scenario restarts with `KAFKA_PORT=19092 scripts/kafka.sh restart`, and
+//! starts the same way when it is not running.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +32,23 @@ async fn connect(brokers: String, hint: &'static str) -> Result<Arc<dyn Broker>>
     }
 }
 
+/// Connects to the second instance, starting it with the project's script first when
+/// it does not answer (the kit restarts it anyway, so it owns its lifecycle).
+async fn connect_restartable(brokers: String) -> Result<Arc<dyn Broker>> {
+    if let Ok(broker) = KafkaBroker::connect(options(&brokers)).await {
+        return Ok(Arc::new(broker));
+    }
+    script("start").await?;
+    connect(brokers, "KAFKA_PORT=19092 scripts/kafka.sh start").await
+}
+
 /// Restarts the second instance with the project's script (data kept).
 async fn restart() -> Result<()> {
+    script("restart").await
+}
+
+/// Runs `scripts/kafka.sh <command>` for the second instance.
+async fn script(command: &'static str) -> Result<()> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh");
     let port = broker_address("KAFKA_RESTART_BROKERS", "127.0.0.1:19092")
         .rsplit(':')
@@ -42,7 +58,7 @@ async fn restart() -> Result<()> {
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("bash")
             .arg(script)
-            .arg("restart")
+            .arg(command)
             .env("KAFKA_PORT", port)
             .output()
     })
@@ -55,7 +71,7 @@ async fn restart() -> Result<()> {
         Err(Error::new(
             ErrorKind::Connect,
             format!(
-                "scripts/kafka.sh restart failed: {}",
+                "scripts/kafka.sh {command} failed: {}",
                 String::from_utf8_lossy(&output.stderr)
             ),
         ))
@@ -72,10 +88,7 @@ async fn kit() -> Kit {
         .ordering()
         .redelivery()
         .at_least_once()
-        .restart(
-            move || connect(second.clone(), "KAFKA_PORT=19092 scripts/kafka.sh start"),
-            restart,
-        )
+        .restart(move || connect_restartable(second.clone()), restart)
         .start_hint("scripts/kafka.sh start")
         .timeout(Duration::from_secs(30));
     Kit::new(features, move || {
