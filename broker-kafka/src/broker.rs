@@ -148,14 +148,20 @@ impl Inner {
         .map_err(|e| Error::with_source(ErrorKind::Connect, "metadata request panicked", e))?;
         match result {
             Ok(_) => Ok(()),
-            Err(err) => Err(kafka(
-                ErrorKind::Connect,
-                format!(
-                    "no Kafka broker answered at {} within {timeout:?}",
-                    self.options.brokers.join(",")
-                ),
-                err,
-            )),
+            Err(err) => {
+                let kind = match publish_kind(&err) {
+                    ErrorKind::Auth => ErrorKind::Auth,
+                    _ => ErrorKind::Connect,
+                };
+                Err(kafka(
+                    kind,
+                    format!(
+                        "no Kafka broker answered at {} within {timeout:?}",
+                        self.options.brokers.join(",")
+                    ),
+                    err,
+                ))
+            }
         }
     }
 

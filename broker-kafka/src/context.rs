@@ -9,6 +9,12 @@ use rdkafka::error::KafkaError;
 pub(crate) struct LogContext;
 
 pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    // Pass-through properties go to every client; librdkafka warns when a client of
+    // another role ignores one (a consumer property on the producer, ...).
+    if facility == "CONFWARN" {
+        tracing::debug!(target: "librdkafka", facility, "{message}");
+        return;
+    }
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert

@@ -134,6 +134,8 @@ struct SubContext {
     starts: Mutex<HashMap<PartitionKey, i64>>,
     ready: Mutex<Option<oneshot::Sender<()>>>,
     group: String,
+    /// The last error librdkafka reported, for a subscribe that times out.
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientContext for SubContext {
@@ -142,6 +144,9 @@ impl ClientContext for SubContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(format!("{error}: {reason}"));
+        }
         crate::context::error(error, reason);
     }
 }
@@ -338,6 +343,7 @@ pub(crate) async fn subscribe(
     let (ready_tx, ready_rx) = oneshot::channel();
     let shared = Arc::new(Shared::default());
     let live = Arc::new(AtomicBool::new(false));
+    let last_error: Arc<Mutex<Option<String>>> = Arc::default();
     let context = SubContext {
         shared: shared.clone(),
         start,
@@ -346,6 +352,7 @@ pub(crate) async fn subscribe(
         starts: Mutex::default(),
         ready: Mutex::new(Some(ready_tx)),
         group: group.clone(),
+        last_error: last_error.clone(),
     };
     let consumer: BaseConsumer<SubContext> = inner
         .options
@@ -414,8 +421,14 @@ pub(crate) async fn subscribe(
             return Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
-                    "the consumer for `{pattern}` (group `{group}`) got no partition assignment within {:?}",
-                    inner.options.subscribe_timeout
+                    "the consumer for `{pattern}` (group `{group}`) got no partition assignment within {:?}{}",
+                    inner.options.subscribe_timeout,
+                    last_error
+                        .lock()
+                        .ok()
+                        .and_then(|e| e.clone())
+                        .map(|e| format!("; last client error: {e}"))
+                        .unwrap_or_default()
                 ),
             ));
         }

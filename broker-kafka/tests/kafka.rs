@@ -633,3 +633,26 @@ fn a_member_dropped_with_unacked_deliveries_loses_nothing() {
         broker.close().await.expect("close");
     });
 }
+
+#[test]
+fn connect_errors_say_what_is_wrong() {
+    run(async {
+        let err = broker_kafka::KafkaBroker::connect(
+            options()
+                .brokers(["127.0.0.1:1"])
+                .subscribe_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .expect_err("nothing listens on port 1");
+        assert_eq!(err.kind(), ErrorKind::Connect, "{}", err.display_chain());
+        let err = broker_kafka::KafkaBroker::connect(options().set("no.such.property", "1"))
+            .await
+            .expect_err("unknown librdkafka property");
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(
+            err.display_chain().contains("no.such.property"),
+            "{}",
+            err.display_chain()
+        );
+    });
+}
