@@ -60,7 +60,12 @@ fn plain_subscriber_starts_at_the_end_and_groups_at_the_beginning() {
         let broker = connect().await;
         let topic = topic("start");
         broker
-            .publish(&topic, Message::new("before").with_id("before"))
+            .publish(
+                &topic,
+                Message::new("before")
+                    .with_id("before")
+                    .with_key("same-partition"),
+            )
             .await
             .expect("publish before");
         let mut plain = broker
@@ -82,7 +87,12 @@ fn plain_subscriber_starts_at_the_end_and_groups_at_the_beginning() {
             .await
             .expect("earliest");
         broker
-            .publish(&topic, Message::new("after").with_id("after"))
+            .publish(
+                &topic,
+                Message::new("after")
+                    .with_id("after")
+                    .with_key("same-partition"),
+            )
             .await
             .expect("publish after");
         assert_eq!(next(&mut plain).await.message().id().as_str(), "after");
