@@ -49,7 +49,7 @@ pub struct KafkaBroker {
 pub(crate) struct Inner {
     pub(crate) options: KafkaOptions,
     producer: FutureProducer<LogContext>,
-    admin: AdminClient<LogContext>,
+    pub(crate) admin: Arc<AdminClient<LogContext>>,
     /// Topics known to exist, each created at most once at a time (concurrent first
     /// publishes to a new topic share one creation).
     known_topics: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
@@ -84,7 +84,7 @@ impl KafkaBroker {
             inner: Arc::new(Inner {
                 options,
                 producer,
-                admin,
+                admin: Arc::new(admin),
                 known_topics: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),

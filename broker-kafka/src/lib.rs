@@ -66,10 +66,9 @@
 //! offset by the consumer that handed the message out, and starts at 1 again on another
 //! consumer.
 //!
-//! # What stays behind
-//!
-//! A plain subscriber's unique consumer group (`broker-rs-<uuid>`) keeps its committed
-//! offsets in the cluster until the broker's `offsets.retention.minutes` expire.
+//! A plain subscriber's own consumer group (`broker-rs-<uuid>`) is deleted when its
+//! subscription ends (best effort: if that fails, the broker drops its offsets after
+//! `offsets.retention.minutes`).
 //!
 //! [`SubscribeOptions::start_position`]: broker_core::SubscribeOptions::start_position
 #![forbid(unsafe_code)]

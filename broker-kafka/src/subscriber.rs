@@ -23,6 +23,7 @@ use broker_core::{
 };
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Inner;
+use crate::context::LogContext;
 use crate::convert::{self, Fetched};
 use crate::error::{check_pattern, config, kafka};
 use crate::tracker::{PartitionTracker, Verdict};
@@ -379,6 +381,10 @@ pub(crate) async fn subscribe(
         commit_interval: inner.options.commit_interval,
         parked: VecDeque::new(),
         paused: HashSet::new(),
+        ephemeral_group: options
+            .queue
+            .is_none()
+            .then(|| (group.clone(), inner.admin.clone())),
     };
     let spawned = std::thread::Builder::new()
         .name(format!(
@@ -509,6 +515,8 @@ struct Worker {
     parked: VecDeque<Pending>,
     /// Partitions paused because the stream is full.
     paused: HashSet<PartitionKey>,
+    /// A plain subscriber's own group, deleted when the subscription ends.
+    ephemeral_group: Option<(String, Arc<AdminClient<LogContext>>)>,
 }
 
 impl Worker {
@@ -567,6 +575,28 @@ impl Worker {
             CommitMode::Sync,
         );
         self.consumer.unsubscribe();
+        let Worker {
+            consumer,
+            ephemeral_group,
+            ..
+        } = self;
+        // Leaves the group (librdkafka's close, with a last revoke and commit).
+        drop(consumer);
+        if let Some((group, admin)) = ephemeral_group {
+            let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+            match futures::executor::block_on(admin.delete_groups(&[&group], &options)) {
+                Ok(results) => {
+                    for result in results {
+                        if let Err((group, code)) = result {
+                            tracing::debug!(group, error = %code, "cannot delete a plain subscriber's group");
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(group, error = %err, "cannot delete a plain subscriber's group")
+                }
+            }
+        }
     }
 
     /// Passes parked records to the stream while it has room; pauses the partitions when
