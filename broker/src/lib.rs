@@ -8,6 +8,11 @@
 //! | `nats` | `nats://`, `jetstream://` | [`broker_nats`](https://docs.rs/broker-nats) |
 //! | `kafka` | `kafka://` | [`broker_kafka`](https://docs.rs/broker-kafka) |
 //!
+//! The features `json` (default) and `protobuf` add those codecs; `otel` (W3C trace
+//! context in message headers) and `metrics` (through the `metrics` facade) add their
+//! layers to [`observe`], so that [`observe::observed`] and [`observe::ObserveLayer`]
+//! record them.
+//!
 //! A Rust binary leaves out a crate nothing names, and with it that crate's scheme
 //! registration. This crate names every enabled backend, and its `connect` functions make
 //! sure of it before looking a scheme up, so enabling a feature is all a service does:

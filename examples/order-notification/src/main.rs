@@ -1,6 +1,10 @@
 //! Run: `cargo run -p order-notification -- demo`; see `--help` for `order`, `notification`
 //! and `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real
 //! brokers.
+//!
+//! The order port also serves `GET /metrics` (Prometheus); a separate `notification`
+//! process serves it on `--metrics-addr` when given. `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! exports traces over OTLP (http/protobuf).
 
 mod demo;
 
@@ -10,11 +14,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use broker::Broker;
 use clap::{Parser, Subcommand};
+use example_telemetry::{PrometheusHandle, Telemetry};
 use order_notification::{
     NotificationOptions, OrderService, ProductStore, Snowflake, Topics, http, plugin, router,
     run_notifications,
 };
-use tracing_subscriber::EnvFilter;
 
 /// Order → notification over a message broker.
 #[derive(Debug, Parser)]
@@ -49,6 +53,9 @@ enum Command {
         /// The queue group.
         #[arg(long, default_value = order_notification::QUEUE_GROUP)]
         queue: String,
+        /// Serve `GET /metrics` (Prometheus) on this address, such as 127.0.0.1:9464.
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
     },
     /// Runs the order service and notification instances in one process.
     All {
@@ -72,12 +79,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let telemetry = Telemetry::init("order-notification", default_level)?;
+    let metrics = example_telemetry::install_metrics()?;
 
     let topics = Topics::prefixed(&cli.topic_prefix);
     let url = cli.broker_url.trim().to_owned();
@@ -91,27 +94,31 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match cli.command {
         Command::Order { addr, node_id } => {
             warn_if_alone(&url, "order");
-            run_order(broker.clone(), &topics, addr, node_id).await
+            run_order(broker.clone(), &topics, addr, node_id, metrics).await
         }
-        Command::Notification { instance, queue } => {
+        Command::Notification {
+            instance,
+            queue,
+            metrics_addr,
+        } => {
             warn_if_alone(&url, "notification");
-            let options = NotificationOptions::new()
-                .topics(topics.clone())
-                .instance(instance)
-                .queue(queue);
-            let handle = run_notifications(broker.clone(), options)
-                .await
-                .context("cannot subscribe the notification service")?;
-            wait_for_ctrl_c().await;
-            handle
-                .shutdown()
-                .await
-                .context("stopping the notification service")
+            run_notification(
+                broker.clone(),
+                &topics,
+                instance,
+                queue,
+                metrics_addr,
+                metrics,
+            )
+            .await
         }
-        Command::All { addr, instances } => run_all(broker.clone(), &topics, addr, instances).await,
+        Command::All { addr, instances } => {
+            run_all(broker.clone(), &topics, addr, instances, metrics).await
+        }
         Command::Demo => demo::run(broker.clone(), &url, &topics).await,
     };
     let closed = broker.close().await.context("closing the broker");
+    telemetry.shutdown();
     outcome.and(closed)
 }
 
@@ -139,14 +146,17 @@ async fn run_order(
     topics: &Topics,
     addr: SocketAddr,
     node_id: u16,
+    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let service = order_service(broker, topics, node_id)?;
-    let server = http::serve(addr, router(service))
+    let app = example_telemetry::with_metrics(router(service), metrics);
+    let server = http::serve(addr, app)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(
-        "order service on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
+        "order service on {}, metrics on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
         server.url(""),
+        server.url("/metrics"),
         server.url("/order/submit")
     );
     wait_for_ctrl_c().await;
@@ -158,6 +168,7 @@ async fn run_all(
     topics: &Topics,
     addr: SocketAddr,
     instances: usize,
+    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let mut handles = Vec::new();
     for n in 1..=instances.max(1) {
@@ -170,7 +181,7 @@ async fn run_all(
                 .context("cannot subscribe the notification service")?,
         );
     }
-    let served = run_order(broker, topics, addr, 1).await;
+    let served = run_order(broker, topics, addr, 1, metrics).await;
     for handle in handles {
         handle
             .shutdown()
@@ -178,6 +189,45 @@ async fn run_all(
             .context("stopping a notification instance")?;
     }
     served
+}
+
+async fn run_notification(
+    broker: Arc<dyn Broker>,
+    topics: &Topics,
+    instance: String,
+    queue: String,
+    metrics_addr: Option<SocketAddr>,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<()> {
+    let options = NotificationOptions::new()
+        .topics(topics.clone())
+        .instance(instance)
+        .queue(queue);
+    let handle = run_notifications(broker, options)
+        .await
+        .context("cannot subscribe the notification service")?;
+    let server = match metrics_addr {
+        Some(addr) => {
+            let server = http::serve(addr, example_telemetry::metrics_router(metrics))
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            tracing::info!("metrics on {}", server.url("/metrics"));
+            Some(server)
+        }
+        None => None,
+    };
+    wait_for_ctrl_c().await;
+    let stopped = handle
+        .shutdown()
+        .await
+        .context("stopping the notification service");
+    if let Some(server) = server {
+        server
+            .shutdown()
+            .await
+            .context("stopping the metrics server")?;
+    }
+    stopped
 }
 
 async fn wait_for_ctrl_c() {

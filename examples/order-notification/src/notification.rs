@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use broker::codec::Protobuf;
+use broker::observe::ObserveLayer;
 use broker::{
-    BoxError, Broker, BrokerExt, HandlerOptions, SubscribeOptions, SubscriberHandle, TypedEvent,
-    typed_handler,
+    BoxError, Broker, BrokerExt, HandlerExt, HandlerOptions, SubscribeOptions, SubscriberHandle,
+    TypedEvent, typed_handler,
 };
 use tokio::sync::mpsc;
 
@@ -109,6 +110,11 @@ impl NotificationOptions {
 
 /// Starts a notification instance on `broker`. It runs until the returned handle is
 /// [shut down](SubscriberHandle::shutdown) or the broker closes.
+///
+/// The handler runs under [`ObserveLayer`]: its span continues the order's trace, the
+/// order's correlation id is current while it runs, and its duration is recorded. Pass
+/// an [`observed`](broker::observe::observed) broker (as [`plugin::connect`](crate::plugin::connect)
+/// returns) for the delivery and ack counters.
 pub async fn run_notifications(
     broker: Arc<dyn Broker>,
     options: NotificationOptions,
@@ -137,7 +143,11 @@ pub async fn run_notifications(
             let _ = observer.send(notification);
         }
         async { Ok::<_, BoxError>(()) }
-    });
+    })
+    .with(ObserveLayer::new(
+        broker.capabilities().backend,
+        &topics.submit,
+    ));
     let handle = broker
         .subscribe_with(
             &topics.submit,

@@ -142,6 +142,14 @@ impl OrderService {
 
     /// Submits an order: takes the stock, records the order, publishes the event. When
     /// the event cannot be published the order is undone and the stock put back.
+    ///
+    /// Runs in an `order.submit` span: with OpenTelemetry on, the event carries its trace
+    /// context and the notification continues the trace.
+    #[tracing::instrument(
+        name = "order.submit",
+        skip_all,
+        fields(uid = request.uid, product_id = request.product_id, count = request.count)
+    )]
     pub async fn submit(&self, request: SubmitOrder) -> Result<Order, SubmitError> {
         if request.count == 0 {
             return Err(SubmitError::BadRequest("count must be at least 1".into()));

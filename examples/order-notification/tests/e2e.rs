@@ -7,6 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use broker::observe::metric_names;
 use broker::{Broker, SubscriberHandle};
 use order_notification::http::Server;
 use order_notification::{
@@ -14,10 +15,12 @@ use order_notification::{
     Topics, router, run_notifications,
 };
 use serde_json::json;
+use support::metrics::{Turn, scrape, scrape_until, value};
 use support::{Backend, WAIT, unique};
 use tokio::sync::mpsc;
 
-/// Both services on one broker, under a topic prefix and queue group of their own.
+/// Both services on one (observed) broker, under a topic prefix and queue group of their
+/// own, with `GET /metrics` on the order port as the binary serves it.
 struct Shop {
     backend: Backend,
     broker: Arc<dyn Broker>,
@@ -29,11 +32,21 @@ struct Shop {
     notifications: mpsc::UnboundedReceiver<Notification>,
     observer: mpsc::UnboundedSender<Notification>,
     instances: Vec<SubscriberHandle>,
+    _turn: Turn,
 }
 
 impl Shop {
     async fn start(backend: Backend, instances: usize) -> Shop {
-        let broker = backend.connect().await;
+        Shop::start_in(Turn::shared(backend).await, backend, instances).await
+    }
+
+    /// Alone on `backend`, so that the publish counter is this test's own.
+    async fn start_alone(backend: Backend, instances: usize) -> Shop {
+        Shop::start_in(Turn::alone(backend).await, backend, instances).await
+    }
+
+    async fn start_in(turn: Turn, backend: Backend, instances: usize) -> Shop {
+        let broker = broker::observe::observed(backend.connect().await);
         let topics = Topics::prefixed(&unique("shop"));
         let queue = unique("notification");
         let (observer, notifications) = mpsc::unbounded_channel();
@@ -44,7 +57,9 @@ impl Shop {
             Snowflake::new(1).expect("node id"),
         )
         .expect("order service");
-        let server = order_notification::http::serve("127.0.0.1:0", router(service.clone()))
+        let app =
+            example_telemetry::with_metrics(router(service.clone()), support::metrics::recorder());
+        let server = order_notification::http::serve("127.0.0.1:0", app)
             .await
             .expect("bind the order service");
         let mut shop = Shop {
@@ -58,6 +73,7 @@ impl Shop {
             notifications,
             observer,
             instances: Vec::new(),
+            _turn: turn,
         };
         for n in 1..=instances {
             shop.add_instance(&format!("n{n}")).await;
@@ -254,6 +270,85 @@ async fn queue_group_notifies_each_order_once(backend: Backend) {
     }
 }
 
+/// `GET /metrics` counts what happened: N orders published, delivered and acked once each
+/// in the queue group, nothing for the refused one.
+async fn metrics_count_the_orders(backend: Backend) {
+    const ORDERS: u32 = 5;
+    let mut shop = Shop::start_alone(backend, 2).await;
+    let metrics_url = shop.server.url("/metrics");
+    let backend_name = shop.broker.capabilities().backend;
+    let published = |samples: &[support::metrics::Sample]| {
+        value(
+            samples,
+            metric_names::PUBLISHED,
+            &[("backend", backend_name)],
+        )
+    };
+    let before = published(&scrape(&shop.client, &metrics_url).await);
+
+    let mut ids = Vec::new();
+    for uid in 1..=ORDERS {
+        let (status, answer) = shop
+            .submit(json!({"productId": 1, "count": 1, "uid": uid}))
+            .await;
+        ids.push(order_id(status, &answer));
+    }
+    // Cake is out of stock: refused, nothing published.
+    let (status, answer) = shop
+        .submit(json!({"productId": 3, "count": 1, "uid": 99}))
+        .await;
+    assert_eq!(status, 400, "{answer:?}");
+    let seen = shop.wait_for_orders(&ids).await;
+
+    let pattern = shop.topics.submit.clone();
+    let labels = [("backend", backend_name), ("pattern", pattern.as_str())];
+    let expected = f64::from(ORDERS);
+    // Acks are counted once the backend confirms them, after the handler returned.
+    let samples = scrape_until(&shop.client, &metrics_url, |s| {
+        value(s, metric_names::ACKED, &labels) >= expected
+    })
+    .await;
+    assert_eq!(published(&samples) - before, expected, "published");
+    assert_eq!(
+        value(&samples, metric_names::DELIVERED, &labels),
+        expected,
+        "delivered"
+    );
+    assert_eq!(
+        value(&samples, metric_names::ACKED, &labels),
+        expected,
+        "acked"
+    );
+    assert_eq!(
+        value(&samples, metric_names::NACKED, &labels),
+        0.0,
+        "nacked"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            metric_names::PUBLISH_FAILED,
+            &[("backend", backend_name)]
+        ),
+        0.0,
+        "failed publishes"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name.starts_with(metric_names::HANDLER_DURATION)
+                && s.labels.get("pattern") == Some(&pattern)),
+        "no handler duration for {pattern}"
+    );
+
+    let rest = shop.stop().await;
+    assert!(rest.is_empty(), "{seen:?} {rest:?}");
+    assert_eq!(seen.len(), ids.len(), "each order notified once: {seen:?}");
+    // Nothing more was delivered while the instances stopped.
+    let after = support::metrics::parse(&support::metrics::recorder().render());
+    assert_eq!(value(&after, metric_names::DELIVERED, &labels), expected);
+}
+
 macro_rules! backend_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
@@ -272,6 +367,11 @@ macro_rules! backend_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn queue_group_notifies_each_order_once() {
                 super::queue_group_notifies_each_order_once($backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn metrics_count_the_orders() {
+                super::metrics_count_the_orders($backend).await;
             }
         }
     };
