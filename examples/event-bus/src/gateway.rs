@@ -92,7 +92,10 @@ impl Gateway {
         self.inner.timeout
     }
 
-    /// Asks the product service, waiting at most [`timeout`](Gateway::timeout).
+    /// Asks the product service, waiting at most [`timeout`](Gateway::timeout), in a
+    /// `gateway.products` span whose trace context the query carries when OpenTelemetry
+    /// is on.
+    #[tracing::instrument(name = "gateway.products", skip_all, fields(size = query.size))]
     pub async fn products(&self, query: &ProductQuery) -> Result<ProductList, GatewayError> {
         let payload = JsonCodec.encode(query).map_err(GatewayError::Upstream)?;
         let request = Message::new(payload).with_header("content-type", "application/json");

@@ -1,5 +1,8 @@
 //! Run: `cargo run -p event-bus -- demo`; see `--help` for `gateway`, `products` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
+//!
+//! The gateway's port also serves `GET /metrics` (Prometheus);
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
 
@@ -9,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use event_bus::{Gateway, ProductOptions, Topics, http, plugin, router, run_product_service};
-use tracing_subscriber::EnvFilter;
+use example_telemetry::{PrometheusHandle, Telemetry};
 
 /// `GET /prods` answered over a message broker, with a timeout.
 #[derive(Debug, Parser)]
@@ -66,12 +69,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let telemetry = Telemetry::init("event-bus", default_level)?;
+    let metrics = example_telemetry::install_metrics()?;
 
     let topics = Topics::prefixed(&cli.topic_prefix);
     let url = cli.broker_url.trim().to_owned();
@@ -93,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match cli.command {
         Command::Gateway { addr, timeout_ms } => {
             alone("gateway");
-            serve(broker.clone(), topics, addr, timeout_ms).await
+            serve(broker.clone(), topics, addr, timeout_ms, metrics).await
         }
         Command::Products { instance, delay_ms } => {
             alone("products");
@@ -115,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
             let handle = run_product_service(broker.clone(), options)
                 .await
                 .context("cannot subscribe the product service")?;
-            let served = serve(broker.clone(), topics, addr, timeout_ms).await;
+            let served = serve(broker.clone(), topics, addr, timeout_ms, metrics).await;
             served.and(
                 handle
                     .shutdown()
@@ -126,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo => demo::run(broker.clone(), &url, &topics).await,
     };
     let closed = broker.close().await.context("closing the broker");
+    telemetry.shutdown();
     outcome.and(closed)
 }
 
@@ -134,16 +134,19 @@ async fn serve(
     topics: Topics,
     addr: SocketAddr,
     timeout_ms: u64,
+    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let gateway = Gateway::new(broker, topics, Duration::from_millis(timeout_ms))
         .await
         .context("cannot start the gateway")?;
-    let server = http::serve(addr, router(gateway))
+    let app = example_telemetry::with_metrics(router(gateway), metrics);
+    let server = http::serve(addr, app)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(
-        "gateway on {}; try: curl -s {}",
+        "gateway on {} (metrics: {}); try: curl -s {}",
         server.url(""),
+        server.url("/metrics"),
         server.url("/prods?size=2")
     );
     wait_for_ctrl_c().await;

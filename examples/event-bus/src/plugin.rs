@@ -26,9 +26,12 @@ pub fn backends() -> Vec<&'static str> {
     broker::registry::registered_schemes()
 }
 
-/// Connects to the broker `url` names, with one of the [`backends`] compiled in.
+/// Connects to the broker `url` names, with one of the [`backends`] compiled in, and
+/// wraps it in [`observed`](broker::observe::observed): what the services publish carries
+/// the correlation id (and W3C trace context) of the event being handled, and publishes,
+/// deliveries and acks are counted in the `broker_*` metrics.
 pub async fn connect(url: &str) -> broker::Result<Arc<dyn Broker>> {
-    broker::connect(url).await
+    Ok(broker::observe::observed(broker::connect(url).await?))
 }
 
 /// Whether `url` names the in-process broker, which only services in the same process

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::codec::{Codec, Json};
+use broker::observe::ObserveLayer;
 use broker::{
-    BoxError, Broker, BrokerExt, Event, HandlerOptions, Message, SubscribeOptions, SubscriberHandle,
+    BoxError, Broker, BrokerExt, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions,
+    SubscriberHandle,
 };
 
 use crate::event::{Product, ProductList, ProductQuery, Topics};
@@ -91,6 +93,10 @@ pub fn products(query: &ProductQuery) -> Vec<Product> {
 
 /// Starts a product instance on `broker`. It answers until the handle is shut down or
 /// the broker closes.
+///
+/// The handler runs under [`ObserveLayer`]: with an [`observed`](broker::observe::observed)
+/// broker the answer carries the query's correlation id (and continues its trace), and
+/// deliveries, acks and handler durations are recorded.
 pub async fn run_product_service(
     broker: Arc<dyn Broker>,
     options: ProductOptions,
@@ -102,7 +108,8 @@ pub async fn run_product_service(
         delay,
     } = options;
     let replier = broker.clone();
-    let handler = move |event: Event| {
+    let layer = ObserveLayer::new(broker.capabilities().backend, &topics.list);
+    let handler = (move |event: Event| {
         let broker = replier.clone();
         let instance = instance.clone();
         async move {
@@ -119,7 +126,8 @@ pub async fn run_product_service(
             broker.reply(event.message(), Message::new(payload)).await?;
             Ok::<_, BoxError>(())
         }
-    };
+    })
+    .with(layer);
     let handle = broker
         .subscribe_with(
             &topics.list,

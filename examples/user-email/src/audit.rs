@@ -4,8 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use broker::observe::ObserveLayer;
 use broker::{
-    BoxError, Broker, BrokerExt, Event, HandlerOptions, SubscribeOptions, SubscriberHandle,
+    BoxError, Broker, BrokerExt, Event, HandlerExt, HandlerOptions, SubscribeOptions,
+    SubscriberHandle,
 };
 use tokio::sync::mpsc;
 
@@ -85,7 +87,9 @@ impl AuditOptions {
     }
 }
 
-/// Starts the audit log on `broker`.
+/// Starts the audit log on `broker`. The handler runs under [`ObserveLayer`] (trace,
+/// correlation id, handler metrics); pass an [`observed`](broker::observe::observed)
+/// broker for the delivery and ack counters.
 pub async fn run_audit(
     broker: Arc<dyn Broker>,
     options: AuditOptions,
@@ -95,7 +99,8 @@ pub async fn run_audit(
         queue,
         observer,
     } = options;
-    let handler = move |event: Event| {
+    let layer = ObserveLayer::new(broker.capabilities().backend, &topics.all_users);
+    let handler = (move |event: Event| {
         let message = event.message();
         let entry = AuditEntry {
             topic: event.topic().to_owned(),
@@ -108,7 +113,8 @@ pub async fn run_audit(
             let _ = observer.send(entry);
         }
         async { Ok::<_, BoxError>(()) }
-    };
+    })
+    .with(layer);
     let handle = broker
         .subscribe_with(
             &topics.all_users,

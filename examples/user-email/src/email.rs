@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use broker::codec::Json;
+use broker::observe::ObserveLayer;
 use broker::{
-    BoxError, Broker, BrokerExt, HandlerOptions, SubscribeOptions, SubscriberHandle, TypedEvent,
-    typed_handler,
+    BoxError, Broker, BrokerExt, HandlerExt, HandlerOptions, SubscribeOptions, SubscriberHandle,
+    TypedEvent, typed_handler,
 };
 use tokio::sync::mpsc;
 
@@ -97,7 +98,9 @@ impl EmailOptions {
 }
 
 /// Starts an email instance on `broker`. It runs until the handle is shut down or the
-/// broker closes.
+/// broker closes. The handler runs under [`ObserveLayer`] (trace, correlation id,
+/// handler metrics); pass an [`observed`](broker::observe::observed) broker for the
+/// delivery and ack counters.
 pub async fn run_email(
     broker: Arc<dyn Broker>,
     options: EmailOptions,
@@ -135,7 +138,11 @@ pub async fn run_email(
             let _ = observer.send(mail);
         }
         async { Ok::<_, BoxError>(()) }
-    });
+    })
+    .with(ObserveLayer::new(
+        broker.capabilities().backend,
+        &topics.created,
+    ));
     let handle = broker
         .subscribe_with(
             &topics.created,

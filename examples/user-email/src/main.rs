@@ -1,5 +1,8 @@
 //! Run: `cargo run -p user-email -- demo`; see `--help` for `users`, `email`, `audit` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
+//!
+//! The user service's port also serves `GET /metrics` (Prometheus);
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
 
@@ -9,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use broker::{Broker, SubscriberHandle};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use example_telemetry::{PrometheusHandle, Telemetry};
 use user_email::{
     AuditOptions, EmailOptions, Topics, UserService, http, plugin, router, run_audit, run_email,
 };
@@ -63,12 +66,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let telemetry = Telemetry::init("user-email", default_level)?;
+    let metrics = example_telemetry::install_metrics()?;
 
     let topics = Topics::prefixed(&cli.topic_prefix);
     let url = cli.broker_url.trim().to_owned();
@@ -90,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match cli.command {
         Command::Users { addr } => {
             alone("users");
-            serve_users(broker.clone(), &topics, addr).await
+            serve_users(broker.clone(), &topics, addr, metrics).await
         }
         Command::Email { instance } => {
             alone("email");
@@ -126,12 +125,13 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .context("cannot subscribe the audit log")?,
             );
-            let served = serve_users(broker.clone(), &topics, addr).await;
+            let served = serve_users(broker.clone(), &topics, addr, metrics).await;
             served.and(stop(handles).await)
         }
         Command::Demo => demo::run(broker.clone(), &url, &topics).await,
     };
     let closed = broker.close().await.context("closing the broker");
+    telemetry.shutdown();
     outcome.and(closed)
 }
 
@@ -139,14 +139,17 @@ async fn serve_users(
     broker: Arc<dyn Broker>,
     topics: &Topics,
     addr: SocketAddr,
+    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let service = UserService::new(broker, topics).context("cannot create the user service")?;
-    let server = http::serve(addr, router(service))
+    let app = example_telemetry::with_metrics(router(service), metrics);
+    let server = http::serve(addr, app)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(
-        "user service on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
+        "user service on {} (metrics: {}); try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
         server.url(""),
+        server.url("/metrics"),
         server.url("/users")
     );
     wait_for_ctrl_c().await;

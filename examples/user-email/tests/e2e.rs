@@ -7,8 +7,10 @@ mod support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use broker::observe::metric_names;
 use broker::{Broker, SubscriberHandle};
 use serde_json::json;
+use support::metrics::{Sample, Turn, scrape, scrape_until, value};
 use support::{Backend, WAIT, unique};
 use tokio::sync::mpsc;
 use user_email::http::Server;
@@ -17,7 +19,8 @@ use user_email::{
     router, run_audit, run_email,
 };
 
-/// The three services on one broker, under a topic prefix and groups of their own.
+/// The three services on one (observed) broker, under a topic prefix and groups of their
+/// own, with `GET /metrics` on the user port as the binary serves it.
 struct Users {
     broker: Arc<dyn Broker>,
     server: Server,
@@ -26,11 +29,28 @@ struct Users {
     mails: mpsc::UnboundedReceiver<WelcomeMail>,
     audit: mpsc::UnboundedReceiver<AuditEntry>,
     handles: Vec<SubscriberHandle>,
+    _turn: Turn,
 }
 
 impl Users {
     async fn start(backend: Backend, email_instances: usize, with_audit: bool) -> Users {
-        let broker = backend.connect().await;
+        let turn = Turn::shared(backend).await;
+        Users::start_in(turn, backend, email_instances, with_audit).await
+    }
+
+    /// Alone on `backend`, so that the publish counter is this test's own.
+    async fn start_alone(backend: Backend, email_instances: usize, with_audit: bool) -> Users {
+        let turn = Turn::alone(backend).await;
+        Users::start_in(turn, backend, email_instances, with_audit).await
+    }
+
+    async fn start_in(
+        turn: Turn,
+        backend: Backend,
+        email_instances: usize,
+        with_audit: bool,
+    ) -> Users {
+        let broker = broker::observe::observed(backend.connect().await);
         let topics = Topics::prefixed(&unique("users"));
         let (mail_tx, mails) = mpsc::unbounded_channel();
         let (audit_tx, audit) = mpsc::unbounded_channel();
@@ -52,7 +72,8 @@ impl Users {
             handles.push(subscribed(backend, run_audit(broker.clone(), options)).await);
         }
         let service = UserService::new(broker.clone(), &topics).expect("user service");
-        let server = user_email::http::serve("127.0.0.1:0", router(service))
+        let app = example_telemetry::with_metrics(router(service), support::metrics::recorder());
+        let server = user_email::http::serve("127.0.0.1:0", app)
             .await
             .expect("bind the user service");
         Users {
@@ -63,6 +84,7 @@ impl Users {
             mails,
             audit,
             handles,
+            _turn: turn,
         }
     }
 
@@ -242,6 +264,79 @@ async fn email_group_sends_one_mail_per_user(backend: Backend) {
     assert_eq!(mails.len(), ids.len(), "{mails:?}");
 }
 
+/// `GET /metrics` counts what happened: N users published, each delivered and acked once
+/// in the email group and once in the audit log, nothing for the refused sign-up.
+async fn metrics_count_the_sign_ups(backend: Backend) {
+    const USERS: u32 = 4;
+    let mut users = Users::start_alone(backend, 2, true).await;
+    let metrics_url = users.server.url("/metrics");
+    let backend_name = users.broker.capabilities().backend;
+    let published = |samples: &[Sample]| {
+        value(
+            samples,
+            metric_names::PUBLISHED,
+            &[("backend", backend_name)],
+        )
+    };
+    let before = published(&scrape(&users.client, &metrics_url).await);
+
+    let mut ids = Vec::new();
+    for n in 1..=USERS {
+        let user = users
+            .create(&format!("user {n}"), &format!("user{n}@example.com"))
+            .await;
+        ids.push(user.id);
+    }
+    // The address is taken: refused, nothing published.
+    let (status, body) = users.post_user("again", "USER1@example.com").await;
+    assert_eq!(status, 409, "{body}");
+    let mails = Users::collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
+        ids.iter().all(|id| m.iter().any(|m| &m.user_id == id))
+    })
+    .await;
+
+    let expected = f64::from(USERS);
+    let topics = users.topics.clone();
+    let email = [
+        ("backend", backend_name),
+        ("pattern", topics.created.as_str()),
+    ];
+    let audit = [
+        ("backend", backend_name),
+        ("pattern", topics.all_users.as_str()),
+    ];
+    // Acks are counted once the backend confirms them, after the handlers returned.
+    let samples = scrape_until(&users.client, &metrics_url, |s| {
+        value(s, metric_names::ACKED, &email) >= expected
+            && value(s, metric_names::ACKED, &audit) >= expected
+    })
+    .await;
+    assert_eq!(published(&samples) - before, expected, "published");
+    for labels in [&email, &audit] {
+        assert_eq!(
+            value(&samples, metric_names::DELIVERED, labels),
+            expected,
+            "delivered {labels:?}"
+        );
+        assert_eq!(
+            value(&samples, metric_names::ACKED, labels),
+            expected,
+            "acked {labels:?}"
+        );
+        assert_eq!(
+            value(&samples, metric_names::NACKED, labels),
+            0.0,
+            "nacked {labels:?}"
+        );
+    }
+
+    let (more_mails, _) = users.stop().await;
+    assert!(more_mails.is_empty(), "{mails:?} {more_mails:?}");
+    assert_eq!(mails.len(), ids.len(), "one mail per user: {mails:?}");
+    let after = support::metrics::parse(&support::metrics::recorder().render());
+    assert_eq!(value(&after, metric_names::DELIVERED, &email), expected);
+}
+
 macro_rules! backend_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
@@ -258,6 +353,11 @@ macro_rules! backend_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn email_group_sends_one_mail_per_user() {
                 super::email_group_sends_one_mail_per_user($backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn metrics_count_the_sign_ups() {
+                super::metrics_count_the_sign_ups($backend).await;
             }
         }
     };
