@@ -127,22 +127,28 @@ pub async fn run_notifications(
         observer,
     } = options;
     let instance: Arc<str> = Arc::from(instance);
+    // The work happens in the returned future: the layers' span and correlation id cover
+    // the future, not the closure's synchronous part.
     let handler = typed_handler(Protobuf, move |event: TypedEvent<SubmitRequest>| {
-        let order = event.value;
-        let notification = Notification {
-            instance: instance.to_string(),
-            order_id: order.order_id,
-            uid: order.uid,
-            product_id: order.product_id,
-            product_name: order.product_name,
-            count: order.count,
-        };
-        tracing::info!(instance = %instance, "{notification}");
-        if let Some(observer) = &observer {
-            // Nobody listening any more is not the handler's failure.
-            let _ = observer.send(notification);
+        let instance = instance.clone();
+        let observer = observer.clone();
+        async move {
+            let order = event.value;
+            let notification = Notification {
+                instance: instance.to_string(),
+                order_id: order.order_id,
+                uid: order.uid,
+                product_id: order.product_id,
+                product_name: order.product_name,
+                count: order.count,
+            };
+            tracing::info!(instance = %instance, "{notification}");
+            if let Some(observer) = &observer {
+                // Nobody listening any more is not the handler's failure.
+                let _ = observer.send(notification);
+            }
+            Ok::<_, BoxError>(())
         }
-        async { Ok::<_, BoxError>(()) }
     })
     .with(ObserveLayer::new(
         broker.capabilities().backend,

@@ -100,19 +100,24 @@ pub async fn run_audit(
         observer,
     } = options;
     let layer = ObserveLayer::new(broker.capabilities().backend, &topics.all_users);
+    // The work happens in the returned future: the layers' span and correlation id cover
+    // the future, not the closure's synchronous part.
     let handler = (move |event: Event| {
-        let message = event.message();
-        let entry = AuditEntry {
-            topic: event.topic().to_owned(),
-            user_id: message.headers().get(USER_ID_HEADER).map(str::to_owned),
-            message_id: message.id().to_string(),
-            payload: String::from_utf8_lossy(message.payload()).into_owned(),
-        };
-        tracing::info!("audit: {entry}");
-        if let Some(observer) = &observer {
-            let _ = observer.send(entry);
+        let observer = observer.clone();
+        async move {
+            let message = event.message();
+            let entry = AuditEntry {
+                topic: event.topic().to_owned(),
+                user_id: message.headers().get(USER_ID_HEADER).map(str::to_owned),
+                message_id: message.id().to_string(),
+                payload: String::from_utf8_lossy(message.payload()).into_owned(),
+            };
+            tracing::info!("audit: {entry}");
+            if let Some(observer) = &observer {
+                let _ = observer.send(entry);
+            }
+            Ok::<_, BoxError>(())
         }
-        async { Ok::<_, BoxError>(()) }
     })
     .with(layer);
     let handle = broker

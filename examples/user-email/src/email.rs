@@ -112,32 +112,38 @@ pub async fn run_email(
         observer,
     } = options;
     let instance: Arc<str> = Arc::from(instance);
+    // The work happens in the returned future: the layers' span and correlation id cover
+    // the future, not the closure's synchronous part.
     let handler = typed_handler(Json, move |event: TypedEvent<UserCreated>| {
-        let user = event.value;
-        let header_id = event.event.message().headers().get(USER_ID_HEADER);
-        let user_id = match header_id {
-            Some(id) if id != user.id => {
-                tracing::warn!(header = id, body = %user.id, "user ids of header and body differ; using the header");
-                id.to_owned()
+        let instance = instance.clone();
+        let observer = observer.clone();
+        async move {
+            let user = event.value;
+            let header_id = event.event.message().headers().get(USER_ID_HEADER);
+            let user_id = match header_id {
+                Some(id) if id != user.id => {
+                    tracing::warn!(header = id, body = %user.id, "user ids of header and body differ; using the header");
+                    id.to_owned()
+                }
+                Some(id) => id.to_owned(),
+                None => {
+                    tracing::warn!(body = %user.id, "no `{USER_ID_HEADER}` header; using the body's id");
+                    user.id.clone()
+                }
+            };
+            let mail = WelcomeMail {
+                instance: instance.to_string(),
+                user_id,
+                subject: format!("Welcome, {}!", user.name),
+                name: user.name,
+                to: user.email,
+            };
+            tracing::info!(instance = %instance, "sending {mail}");
+            if let Some(observer) = &observer {
+                let _ = observer.send(mail);
             }
-            Some(id) => id.to_owned(),
-            None => {
-                tracing::warn!(body = %user.id, "no `{USER_ID_HEADER}` header; using the body's id");
-                user.id.clone()
-            }
-        };
-        let mail = WelcomeMail {
-            instance: instance.to_string(),
-            user_id,
-            subject: format!("Welcome, {}!", user.name),
-            name: user.name,
-            to: user.email,
-        };
-        tracing::info!(instance = %instance, "sending {mail}");
-        if let Some(observer) = &observer {
-            let _ = observer.send(mail);
+            Ok::<_, BoxError>(())
         }
-        async { Ok::<_, BoxError>(()) }
     })
     .with(ObserveLayer::new(
         broker.capabilities().backend,
