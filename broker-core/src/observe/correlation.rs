@@ -65,7 +65,9 @@ pub struct Correlation<H> {
 impl<H: Handler> Handler for Correlation<H> {
     fn call(&self, event: Event) -> BoxFuture<'static, std::result::Result<(), BoxError>> {
         let id = correlation_of(event.message());
-        scope(id, self.inner.call(event)).boxed()
+        // Current both while the handler builds its future and while the future runs.
+        let call = CURRENT.sync_scope(id.clone(), || self.inner.call(event));
+        scope(id, call).boxed()
     }
 }
 
@@ -105,5 +107,56 @@ impl Broker for CorrelatingBroker {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HandlerExt;
+
+    #[tokio::test]
+    async fn the_correlation_id_is_current_in_the_handler_and_its_future() {
+        let message = Message::new("cause").with_header(names::CORRELATION_ID, "order-42");
+        let handler = (|_event: Event| {
+            let outside = current_correlation_id();
+            async move {
+                assert_eq!(
+                    outside.as_deref(),
+                    Some("order-42"),
+                    "while building the future"
+                );
+                assert_eq!(
+                    current_correlation_id().as_deref(),
+                    Some("order-42"),
+                    "inside it"
+                );
+                Ok::<(), BoxError>(())
+            }
+        })
+        .with(CorrelationLayer::new());
+        let result = handler.call(Event::new("order.placed", message, 1)).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(
+            current_correlation_id(),
+            None,
+            "nothing leaks past the handler"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_header_the_message_id_is_the_correlation_id() {
+        let message = Message::new("cause").with_id("m-1");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let handler = (move |_event: Event| {
+            if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                let _ = tx.send(current_correlation_id());
+            }
+            async { Ok::<(), BoxError>(()) }
+        })
+        .with(CorrelationLayer::new());
+        let _ = handler.call(Event::new("order.placed", message, 1)).await;
+        assert_eq!(rx.await.ok().flatten().as_deref(), Some("m-1"));
     }
 }

@@ -113,6 +113,8 @@ impl<H: Handler> Handler for TraceContextHandler<H> {
             let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
             let _ = span.set_parent(parent);
         }
-        self.inner.call(event).instrument(span).boxed()
+        // In the span both while the handler builds its future and while the future runs.
+        let call = span.in_scope(|| self.inner.call(event));
+        call.instrument(span).boxed()
     }
 }
