@@ -35,11 +35,23 @@ async fn connect(brokers: String, hint: &'static str) -> Result<Arc<dyn Broker>>
 /// Connects to the second instance, starting it with the project's script first when
 /// it does not answer (the kit restarts it anyway, so it owns its lifecycle).
 async fn connect_restartable(brokers: String) -> Result<Arc<dyn Broker>> {
-    if let Ok(broker) = KafkaBroker::connect(options(&brokers)).await {
+    // A restart keeps the broker away for 15-30 s on a busy 2-core machine: give each
+    // publish long enough to outlast it rather than time out and be retried.
+    let options = || options(&brokers).publish_timeout(Duration::from_secs(90));
+    if let Ok(broker) = KafkaBroker::connect(options()).await {
         return Ok(Arc::new(broker));
     }
     script("start").await?;
-    connect(brokers, "KAFKA_PORT=19092 scripts/kafka.sh start").await
+    match KafkaBroker::connect(options()).await {
+        Ok(broker) => Ok(Arc::new(broker)),
+        Err(err) => Err(Error::with_source(
+            err.kind(),
+            format!(
+                "no Kafka at {brokers}; start it with: KAFKA_PORT=19092 scripts/kafka.sh start"
+            ),
+            err,
+        )),
+    }
 }
 
 /// Restarts the second instance with the project's script (data kept).
