@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     /// Stream key (first token, or "" for a single stream) to stream name.
     pub(crate) streams: Mutex<HashMap<String, String>>,
     pub(crate) closed: AtomicBool,
+    /// Core NATS messages dropped for slow consumers (see `dropped_messages`).
+    pub(crate) dropped: Arc<AtomicU64>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -118,20 +120,36 @@ impl Inner {
     }
 }
 
+/// How much longer than `connection_timeout` a whole connect may take.
+const CONNECT_GRACE: Duration = Duration::from_secs(1);
+
 impl NatsBroker {
     /// Connects with `options`. In JetStream mode it also checks that the server has
     /// JetStream enabled.
     pub async fn connect(options: NatsOptions) -> Result<Self> {
         options.validate()?;
         let shown = redact_url(&options.server);
+        let dropped = Arc::new(AtomicU64::new(0));
         let mut connect = async_nats::ConnectOptions::new()
             .connection_timeout(options.connection_timeout)
             .request_timeout(Some(options.request_timeout))
             .max_reconnects(None)
+            // The client's own per-subscription channel only carries messages to the
+            // subscription's forwarding task, which always keeps up with it; the
+            // subscription's buffer, where slow readers are detected, is
+            // `subscription_capacity` (see subscriber.rs).
+            .subscription_capacity(
+                options
+                    .subscription_capacity
+                    .unwrap_or(0)
+                    .max(subscriber::DEFAULT_CAPACITY),
+            )
             .event_callback({
                 let server = shown.clone();
+                let dropped = dropped.clone();
                 move |event| {
                     let server = server.clone();
+                    let dropped = dropped.clone();
                     async move {
                         match event {
                             async_nats::Event::Disconnected => {
@@ -139,6 +157,13 @@ impl NatsBroker {
                             }
                             async_nats::Event::Connected => {
                                 tracing::info!(%server, "NATS connection (re)established")
+                            }
+                            async_nats::Event::SlowConsumer(sid) => {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(%server, sid, "slow consumer: the NATS client dropped a message for a subscription whose channel was full")
+                            }
+                            async_nats::Event::ServerError(err) => {
+                                tracing::warn!(%server, error = %err, "NATS server error")
                             }
                             other => tracing::debug!(%server, event = %other, "NATS client event"),
                         }
@@ -174,13 +199,22 @@ impl NatsBroker {
         if tls.required || tls.ca_file.is_some() || tls.cert_file.is_some() {
             connect = connect.require_tls(true);
         }
-        if let Some(capacity) = options.subscription_capacity {
-            connect = connect.subscription_capacity(capacity);
-        }
-        let client = connect
-            .connect(options.server.as_str())
+        // async-nats bounds each attempt by `connection_timeout`; this bounds the whole
+        // of it (address resolution, TCP, TLS and the CONNECT handshake) as well.
+        let limit = options.connection_timeout + CONNECT_GRACE;
+        let client = match tokio::time::timeout(limit, connect.connect(options.server.as_str()))
             .await
-            .map_err(|e| error::connect(&shown, e))?;
+        {
+            Ok(connected) => connected.map_err(|e| error::connect(&shown, e))?,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "cannot connect to NATS at {shown}: no complete handshake within {limit:?}"
+                    ),
+                ));
+            }
+        };
 
         let js = match options.mode {
             Mode::Core => None,
@@ -206,6 +240,7 @@ impl NatsBroker {
                 js,
                 streams: Mutex::default(),
                 closed: AtomicBool::new(false),
+                dropped,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -243,6 +278,20 @@ impl NatsBroker {
     /// together, in bytes.
     pub fn max_payload(&self) -> usize {
         self.inner.client.max_payload()
+    }
+
+    /// How many core NATS messages were dropped because a subscriber read too slowly,
+    /// since this broker connected (all its subscriptions together).
+    ///
+    /// A core subscription buffers up to `subscription_capacity` messages its reader has
+    /// not taken yet; each message that arrives while that buffer is full is dropped,
+    /// counted here, logged (`tracing::warn!`, once per run of drops) and reported to
+    /// that subscription as an [`ErrorKind::Subscribe`] error item whose source is a
+    /// [`SlowConsumer`](crate::SlowConsumer) with the count. Messages the client itself
+    /// reports dropping are counted here too. JetStream never drops: it pulls only what
+    /// the subscription has room for.
+    pub fn dropped_messages(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// Whether [`close`](Broker::close) was called.

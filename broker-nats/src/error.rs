@@ -5,17 +5,110 @@ use async_nats::client::{PublishErrorKind, RequestErrorKind};
 use broker_core::{Error, ErrorKind};
 
 /// A connect error: refused credentials are [`ErrorKind::Auth`], a timeout
-/// [`ErrorKind::Timeout`], anything else [`ErrorKind::Connect`].
+/// [`ErrorKind::Timeout`], anything else (no server, a failed TLS handshake)
+/// [`ErrorKind::Connect`].
 pub(crate) fn connect(server: &str, err: async_nats::ConnectError) -> Error {
-    let kind = match err.kind() {
-        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
-            ErrorKind::Auth
+    let (kind, hint) = match err.kind() {
+        ConnectErrorKind::AuthorizationViolation => {
+            (ErrorKind::Auth, ": the server refused the credentials")
         }
-        ConnectErrorKind::TimedOut => ErrorKind::Timeout,
-        ConnectErrorKind::ServerParse => ErrorKind::InvalidUrl,
-        _ => ErrorKind::Connect,
+        ConnectErrorKind::Authentication => (
+            ErrorKind::Auth,
+            ": authenticating failed (check the credentials or the .creds file)",
+        ),
+        ConnectErrorKind::TimedOut => (ErrorKind::Timeout, ": no answer in time"),
+        ConnectErrorKind::ServerParse => (ErrorKind::InvalidUrl, ": bad server address"),
+        ConnectErrorKind::Tls => (
+            ErrorKind::Connect,
+            ": the TLS handshake failed (does `tls_ca` hold the CA of the server's certificate, and does the server accept the client certificate `tls_cert`/`tls_key`?)",
+        ),
+        ConnectErrorKind::Io => (ErrorKind::Connect, io_hint(&err)),
+        _ => (ErrorKind::Connect, ""),
     };
-    Error::with_source(kind, format!("cannot connect to NATS at {server}"), err)
+    Error::with_source(
+        kind,
+        format!("cannot connect to NATS at {server}{hint}"),
+        err,
+    )
+}
+
+/// What an I/O failure while connecting most likely means, from the `io::Error` in the
+/// cause chain (rustls reports a failed handshake as `InvalidData`).
+fn io_hint(err: &async_nats::ConnectError) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    ": connection refused (is the server running, on that port?)"
+                }
+                std::io::ErrorKind::InvalidData => {
+                    ": the TLS handshake failed (does `tls_ca` hold the CA of the server's certificate, and does the server accept the client certificate `tls_cert`/`tls_key`?)"
+                }
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    ": a TLS file cannot be read"
+                }
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe => {
+                    ": the server closed the connection (with TLS: does it require a client certificate?)"
+                }
+                _ => ": the connection failed",
+            };
+        }
+        source = cause.source();
+    }
+    ": the connection failed"
+}
+
+/// Why a core NATS subscription yields an error item: messages for it were dropped
+/// because the reader fell behind and the subscription's buffer was full. It is the
+/// [`source`](std::error::Error::source) of an [`ErrorKind::Subscribe`] error; the
+/// subscription goes on.
+///
+/// ```
+/// # fn show(err: &broker_core::Error) {
+/// use broker_nats::SlowConsumer;
+///
+/// if let Some(slow) = std::error::Error::source(err).and_then(|s| s.downcast_ref::<SlowConsumer>()) {
+///     eprintln!("{} messages to {} were dropped", slow.dropped, slow.pattern);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlowConsumer {
+    /// The pattern of the subscription.
+    pub pattern: String,
+    /// How many messages were dropped since the previous report.
+    pub dropped: u64,
+    /// The subscription's buffer, in messages (`subscription_capacity`).
+    pub capacity: usize,
+}
+
+impl std::fmt::Display for SlowConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "slow consumer: {} message(s) to `{}` dropped because the subscription's buffer of {} was full",
+            self.dropped, self.pattern, self.capacity
+        )
+    }
+}
+
+impl std::error::Error for SlowConsumer {}
+
+/// The error item a core subscription yields after `slow.dropped` messages were dropped.
+pub(crate) fn slow_consumer(slow: SlowConsumer) -> Error {
+    Error::with_source(
+        ErrorKind::Subscribe,
+        format!(
+            "{} message(s) to `{}` were dropped: the subscriber reads too slowly",
+            slow.dropped, slow.pattern
+        ),
+        slow,
+    )
 }
 
 /// A core publish error.

@@ -158,7 +158,11 @@ impl Inner {
             },
             num_replicas: options.replicas,
             max_age: options.max_age.unwrap_or_default(),
-            duplicate_window: options.duplicate_window,
+            // The server refuses a duplicate window longer than the streams' max age.
+            duplicate_window: match options.max_age {
+                Some(age) if !age.is_zero() => options.duplicate_window.min(age),
+                _ => options.duplicate_window,
+            },
             description: Some("created on demand by broker-nats".to_owned()),
             ..Default::default()
         };

@@ -194,7 +194,10 @@ pub struct NatsOptions {
     pub auth: Auth,
     /// TLS.
     pub tls: Tls,
-    /// Messages buffered per subscription in the client (`?subscription_capacity=N`).
+    /// Messages a core NATS subscription buffers for a reader that has not taken them
+    /// yet (`?subscription_capacity=N`; default 65 536). Messages arriving while the
+    /// buffer is full are dropped and reported (see
+    /// [`NatsBroker::dropped_messages`](crate::NatsBroker::dropped_messages)).
     pub subscription_capacity: Option<usize>,
     /// JetStream settings.
     pub jetstream: JetStreamOptions,
@@ -218,15 +221,18 @@ impl fmt::Debug for NatsOptions {
 
 impl NatsOptions {
     /// Core NATS options for the server at `server` (`nats://host:port` or `host:port`),
-    /// with the defaults.
+    /// with the defaults. Credentials in `server` (`nats://user:password@host`,
+    /// `nats://token@host`) are moved to [`auth`](Self::auth), so `server` never holds a
+    /// secret.
     pub fn new(server: impl Into<String>) -> Self {
+        let (server, auth) = split_credentials(server.into());
         NatsOptions {
-            server: server.into(),
+            server,
             mode: Mode::Core,
             name: None,
             connection_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
-            auth: Auth::None,
+            auth,
             tls: Tls::default(),
             subscription_capacity: None,
             jetstream: JetStreamOptions::default(),
@@ -307,7 +313,8 @@ impl NatsOptions {
         self
     }
 
-    /// Sets how many messages the client buffers per subscription.
+    /// Sets how many messages a core subscription buffers for a slow reader (see
+    /// [`subscription_capacity`](Self::subscription_capacity)).
     pub fn subscription_capacity(mut self, capacity: usize) -> Self {
         self.subscription_capacity = Some(capacity.max(1));
         self
@@ -571,6 +578,24 @@ impl NatsOptions {
     }
 }
 
+/// `server` without its userinfo, and the credentials that userinfo held.
+fn split_credentials(server: String) -> (String, Auth) {
+    let Ok(mut url) = Url::parse(&server) else {
+        return (server, Auth::None);
+    };
+    let user = percent_decode(url.username());
+    let password = url.password().map(percent_decode);
+    let auth = match (user.is_empty(), password) {
+        (true, None) => return (server, Auth::None),
+        (false, None) => Auth::Token(user),
+        (_, Some(password)) => Auth::UserPassword { user, password },
+    };
+    if url.set_username("").is_err() || url.set_password(None).is_err() {
+        return (redact_url(&server), auth);
+    }
+    (url.to_string(), auth)
+}
+
 fn percent_decode(s: &str) -> String {
     crate::convert::percent_decode(s).unwrap_or_else(|| s.to_owned())
 }
@@ -607,8 +632,20 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("t0ken"),
             "{shown}"
         );
-        let o = NatsOptions::new("nats://u:hunter2@h").user_and_password("u", "hunter2");
+        let o = NatsOptions::new("nats://u:hunter2@h:4222");
         assert!(!format!("{o:?}").contains("hunter2"));
+        assert_eq!(o.server, "nats://h:4222");
+        assert_eq!(
+            o.auth,
+            Auth::UserPassword {
+                user: "u".into(),
+                password: "hunter2".into()
+            }
+        );
+        let o = NatsOptions::new("nats://t0ken@h:4222");
+        assert_eq!(o.server, "nats://h:4222");
+        assert_eq!(o.auth, Auth::Token("t0ken".into()));
+        assert_eq!(NatsOptions::new("h:4222").server, "h:4222");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! background pull loop.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,11 +19,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Inner;
+use crate::error::SlowConsumer;
 use crate::jetstream::durable_name;
 use crate::{convert, error};
 
+/// The buffer of a core subscription when `subscription_capacity` is not set (the
+/// async-nats default).
+pub(crate) const DEFAULT_CAPACITY: usize = 64 * 1024;
+
 /// A core NATS subscription. It is live when this returns: the server has the
 /// subscription (a flush round trip) before it does.
+///
+/// A forwarding task moves messages from the client into the subscription's own buffer
+/// of `subscription_capacity`; a message that finds it full is dropped and counted, and
+/// the count is reported to the reader as an error item (see
+/// [`NatsBroker::dropped_messages`](crate::NatsBroker::dropped_messages)).
 pub(crate) async fn subscribe_core(
     inner: &Arc<Inner>,
     pattern: &str,
@@ -39,19 +50,154 @@ pub(crate) async fn subscribe_core(
     }
     .map_err(|e| error::subscribe(pattern, e))?;
     inner.sync(pattern).await?;
-    let deliveries = subscriber
-        .take_until(inner.shutdown.clone().cancelled_owned())
-        .map(|msg| {
-            let topic = msg.subject.to_string();
-            let message = convert::from_nats(
-                &topic,
-                msg.headers.as_ref(),
-                msg.payload,
-                msg.reply.as_deref(),
-            );
-            Ok(Delivery::new(message, topic, Box::new(CoreAcker)).with_attempt(1))
-        });
+    let capacity = inner
+        .options
+        .subscription_capacity
+        .unwrap_or(DEFAULT_CAPACITY)
+        .max(1);
+    let (tx, rx) = mpsc::channel(capacity);
+    let pending = Arc::new(AtomicU64::new(0));
+    let subscriber = Arc::new(Mutex::new(Some(subscriber)));
+    let forward = Forward {
+        subscriber: subscriber.clone(),
+        tx,
+        pending: pending.clone(),
+        total: inner.dropped.clone(),
+        cancel: inner.shutdown.child_token(),
+        pattern: pattern.to_owned(),
+        capacity,
+    };
+    inner.tasks.spawn(forward.run());
+    let deliveries = CoreDeliveries {
+        subscriber,
+        rx,
+        pending,
+        pattern: pattern.to_owned(),
+        capacity,
+    }
+    .take_until(inner.shutdown.clone().cancelled_owned());
     Ok(Subscription::new(pattern, &options, deliveries))
+}
+
+/// The client's subscription, shared by the forwarding task (which reads it) and the
+/// subscription (which drops it when it is dropped, so the UNSUB is queued at once, in
+/// order with the publishes that follow).
+type SharedSubscriber = Arc<Mutex<Option<async_nats::Subscriber>>>;
+
+fn lock(subscriber: &SharedSubscriber) -> MutexGuard<'_, Option<async_nats::Subscriber>> {
+    subscriber
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Moves messages from the client's subscription into the subscription's buffer, and
+/// counts those the full buffer cannot take.
+struct Forward {
+    subscriber: SharedSubscriber,
+    tx: mpsc::Sender<async_nats::Message>,
+    /// Dropped and not reported to the reader yet.
+    pending: Arc<AtomicU64>,
+    /// The broker's count of dropped messages.
+    total: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    pattern: String,
+    capacity: usize,
+}
+
+impl Forward {
+    async fn run(self) {
+        let mut dropping = false;
+        let mut dropped: u64 = 0;
+        loop {
+            let message = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = self.tx.closed() => break,
+                message = futures::future::poll_fn(|cx| match lock(&self.subscriber).as_mut() {
+                    Some(subscriber) => subscriber.poll_next_unpin(cx),
+                    None => Poll::Ready(None),
+                }) => message,
+            };
+            let Some(message) = message else { break };
+            match self.tx.try_send(message) {
+                Ok(()) => dropping = false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    self.pending.fetch_add(1, Ordering::AcqRel);
+                    self.total.fetch_add(1, Ordering::Relaxed);
+                    if !dropping {
+                        dropping = true;
+                        tracing::warn!(
+                            pattern = %self.pattern,
+                            capacity = self.capacity,
+                            dropped_so_far = dropped,
+                            "slow consumer: the subscription's buffer is full; dropping core NATS messages until the reader catches up"
+                        );
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(pattern = %self.pattern, dropped, "core NATS subscription ended after dropping messages for a slow reader");
+        }
+    }
+}
+
+/// The deliveries of a core subscription: a dropped-messages report first, when there
+/// is one, then the next message.
+struct CoreDeliveries {
+    subscriber: SharedSubscriber,
+    rx: mpsc::Receiver<async_nats::Message>,
+    pending: Arc<AtomicU64>,
+    pattern: String,
+    capacity: usize,
+}
+
+impl CoreDeliveries {
+    fn report(&self) -> Option<Result<Delivery>> {
+        let dropped = self.pending.swap(0, Ordering::AcqRel);
+        (dropped > 0).then(|| {
+            Err(error::slow_consumer(SlowConsumer {
+                pattern: self.pattern.clone(),
+                dropped,
+                capacity: self.capacity,
+            }))
+        })
+    }
+}
+
+impl Drop for CoreDeliveries {
+    fn drop(&mut self) {
+        // Unsubscribes now: the forwarding task would notice only later.
+        drop(lock(&self.subscriber).take());
+    }
+}
+
+impl Stream for CoreDeliveries {
+    type Item = Result<Delivery>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(report) = self.report() {
+            return Poll::Ready(Some(report));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(msg)) => {
+                let topic = msg.subject.to_string();
+                let message = convert::from_nats(
+                    &topic,
+                    msg.headers.as_ref(),
+                    msg.payload,
+                    msg.reply.as_deref(),
+                );
+                Poll::Ready(Some(Ok(
+                    Delivery::new(message, topic, Box::new(CoreAcker)).with_attempt(1)
+                )))
+            }
+            // Drops counted just before the forwarding task ended are still reported.
+            Poll::Ready(None) => Poll::Ready(self.report()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Core NATS keeps nothing: acks and nacks have nobody to tell.

@@ -77,3 +77,77 @@ pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A private nats-server on its own port, started by `scripts/nats.sh` and stopped
+/// (`scripts/nats.sh stop`) when this is dropped, also when the test fails.
+#[derive(Debug)]
+pub struct Server {
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts a private server on `port` with extra environment for `scripts/nats.sh`
+    /// (`NATS_AUTH_*`, `NATS_TLS`…). Panics with what to install when it cannot.
+    pub async fn start(port: u16, env: &[(&str, &str)]) -> Server {
+        let server = Server { port };
+        if let Err(err) = nats_sh_with("start", port, env).await {
+            panic!(
+                "cannot start a private nats-server on port {port}: {}\n  scripts/nats.sh needs nats-server (it builds one with Go, or installs Debian's package) and, for TLS, openssl",
+                err.display_chain()
+            );
+        }
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>` with `query` appended.
+    pub fn url(&self, query: &str) -> String {
+        format!("nats://127.0.0.1:{}{query}", self.port)
+    }
+
+    /// `jetstream://127.0.0.1:<port>` with `query` appended.
+    pub fn jetstream_url(&self, query: &str) -> String {
+        format!("jetstream://127.0.0.1:{}{query}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let status = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("NATS_PORT", self.port.to_string())
+            .env_remove("NATS_STATE_DIR")
+            .output();
+        match status {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "scripts/nats.sh stop (NATS_PORT={}) failed: {}",
+                self.port,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(err) => eprintln!("cannot run scripts/nats.sh stop: {err}"),
+        }
+    }
+}
+
+/// The directory of the test certificates (`scripts/certs.sh`: ca.pem, server.pem,
+/// client.pem, client-key.pem, other-ca.pem…), made on first use.
+pub fn certs() -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg("generate")
+        .output()
+        .expect("cannot run scripts/certs.sh");
+    assert!(
+        output.status.success(),
+        "scripts/certs.sh failed (it needs openssl: apt-get install openssl): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let dir = line
+        .strip_prefix("CERTS_DIR=")
+        .unwrap_or_else(|| panic!("scripts/certs.sh printed `{line}`, not CERTS_DIR=…"));
+    PathBuf::from(dir)
+}
