@@ -172,9 +172,7 @@ async fn mutual_tls_needs_the_client_certificate() {
     )
     .await;
 
-    // A client certificate the server's CA did not sign: the server certificate, used
-    // as a client certificate, is signed by the right CA but is not for client auth;
-    // a self-signed one (the other CA) is not signed by it at all.
+    // A client certificate the server's CA did not sign (the unrelated test CA's own).
     refused(
         NatsOptions::new(server.url(""))
             .tls_ca_file(&ca)
