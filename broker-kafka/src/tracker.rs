@@ -62,12 +62,13 @@ impl PartitionTracker {
                 }
                 _ => Verdict::Skip,
             },
-            None => match self.next {
-                // Below the highest offset seen and not tracked: already acked and pruned,
-                // or a gap. Either way nothing to deliver.
-                Some(next) if offset < next => Verdict::Skip,
+            None => match self.commit_point() {
+                // Below the commit point and not tracked: acked and pruned.
+                Some(point) if offset < point => Verdict::Skip,
+                // Not seen before (past the highest offset, or in a stretch that never
+                // arrived): hand it out.
                 _ => {
-                    self.next = Some(offset + 1);
+                    self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
                     self.offsets.insert(offset, State::InFlight { attempt: 1 });
                     Verdict::Deliver { attempt: 1 }
                 }
@@ -282,6 +283,28 @@ mod tests {
         deliver_all(&mut t, 0..1);
         assert_eq!(t.nack(0, now), Some(0));
         assert_eq!(t.nack(0, now), None);
+    }
+
+    #[test]
+    fn an_offset_that_arrives_late_is_still_handed_out_and_holds_the_commit() {
+        let now = Instant::now();
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, [0, 3]);
+        t.ack(0);
+        t.ack(3);
+        assert_eq!(t.commit_point(), Some(4));
+        // 1 and 2 were skipped by the log (a gap) or never fetched: below the commit
+        // point they are taken as done.
+        assert_eq!(t.on_fetch(2, now), Verdict::Skip);
+        let mut t = PartitionTracker::new();
+        deliver_all(&mut t, [0, 3]);
+        // 0 is still in flight, so 1 is above the commit point: never seen, handed out.
+        assert_eq!(t.on_fetch(1, now), Verdict::Deliver { attempt: 1 });
+        t.ack(0);
+        assert_eq!(t.commit_point(), Some(1));
+        t.ack(1);
+        assert_eq!(t.commit_point(), Some(3));
+        assert_eq!(t.on_fetch(4, now), Verdict::Deliver { attempt: 1 });
     }
 
     #[test]
