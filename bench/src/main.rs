@@ -297,17 +297,22 @@ async fn run_nats(
     plans: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let jetstream = backend == Backend::Jetstream;
-    let plan = if jetstream {
+    let mut plan = if jetstream {
         args.plan(Sizing {
-            messages: (20_000, 400),
+            messages: (20_000, 300),
             samples: (1_000, 30),
         })
     } else {
         args.plan(Sizing {
-            messages: (100_000, 1_000),
+            messages: (100_000, 500),
             samples: (2_000, 50),
         })
     };
+    if args.quick && jetstream {
+        // Creating consumers dominates a quick JetStream run: one repetition, no warm-up.
+        plan.reps = args.reps.unwrap_or(1);
+        plan.warm_up = false;
+    }
     let name = if jetstream { "jetstream" } else { "nats" };
     eprintln!("{name}: {} messages per run", plan.messages);
     plans.push(format!(

@@ -27,9 +27,9 @@ pub(crate) const JS_WINDOW: usize = 256;
 /// Messages per JetStream pull request, on both sides.
 pub(crate) const JS_PULL_BATCH: usize = 64;
 /// The stream both sides use.
-const STREAM: &str = "BENCH";
+const STREAM: &str = "BENCHFILE";
 /// What it captures.
-const STREAM_SUBJECTS: &str = "bench.>";
+const STREAM_SUBJECTS: &str = "benchjs.>";
 
 fn server() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
@@ -51,7 +51,7 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
     };
     let url = if jetstream {
         format!(
-            "jetstream://{host}?name=broker-bench&stream={STREAM}&stream_subjects={STREAM_SUBJECTS}&storage=memory&max_age_secs=60&duplicate_window_ms=30000&pull_batch={JS_PULL_BATCH}"
+            "jetstream://{host}?name=broker-bench&stream={STREAM}&stream_subjects={STREAM_SUBJECTS}&storage=file&max_age_secs=60&duplicate_window_ms=30000&pull_batch={JS_PULL_BATCH}"
         )
     } else {
         format!("nats://{host}?name=broker-bench")
@@ -68,7 +68,7 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
         fw = fw.window(JS_WINDOW);
         // The framework creates the stream on first use; the raw side then reads it.
         broker
-            .publish("bench.init", Message::new("init"))
+            .publish("benchjs.init", Message::new("init"))
             .await
             .context("creating the JetStream stream through the framework")?;
     } else {
@@ -91,7 +91,7 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
         (
             "jetstream",
             format!(
-                "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers fetching {JS_PULL_BATCH}, `ack()` per message (memory stream, same for both)"
+                "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers fetching {JS_PULL_BATCH}, `ack()` per message (file stream with a 60 s max age, same for both)"
             ),
         )
     } else {
@@ -122,7 +122,7 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
         &raw,
         &fw,
         &NoPrepare,
-        &Topics::new("bench"),
+        &Topics::new(if jetstream { "benchjs" } else { "bench" }),
         plan,
         rows,
     )
