@@ -245,7 +245,14 @@ impl SubContext {
             let offset = match remembered {
                 Some(start) => Offset::Offset(start),
                 None if initial_topic && self.start == StartPosition::Latest => {
-                    match consumer.fetch_watermarks(&key.0, key.1, CALL_TIMEOUT) {
+                    let mut watermarks = consumer.fetch_watermarks(&key.0, key.1, CALL_TIMEOUT);
+                    for _ in 0..2 {
+                        if watermarks.is_ok() {
+                            break;
+                        }
+                        watermarks = consumer.fetch_watermarks(&key.0, key.1, CALL_TIMEOUT);
+                    }
+                    match watermarks {
                         Ok((_, high)) => {
                             if let Some(starts) = starts.as_mut() {
                                 starts.insert(key.clone(), high);
