@@ -41,7 +41,9 @@
 //! offset while joining and commits it, so nothing published after `subscribe` returned
 //! is skipped, even across later rebalances. With a wildcard, topics that appear after
 //! `subscribe` returned are read from their beginning: they did not exist when the
-//! subscription started, so all of their messages are new to it.
+//! subscription started, so all of their messages are new to it. librdkafka's
+//! `auto.offset.reset` is only a fallback (for an offset that retention removed); it is
+//! `earliest`, so that such a case re-reads rather than skips.
 //!
 //! Offsets are committed (never automatically) every [`KafkaOptions::commit_interval`],
 //! before partitions are revoked in a rebalance, and when the subscription is dropped;
