@@ -99,13 +99,7 @@ pub fn registered_schemes() -> Vec<&'static str> {
 /// # }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Broker>> {
-    let parsed = Url::parse(url).map_err(|e| {
-        Error::with_source(
-            ErrorKind::InvalidUrl,
-            format!("cannot parse broker URL `{}`", redact_url(url)),
-            e,
-        )
-    })?;
+    let parsed = parse_url(url)?;
     let scheme = parsed.scheme().to_owned();
     let registration = inventory::iter::<Registration>
         .into_iter()
@@ -113,6 +107,44 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Broker>> {
         .ok_or_else(|| unknown_scheme(&scheme))?;
     tracing::debug!(url = %redact_url(url), backend = registration.crate_name, "connecting");
     (registration.connect)(parsed).await
+}
+
+/// Parses a broker URL. An authority listing several hosts (`kafka://h1:9092,h2:9093`),
+/// which the URL standard cannot parse, reaches the backend as its first host, with the
+/// whole list in the `hosts` query parameter.
+///
+/// ```
+/// let url = broker_core::registry::parse_url("kafka://h1:9092,h2:9093/x?acks=1").unwrap();
+/// assert_eq!(url.host_str(), Some("h1"));
+/// assert_eq!(url.port(), Some(9092));
+/// let hosts = url.query_pairs().find(|(k, _)| k == "hosts").map(|(_, v)| v.into_owned());
+/// assert_eq!(hosts.as_deref(), Some("h1:9092,h2:9093"));
+/// ```
+pub fn parse_url(url: &str) -> Result<Url> {
+    let invalid = |e: url::ParseError| {
+        Error::with_source(
+            ErrorKind::InvalidUrl,
+            format!("cannot parse broker URL `{}`", redact_url(url)),
+            e,
+        )
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Url::parse(url).map_err(invalid);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    if !hosts.contains(',') {
+        return Url::parse(url).map_err(invalid);
+    }
+    let first = hosts.split(',').next().unwrap_or_default();
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let mut parsed = Url::parse(&format!("{scheme}://{userinfo}{first}{tail}")).map_err(invalid)?;
+    parsed.query_pairs_mut().append_pair("hosts", hosts);
+    Ok(parsed)
 }
 
 /// Connects to the broker named by the `BROKER_URL` environment variable, or to
@@ -238,5 +270,26 @@ mod tests {
             connect("").await.expect_err("empty").kind(),
             ErrorKind::InvalidUrl
         );
+    }
+
+    #[test]
+    fn host_lists_keep_userinfo_path_and_query() {
+        let url = parse_url("kafka://u:secret@h1:1,h2:2,h3/db?acks=all").expect("parses");
+        assert_eq!((url.username(), url.password()), ("u", Some("secret")));
+        assert_eq!(
+            (url.host_str(), url.port(), url.path()),
+            (Some("h1"), Some(1), "/db")
+        );
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            query,
+            [
+                ("acks".into(), "all".into()),
+                ("hosts".into(), "h1:1,h2:2,h3".into())
+            ]
+        );
+        let err = parse_url("kafka://h1:x,h2:2").expect_err("bad port");
+        assert_eq!(err.kind(), ErrorKind::InvalidUrl);
+        assert_eq!(parse_url("memory://").expect("plain").as_str(), "memory://");
     }
 }

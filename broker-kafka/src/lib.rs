@@ -14,10 +14,9 @@
 //!
 //! `kafka://host:port[,host:port][?options]`; see [`KafkaOptions`] for the options and
 //! the librdkafka pass-through (any query key with a dot, such as
-//! `security.protocol=SASL_SSL`). Through [`broker_core::connect`], whose URL parser
-//! takes one port, write several brokers as `kafka://h1,h2:9092` or with
-//! `?bootstrap.servers=h1:9092,h2:9093`; [`KafkaBroker::connect_url`] also takes
-//! `kafka://h1:9092,h2:9093`. A binary that names no item of this crate must call
+//! `security.protocol=SASL_SSL`). Several brokers are written `kafka://h1:9092,h2:9093`
+//! (the registry hands the list over in the `hosts` query key), `kafka://h1,h2:9092`
+//! (one port for all) or `?bootstrap.servers=h1:9092,h2:9093`. A binary that names no item of this crate must call
 //! [`link`] (or `use broker_kafka as _;`) so that the `kafka` scheme is registered.
 //!
 //! # Publishing

@@ -323,12 +323,11 @@ impl KafkaOptions {
                 "commit_interval_ms" => this.commit_interval(millis()?),
                 "pattern_refresh_ms" => this.pattern_refresh(millis()?),
                 "client_id" => this.client_id(value.into_owned()),
-                "bootstrap.servers" => {
+                // `hosts` is where the registry puts the host list of
+                // `kafka://h1:9092,h2:9093`, which the URL standard cannot parse.
+                key @ ("bootstrap.servers" | "hosts") => {
                     let brokers = parse_hosts(&value, None).map_err(|why| {
-                        Error::new(
-                            ErrorKind::InvalidConfig,
-                            format!("`bootstrap.servers`: {why}"),
-                        )
+                        Error::new(ErrorKind::InvalidConfig, format!("`{key}`: {why}"))
                     })?;
                     this.brokers(brokers)
                 }
@@ -450,6 +449,14 @@ mod tests {
         assert_eq!(o.commit_interval, Duration::from_millis(50));
         let o = KafkaOptions::from_url(&Url::parse("kafka://h").expect("url")).expect("valid");
         assert_eq!(o.brokers, ["h:9092"]);
+    }
+
+    #[test]
+    fn a_host_list_with_ports_comes_through_the_registry_parser() {
+        let url =
+            broker_core::registry::parse_url("kafka://h1:9092,h2:9093?client_id=x").expect("url");
+        let o = KafkaOptions::from_url(&url).expect("valid");
+        assert_eq!(o.brokers, ["h1:9092", "h2:9093"]);
     }
 
     #[test]
