@@ -163,3 +163,67 @@ fn oversized_messages_are_refused() {
         assert_eq!(broker.capabilities().max_message_bytes, Some(1024));
     });
 }
+
+#[test]
+fn a_group_member_that_leaves_hands_its_buffer_to_the_others() {
+    rt().block_on(async {
+        let broker = MemoryBroker::new();
+        let options = SubscribeOptions::new().queue("workers");
+        let leaving = broker
+            .subscribe("jobs.run", options.clone())
+            .await
+            .expect("a");
+        let mut staying = broker.subscribe("jobs.run", options).await.expect("b");
+        for i in 0..10 {
+            broker
+                .publish("jobs.run", Message::new(format!("{i}")))
+                .await
+                .expect("publish");
+        }
+        // Round-robin: half of them wait, unread, in the leaving member's buffer.
+        drop(leaving);
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let d = tokio::time::timeout(Duration::from_secs(5), staying.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of 10 reached the remaining member", got.len()))
+                .expect("open")
+                .expect("delivery");
+            got.push(String::from_utf8_lossy(d.message().payload()).into_owned());
+        }
+        got.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+        assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_group_spreads_round_robin() {
+    rt().block_on(async {
+        let broker = MemoryBroker::new();
+        let options = SubscribeOptions::new().queue("spread");
+        let mut members = Vec::new();
+        for _ in 0..3 {
+            members.push(
+                broker
+                    .subscribe("spread.x", options.clone())
+                    .await
+                    .expect("member"),
+            );
+        }
+        for i in 0..9 {
+            broker
+                .publish("spread.x", Message::new(format!("{i}")))
+                .await
+                .expect("publish");
+        }
+        for (n, member) in members.iter_mut().enumerate() {
+            for _ in 0..3 {
+                let next = tokio::time::timeout(Duration::from_secs(5), member.next()).await;
+                assert!(
+                    matches!(next, Ok(Some(Ok(_)))),
+                    "member {n} got fewer than 3 of 9"
+                );
+            }
+        }
+    });
+}
