@@ -22,6 +22,7 @@ mod machine;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
+mod observe;
 mod report;
 mod scenario;
 mod side;
@@ -47,6 +48,8 @@ enum Backend {
     Jetstream,
     /// Kafka (`kafka://`) against rdkafka.
     Kafka,
+    /// The observability layers: memory with `observe::observed` against bare memory.
+    Observe,
 }
 
 /// What the framework costs: each backend against its raw client, A B A B, medians.
@@ -129,6 +132,7 @@ impl Args {
                 Backend::NatsCore => &[Backend::NatsCore],
                 Backend::Jetstream => &[Backend::Jetstream],
                 Backend::Kafka => &[Backend::Kafka],
+                Backend::Observe => &[Backend::Observe],
             };
             for &e in expanded {
                 if !out.contains(&e) {
@@ -285,6 +289,15 @@ async fn run_backend(
         }
         Backend::NatsCore | Backend::Jetstream => run_nats(args, backend, rows, plans).await,
         Backend::Kafka => run_kafka(args, rows, plans).await,
+        Backend::Observe => {
+            let plan = args.plan(Sizing {
+                messages: (200_000, 4_000),
+                samples: (5_000, 200),
+            });
+            eprintln!("{}", describe("memory + observe", &plan));
+            plans.push(describe("memory + observe", &plan));
+            observe::run(&plan, rows).await
+        }
         Backend::Nats => bail!("`nats` is expanded before this point"),
     }
 }

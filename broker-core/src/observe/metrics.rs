@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::wrap::{DeliveryHooks, wrap_subscription};
 use crate::{
@@ -39,17 +39,37 @@ pub mod names {
 
 /// A broker decorator recording publishes (count, failures, latency) and, per
 /// subscription pattern, deliveries, acks and nacks.
-#[derive(Debug, Clone)]
+///
+/// The metric handles are resolved once, when the decorator is made and when a
+/// subscription starts, so the per-message cost is an atomic update each. Install the
+/// metrics recorder first: handles resolved before it exists record nowhere.
+#[derive(Clone)]
 pub struct MetricsBroker {
     inner: Arc<dyn Broker>,
     backend: &'static str,
+    published: Counter,
+    publish_duration: Histogram,
 }
 
 impl MetricsBroker {
     /// Wraps `inner`; the `backend` label is its capabilities' backend name.
     pub fn new(inner: Arc<dyn Broker>) -> Self {
         let backend = inner.capabilities().backend;
-        MetricsBroker { inner, backend }
+        MetricsBroker {
+            published: counter!(names::PUBLISHED, "backend" => backend),
+            publish_duration: histogram!(names::PUBLISH_DURATION, "backend" => backend),
+            inner,
+            backend,
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsBroker")
+            .field("inner", &self.inner)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,10 +78,10 @@ impl Broker for MetricsBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         let started = Instant::now();
         let result = self.inner.publish(topic, message).await;
-        histogram!(names::PUBLISH_DURATION, "backend" => self.backend)
+        self.publish_duration
             .record(started.elapsed().as_secs_f64());
         match &result {
-            Ok(()) => counter!(names::PUBLISHED, "backend" => self.backend).increment(1),
+            Ok(()) => self.published.increment(1),
             Err(err) => counter!(
                 names::PUBLISH_FAILED,
                 "backend" => self.backend,
@@ -74,9 +94,11 @@ impl Broker for MetricsBroker {
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
         let subscription = self.inner.subscribe(pattern, options.clone()).await?;
+        let labels = |name: &'static str| counter!(name, "backend" => self.backend, "pattern" => pattern.to_owned());
         let hooks = Arc::new(Counters {
-            backend: self.backend,
-            pattern: Arc::from(pattern),
+            delivered: labels(names::DELIVERED),
+            acked: labels(names::ACKED),
+            nacked: labels(names::NACKED),
         });
         Ok(wrap_subscription(subscription, &options, hooks))
     }
@@ -91,48 +113,66 @@ impl Broker for MetricsBroker {
 }
 
 struct Counters {
-    backend: &'static str,
-    pattern: Arc<str>,
-}
-
-impl Counters {
-    fn count(&self, name: &'static str) {
-        counter!(name, "backend" => self.backend, "pattern" => self.pattern.to_string())
-            .increment(1);
-    }
+    delivered: Counter,
+    acked: Counter,
+    nacked: Counter,
 }
 
 impl DeliveryHooks for Counters {
     fn delivered(&self, _delivery: &Delivery) {
-        self.count(names::DELIVERED);
+        self.delivered.increment(1);
     }
     fn acked(&self, ok: bool) {
         if ok {
-            self.count(names::ACKED);
+            self.acked.increment(1);
         }
     }
     fn nacked(&self, ok: bool) {
         if ok {
-            self.count(names::NACKED);
+            self.nacked.increment(1);
         }
     }
 }
 
 /// A handler layer recording handler duration (by outcome) and the handlers in flight,
-/// labelled by backend and subscription pattern.
-#[derive(Debug, Clone)]
+/// labelled by backend and subscription pattern. Like [`MetricsBroker`], it resolves its
+/// metric handles when it is made, so install the recorder first.
+#[derive(Clone)]
 pub struct MetricsLayer {
     backend: &'static str,
     pattern: Arc<str>,
+    in_flight: Gauge,
+    ok: Histogram,
+    failed: Histogram,
 }
 
 impl MetricsLayer {
     /// Labels for a handler subscribed to `pattern` on `backend`.
     pub fn new(backend: &'static str, pattern: &str) -> Self {
+        let duration = |outcome: &'static str| {
+            histogram!(
+                names::HANDLER_DURATION,
+                "backend" => backend,
+                "pattern" => pattern.to_owned(),
+                "outcome" => outcome
+            )
+        };
         MetricsLayer {
             backend,
             pattern: Arc::from(pattern),
+            in_flight: gauge!(names::IN_FLIGHT, "backend" => backend, "pattern" => pattern.to_owned()),
+            ok: duration("ok"),
+            failed: duration("error"),
         }
+    }
+}
+
+impl std::fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsLayer")
+            .field("backend", &self.backend)
+            .field("pattern", &self.pattern)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,25 +195,20 @@ pub struct MetricsHandler<H> {
 
 impl<H: Handler> Handler for MetricsHandler<H> {
     fn call(&self, event: Event) -> BoxFuture<'static, std::result::Result<(), BoxError>> {
-        let backend = self.labels.backend;
-        let pattern = self.labels.pattern.to_string();
-        let in_flight =
-            gauge!(names::IN_FLIGHT, "backend" => backend, "pattern" => pattern.clone());
-        in_flight.increment(1.0);
+        let labels = self.labels.clone();
+        labels.in_flight.increment(1.0);
         let started = Instant::now();
         let call = self.inner.call(event);
         async move {
             // Decrements even if the handler panics and the future is dropped mid-way.
-            let _guard = InFlightGuard(in_flight);
+            let _guard = InFlightGuard(labels.in_flight.clone());
             let result = call.await;
-            let outcome = if result.is_ok() { "ok" } else { "error" };
-            histogram!(
-                names::HANDLER_DURATION,
-                "backend" => backend,
-                "pattern" => pattern,
-                "outcome" => outcome
-            )
-            .record(started.elapsed().as_secs_f64());
+            let duration = if result.is_ok() {
+                &labels.ok
+            } else {
+                &labels.failed
+            };
+            duration.record(started.elapsed().as_secs_f64());
             result
         }
         .boxed()
