@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::OwnedSemaphorePermit;
 
+use crate::subscription::Permit;
 use crate::{AckMode, Message, Result};
 
 /// When a nacked message should come back.
@@ -28,6 +28,22 @@ pub trait Acknowledger: Send + 'static {
     /// The message was not processed: the backend delivers it again as `redelivery` says,
     /// where it can (see [`Capabilities::redelivery`](crate::Capabilities::redelivery)).
     fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>>;
+
+    /// Whether [`ack`](Acknowledger::ack) has nothing to do and always succeeds (an
+    /// at-most-once backend, or one that forgets a message as soon as it is delivered).
+    /// When it says so, an ack drops the acknowledger without calling `ack`, which saves
+    /// building a future per message. The default is `false`.
+    fn ack_is_noop(&self) -> bool {
+        false
+    }
+}
+
+/// Acks through `acker`, skipping the future when the backend has nothing to do.
+async fn ack_with(acker: Box<dyn Acknowledger>) -> Result<()> {
+    if acker.ack_is_noop() {
+        return Ok(());
+    }
+    acker.ack().await
 }
 
 /// A message delivered to a subscription: the message, the concrete topic it was
@@ -42,7 +58,7 @@ pub struct Delivery {
     partition: Option<i32>,
     ack_mode: AckMode,
     acker: Option<Box<dyn Acknowledger>>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permit>,
 }
 
 impl Delivery {
@@ -72,7 +88,7 @@ impl Delivery {
         self
     }
 
-    pub(crate) fn attach(&mut self, ack_mode: AckMode, permit: Option<OwnedSemaphorePermit>) {
+    pub(crate) fn attach(&mut self, ack_mode: AckMode, permit: Option<Permit>) {
         self.ack_mode = ack_mode;
         self.permit = permit;
     }
@@ -106,7 +122,7 @@ impl Delivery {
     /// Acknowledges the message. Resolves when the backend has taken the ack.
     pub async fn ack(mut self) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker.ack().await,
+            Some(acker) => ack_with(acker).await,
             None => Ok(()),
         }
     }
@@ -181,14 +197,14 @@ pub struct DeliveryInfo {
 pub struct Settle {
     ack_mode: AckMode,
     acker: Option<Box<dyn Acknowledger>>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permit>,
 }
 
 impl Settle {
     /// Acknowledges the message.
     pub async fn ack(mut self) -> Result<()> {
         let result = match self.acker.take() {
-            Some(acker) => acker.ack().await,
+            Some(acker) => ack_with(acker).await,
             None => Ok(()),
         };
         drop(self.permit.take());
@@ -221,16 +237,24 @@ impl Drop for Settle {
     }
 }
 
-fn settle_on_drop(
-    ack_mode: AckMode,
-    acker: Option<Box<dyn Acknowledger>>,
-    permit: Option<OwnedSemaphorePermit>,
-) {
+fn settle_on_drop(ack_mode: AckMode, acker: Option<Box<dyn Acknowledger>>, permit: Option<Permit>) {
     let Some(acker) = acker else { return };
-    let settle = match ack_mode {
+    if ack_mode == AckMode::Auto && acker.ack_is_noop() {
+        return;
+    }
+    let mut settle = match ack_mode {
         AckMode::Auto => acker.ack(),
         AckMode::Manual => acker.nack(Redelivery::Now),
     };
+    // Most backends settle without waiting (the future is ready at once): poll it here
+    // and spawn a task only for one that has to wait.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(result) = settle.as_mut().poll(&mut cx) {
+        if let Err(err) = result {
+            tracing::warn!(error = %err.display_chain(), "settling a dropped delivery failed");
+        }
+        return;
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {

@@ -9,48 +9,160 @@ use crate::Headers;
 
 /// A message id: generated (a UUIDv7, so ids sort by creation time) when the publisher
 /// sets none, and readable by every consumer. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(Arc<str>);
+///
+/// A generated id is kept inline in its 36-character text form (no allocation); an id
+/// set by the publisher or read off the wire is a shared string.
+#[derive(Clone)]
+pub struct MessageId(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A generated UUID, formatted once into its hyphenated lowercase text.
+    Uuid([u8; 36]),
+    /// Any other id.
+    Shared(Arc<str>),
+}
 
 impl MessageId {
     /// A fresh, unique id.
     pub fn generate() -> Self {
-        MessageId(Arc::from(uuid::Uuid::now_v7().to_string()))
+        let uuid = id_gen::next_v7();
+        let mut text = [0u8; 36];
+        uuid.hyphenated().encode_lower(&mut text);
+        MessageId(Repr::Uuid(text))
     }
 
     /// The id as a string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Always ASCII hex digits and hyphens, written by `encode_lower`.
+            Repr::Uuid(text) => std::str::from_utf8(text).unwrap_or_default(),
+            Repr::Shared(id) => id,
+        }
+    }
+}
+
+/// UUIDv7 generation without a system call per id: the random bits come from a
+/// per-thread generator seeded once from the operating system, and a process-wide
+/// counter in `rand_a` keeps ids from one process in creation order within a
+/// millisecond (RFC 9562, method 1).
+mod id_gen {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// The last (milliseconds << 12 | counter) handed out.
+    static LAST: AtomicU64 = AtomicU64::new(0);
+
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+
+    fn seed() -> u64 {
+        use std::hash::BuildHasher;
+        // Once per thread: the 62 random bits of a UUIDv7 from the OS, mixed with std's
+        // randomly keyed hasher (its keys also come from the OS, once per thread).
+        let os = uuid::Uuid::now_v7().as_u128() as u64;
+        let keyed = std::collections::hash_map::RandomState::new().hash_one(os);
+        os ^ keyed
+    }
+
+    /// splitmix64: fast, and every output distinct over the 2^64 states.
+    fn random() -> u64 {
+        STATE.with(|state| {
+            let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            state.set(next);
+            let mut z = next;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    }
+
+    /// The next (milliseconds, 12-bit counter): the clock's millisecond, or the last
+    /// one handed out with the counter raised when the clock has not moved on (or went
+    /// back); the counter overflowing borrows the next millisecond.
+    fn tick() -> (u64, u16) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX >> 16)
+        });
+        let fresh = now << 12;
+        let mut last = LAST.load(Ordering::Relaxed);
+        loop {
+            let next = if fresh > last { fresh } else { last + 1 };
+            match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return (next >> 12, (next & 0xFFF) as u16),
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    pub(super) fn next_v7() -> uuid::Uuid {
+        let (millis, counter) = tick();
+        let rand_b = random().to_be_bytes();
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        bytes[6] = 0x70 | (counter >> 8) as u8;
+        bytes[7] = counter as u8;
+        bytes[8..].copy_from_slice(&rand_b);
+        bytes[8] = (bytes[8] & 0x3F) | 0x80;
+        uuid::Uuid::from_bytes(bytes)
+    }
+}
+
+impl PartialEq for MessageId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for MessageId {}
+
+impl std::hash::Hash for MessageId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for MessageId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MessageId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Debug for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl From<&str> for MessageId {
     fn from(id: &str) -> Self {
-        MessageId(Arc::from(id))
+        MessageId(Repr::Shared(Arc::from(id)))
     }
 }
 
 impl From<String> for MessageId {
     fn from(id: String) -> Self {
-        MessageId(Arc::from(id))
+        MessageId(Repr::Shared(Arc::from(id)))
     }
 }
 
 impl AsRef<str> for MessageId {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -93,7 +205,7 @@ impl Message {
     /// An empty message with an empty id, left behind where a message is moved out.
     pub(crate) fn placeholder() -> Self {
         Message {
-            id: MessageId(Arc::from("")),
+            id: MessageId(Repr::Shared(Arc::from(""))),
             key: None,
             headers: Headers::new(),
             payload: Bytes::new(),
@@ -222,6 +334,20 @@ mod tests {
         assert_ne!(a.id(), b.id());
         let c = Message::new("x").with_id("fixed");
         assert_eq!(c.id().as_str(), "fixed");
+    }
+
+    #[test]
+    fn generated_ids_are_v7_and_in_creation_order() {
+        let ids: Vec<MessageId> = (0..10_000).map(|_| MessageId::generate()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+        let parsed = uuid::Uuid::parse_str(ids[0].as_str()).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        let copy = ids[0].clone();
+        assert_eq!(copy, ids[0]);
+        assert_eq!(MessageId::from(ids[0].as_str()), ids[0]);
     }
 
     #[test]

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use futures::Stream;
 use futures::stream::BoxStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::PollSemaphore;
+use futures::task::AtomicWaker;
 
 use crate::{AckMode, Delivery, Result, SubscribeOptions};
 
@@ -22,8 +22,69 @@ pub struct Subscription {
     pattern: Arc<str>,
     inner: BoxStream<'static, Result<Delivery>>,
     ack_mode: AckMode,
-    in_flight: PollSemaphore,
-    permit: Option<OwnedSemaphorePermit>,
+    in_flight: Arc<InFlight>,
+    permit: Option<Permit>,
+}
+
+/// The in-flight bound of one subscription: the permits left, and the subscription's
+/// task waiting for one. Only the subscription takes permits (its `poll_next` has
+/// `&mut self`), so one waker is enough; settled deliveries give them back.
+#[derive(Debug)]
+struct InFlight {
+    available: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+impl InFlight {
+    fn try_take(self: &Arc<Self>) -> Option<Permit> {
+        let mut available = self.available.load(Ordering::Acquire);
+        while available > 0 {
+            match self.available.compare_exchange_weak(
+                available,
+                available - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Permit {
+                        in_flight: self.clone(),
+                    });
+                }
+                Err(seen) => available = seen,
+            }
+        }
+        None
+    }
+
+    fn poll_take(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        if let Some(permit) = self.try_take() {
+            return Poll::Ready(permit);
+        }
+        self.waker.register(cx.waker());
+        // A permit given back between the first try and the registration.
+        match self.try_take() {
+            Some(permit) => Poll::Ready(permit),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// One unsettled delivery's share of the in-flight bound, given back when dropped.
+pub(crate) struct Permit {
+    in_flight: Arc<InFlight>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.in_flight.available.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.waker.wake();
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -37,7 +98,10 @@ impl Subscription {
             pattern: Arc::from(pattern),
             inner: Box::pin(deliveries),
             ack_mode: options.ack_mode,
-            in_flight: PollSemaphore::new(Arc::new(Semaphore::new(options.max_in_flight.max(1)))),
+            in_flight: Arc::new(InFlight {
+                available: AtomicUsize::new(options.max_in_flight.max(1)),
+                waker: AtomicWaker::new(),
+            }),
             permit: None,
         }
     }
@@ -59,10 +123,7 @@ impl Stream for Subscription {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if this.permit.is_none() {
-            match ready!(this.in_flight.poll_acquire(cx)) {
-                Some(permit) => this.permit = Some(permit),
-                None => return Poll::Ready(None),
-            }
+            this.permit = Some(ready!(this.in_flight.poll_take(cx)));
         }
         match ready!(this.inner.as_mut().poll_next(cx)) {
             Some(Ok(mut delivery)) => {

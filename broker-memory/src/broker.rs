@@ -1,5 +1,6 @@
 //! The in-memory broker.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -49,6 +50,11 @@ pub struct MemoryBroker {
 pub(crate) struct Inner {
     options: MemoryOptions,
     queues: RwLock<Vec<Arc<Queue>>>,
+    /// Bumped (under the `queues` write lock) whenever a queue is added or removed:
+    /// cached routes of an older generation are stale.
+    generation: AtomicU64,
+    /// Topic → the queues it reaches, as of a generation.
+    routes: RwLock<HashMap<Box<str>, Route>>,
     next_id: AtomicU64,
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -66,6 +72,8 @@ impl MemoryBroker {
             inner: Arc::new(Inner {
                 options,
                 queues: RwLock::new(Vec::new()),
+                generation: AtomicU64::new(0),
+                routes: RwLock::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
@@ -113,7 +121,60 @@ impl std::fmt::Debug for MemoryBroker {
     }
 }
 
+/// Where messages to one topic go, as of `generation`: one shared copy of the topic
+/// for every entry, and the matching queues.
+#[derive(Debug, Clone)]
+struct Route {
+    generation: u64,
+    topic: Arc<str>,
+    targets: Arc<[Arc<Queue>]>,
+}
+
+/// Cached routes kept at most; past that the cache starts over (a broker publishing to
+/// ever new topics must not grow without bound).
+const MAX_ROUTES: usize = 4096;
+
 impl Inner {
+    /// The route of `topic`: from the cache when no queue was added or removed since it
+    /// was resolved, else resolved (validating the topic) and cached.
+    fn route(&self, topic: &str) -> Result<Route> {
+        let current = self.generation.load(Ordering::Acquire);
+        if let Ok(routes) = self.routes.read()
+            && let Some(route) = routes.get(topic)
+            && route.generation == current
+        {
+            return Ok(route.clone());
+        }
+        validate_topic(topic)?;
+        let route = {
+            let queues = self.read_queues()?;
+            // Read under the lock: no queue is added or removed while it is held.
+            let generation = self.generation.load(Ordering::Acquire);
+            let targets: Arc<[Arc<Queue>]> = queues
+                .iter()
+                .filter(|q| q.pattern.matches(topic))
+                .cloned()
+                .collect();
+            Route {
+                generation,
+                topic: Arc::from(topic),
+                targets,
+            }
+        };
+        if let Ok(mut routes) = self.routes.write() {
+            if routes.len() >= MAX_ROUTES && !routes.contains_key(topic) {
+                routes.clear();
+            }
+            routes.insert(Box::from(topic), route.clone());
+        }
+        Ok(route)
+    }
+
+    /// Marks every cached route stale; called with the `queues` write lock held.
+    fn invalidate_routes(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn read_queues(&self) -> Result<std::sync::RwLockReadGuard<'_, Vec<Arc<Queue>>>> {
         self.queues
             .read()
@@ -142,6 +203,7 @@ impl Inner {
             // A new member may have joined between `leave` and the lock.
             if queue.members() == 0 {
                 queues.retain(|q| q.id != queue.id);
+                self.invalidate_routes();
                 if !left.is_empty() {
                     tracing::debug!(pattern = %queue.pattern, left = left.len(), "unsubscribed with messages still buffered");
                 }
@@ -164,7 +226,7 @@ impl Inner {
     }
 
     async fn deliver(&self, queue: &Queue, entry: Entry) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.options.publish_timeout;
+        let mut deadline = None;
         let mut entry = entry;
         loop {
             let (back, tx) = match queue.offer(entry) {
@@ -176,6 +238,8 @@ impl Inner {
                 tracing::warn!(pattern = %queue.pattern, "subscriber buffer full; message dropped (overflow=drop)");
                 return Ok(());
             }
+            let deadline = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.options.publish_timeout);
             match tokio::time::timeout_at(deadline, tx.send(back)).await {
                 Ok(Ok(())) => return Ok(()),
                 // That member left meanwhile: offer the message again.
@@ -205,7 +269,7 @@ impl Broker for MemoryBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         let inner = &self.inner;
         inner.check_open()?;
-        validate_topic(topic)?;
+        let route = inner.route(topic)?;
         let size = message.encoded_len();
         if size > inner.options.max_message_bytes {
             return Err(Error::new(
@@ -216,21 +280,13 @@ impl Broker for MemoryBroker {
                 ),
             ));
         }
-        let targets: Vec<Arc<Queue>> = inner
-            .read_queues()?
-            .iter()
-            .filter(|q| q.pattern.matches(topic))
-            .cloned()
-            .collect();
-        let Some((last, others)) = targets.split_last() else {
+        let Some((last, others)) = route.targets.split_last() else {
             return Ok(());
         };
-        let span = tracing::trace_span!("publish", backend = "memory", topic);
-        async {
-            let topic: Arc<str> = Arc::from(topic);
+        let send = async {
             let mut first_error = None;
             let entry = |message| Entry {
-                topic: topic.clone(),
+                topic: route.topic.clone(),
                 message,
                 attempt: 1,
             };
@@ -243,9 +299,13 @@ impl Broker for MemoryBroker {
                 first_error.get_or_insert(err);
             }
             first_error.map_or(Ok(()), Err)
+        };
+        let span = tracing::trace_span!("publish", backend = "memory", topic);
+        if span.is_disabled() {
+            send.await
+        } else {
+            send.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
@@ -270,6 +330,7 @@ impl Broker for MemoryBroker {
                         self.inner.options.buffer,
                     ));
                     queues.push(queue.clone());
+                    self.inner.invalidate_routes();
                     queue
                 }
             };
@@ -291,7 +352,11 @@ impl Broker for MemoryBroker {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let queues = std::mem::take(&mut *self.inner.write_queues()?);
+        let queues = {
+            let mut queues = self.inner.write_queues()?;
+            self.inner.invalidate_routes();
+            std::mem::take(&mut *queues)
+        };
         for queue in queues {
             queue.close();
         }

@@ -63,6 +63,11 @@ impl Acknowledger for MemoryAcker {
         futures::future::ready(Ok(())).boxed()
     }
 
+    fn ack_is_noop(&self) -> bool {
+        // The message left its buffer when it was delivered: nothing to forget.
+        true
+    }
+
     fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
         let MemoryAcker { queue, mut entry } = *self;
         entry.attempt = entry.attempt.saturating_add(1);
