@@ -11,6 +11,8 @@
 //!   stable across redeliveries; header values and keys that are not UTF-8 are converted
 //!   lossily, and a null header value becomes the empty string.
 
+use std::sync::Arc;
+
 use broker_core::headers::names;
 use broker_core::{Headers, Message, MessageId};
 use bytes::Bytes;
@@ -40,15 +42,14 @@ pub(crate) fn record_headers(message: &Message) -> OwnedHeaders {
 
 /// A fetched record as our message, with its topic and partition.
 pub(crate) struct Fetched {
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     pub(crate) message: Message,
 }
 
-/// Converts a fetched record.
-pub(crate) fn from_record(record: &BorrowedMessage<'_>) -> Fetched {
-    let topic = record.topic().to_owned();
+/// Converts a fetched record; `topic` is its topic's name, shared by the caller.
+pub(crate) fn from_record(record: &BorrowedMessage<'_>, topic: Arc<str>) -> Fetched {
     let partition = record.partition();
     let offset = record.offset();
     let mut id = None;
@@ -57,23 +58,22 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>) -> Fetched {
         for header in native.iter() {
             let value = header
                 .value
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .map(String::from_utf8_lossy)
                 .unwrap_or_default();
             if header.key == names::MESSAGE_ID {
                 if id.is_none() {
-                    id = Some(value);
+                    id = Some(MessageId::from(value.as_ref()));
                 }
                 continue;
             }
             if names::is_reserved(header.key) {
                 continue;
             }
-            headers.append(header.key, value);
+            headers.append(header.key, value.into_owned());
         }
     }
     let id = id
-        .filter(|id| !id.is_empty())
-        .map(MessageId::from)
+        .filter(|id| !id.as_str().is_empty())
         .unwrap_or_else(|| MessageId::from(format!("{topic}-{partition}-{offset}")));
     let key = record
         .key()

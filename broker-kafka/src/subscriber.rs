@@ -9,10 +9,15 @@
 //! nacked offset once its redelivery is due; re-read records that are acked or still in
 //! flight are skipped, so only nacked ones come back.
 //!
-//! When the stream is not read fast enough, the thread parks what it fetched and pauses
-//! its partitions, but keeps polling, so group rebalances are never held up.
+//! Records go to the stream in batches, through a hand-off bounded by
+//! [`HANDOFF_BATCHES`] batches of at most [`BATCH_MESSAGES`] records or
+//! [`BATCH_BYTES`] bytes. When it is full, the thread waits for the reader, and
+//! librdkafka's own prefetch (bounded by `queued.max.messages.kbytes`) holds what comes
+//! next. Only when the reader stalls for longer than [`STALL`] does the thread pause the
+//! partitions (which makes librdkafka drop its prefetch and fetch again on resume) and go
+//! back to polling, so group rebalances and `max.poll.interval.ms` are never held up.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +48,19 @@ use crate::tracker::{PartitionTracker, Verdict};
 /// may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-type PartitionKey = (String, i32);
+/// At most this many records go to the stream in one batch.
+const BATCH_MESSAGES: usize = 256;
+/// A batch is closed once its records reach this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
+/// How many batches the hand-off to the stream holds.
+const HANDOFF_BATCHES: usize = 16;
+/// How long the reader may leave the hand-off full before the partitions are paused.
+const STALL: Duration = Duration::from_millis(500);
+/// How long the thread sleeps at a time while the hand-off is full (the reader wakes it
+/// earlier when it takes a batch).
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+type PartitionKey = (Arc<str>, i32);
 
 /// One assigned partition.
 #[derive(Debug)]
@@ -234,14 +251,17 @@ impl SubContext {
         let mut starts = self.starts.lock().ok();
         let mut to_commit = TopicPartitionList::new();
         for key in keys(tpl).collect::<Vec<_>>() {
-            if matches!(committed.get(&key), Some(Offset::Offset(_))) {
+            if matches!(
+                committed.get(&(key.0.to_string(), key.1)),
+                Some(Offset::Offset(_))
+            ) {
                 continue;
             }
             let remembered = starts.as_ref().and_then(|s| s.get(&key).copied());
             let initial_topic = !live
                 || initial
                     .as_ref()
-                    .is_some_and(|topics| topics.contains(&key.0));
+                    .is_some_and(|topics| topics.contains(key.0.as_ref()));
             let offset = match remembered {
                 Some(start) => Offset::Offset(start),
                 None if initial_topic && self.start == StartPosition::Latest => {
@@ -274,7 +294,7 @@ impl SubContext {
             }
         }
         if !live && let Some(initial) = initial.as_mut() {
-            initial.extend(keys(tpl).map(|(topic, _)| topic));
+            initial.extend(keys(tpl).map(|(topic, _)| topic.to_string()));
         }
         if to_commit.count() > 0 {
             commit(consumer, &to_commit, CommitMode::Sync);
@@ -285,7 +305,7 @@ impl SubContext {
 fn keys(tpl: &TopicPartitionList) -> impl Iterator<Item = PartitionKey> + '_ {
     tpl.elements()
         .into_iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
+        .map(|e| (Arc::from(e.topic()), e.partition()))
 }
 
 fn commit<C: ConsumerContext>(
@@ -307,6 +327,9 @@ struct Pending {
     attempt: u32,
     generation: u64,
 }
+
+/// Records handed to the stream at once.
+type Batch = Vec<Pending>;
 
 /// Creates the consumer for `pattern`, starts its thread, and returns once the consumer
 /// has its first partition assignment.
@@ -377,7 +400,7 @@ pub(crate) async fn subscribe(
     })?;
 
     let token = inner.shutdown.child_token();
-    let (tx, rx) = mpsc::channel::<Pending>(64);
+    let (tx, rx) = mpsc::channel::<Batch>(HANDOFF_BATCHES);
     let consumers = inner.consumers.clone();
     consumers.send_modify(|n| *n += 1);
     let worker = Worker {
@@ -386,8 +409,8 @@ pub(crate) async fn subscribe(
         tx,
         token: token.clone(),
         commit_interval: inner.options.commit_interval,
-        parked: VecDeque::new(),
         paused: HashSet::new(),
+        topics: HashSet::new(),
         ephemeral_group: options
             .queue
             .is_none()
@@ -402,14 +425,17 @@ pub(crate) async fn subscribe(
             worker.run();
             consumers.send_modify(|n| *n = n.saturating_sub(1));
         });
-    if let Err(err) = spawned {
-        inner.consumers.send_modify(|n| *n = n.saturating_sub(1));
-        return Err(Error::with_source(
-            ErrorKind::Subscribe,
-            "cannot start the consumer thread",
-            err,
-        ));
-    }
+    let thread = match spawned {
+        Ok(handle) => handle.thread().clone(),
+        Err(err) => {
+            inner.consumers.send_modify(|n| *n = n.saturating_sub(1));
+            return Err(Error::with_source(
+                ErrorKind::Subscribe,
+                "cannot start the consumer thread",
+                err,
+            ));
+        }
+    };
 
     let guard = token.clone().drop_guard();
     // A regex subscription that matches no topic yet does not join its group until one
@@ -447,20 +473,40 @@ pub(crate) async fn subscribe(
         }
     }
     live.store(true, Ordering::Release);
-    let stream = tokio_stream(rx, shared, token.clone(), guard);
+    let stream = tokio_stream(rx, thread, shared, token.clone(), guard);
     Ok(Subscription::new(pattern, &options, stream))
 }
 
+/// The subscription's stream: takes the consumer thread's batches (waking the thread,
+/// which may be waiting for room), drops records of partitions revoked meanwhile (their
+/// new owner reads them from the last commit), and makes the rest deliveries.
 fn tokio_stream(
-    rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Batch>,
+    thread: std::thread::Thread,
     shared: Arc<Shared>,
     token: CancellationToken,
     guard: tokio_util::sync::DropGuard,
 ) -> impl futures::Stream<Item = Result<Delivery>> + Send + 'static {
-    let deliveries = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|pending| (pending, rx))
-    })
-    .map(move |pending| {
+    let batches = {
+        let shared = shared.clone();
+        futures::stream::unfold(rx, move |mut rx| {
+            let thread = thread.clone();
+            let shared = shared.clone();
+            async move {
+                let mut batch = rx.recv().await?;
+                thread.unpark();
+                shared.with_parts(|parts| {
+                    batch.retain(|pending| {
+                        parts
+                            .get(&(pending.fetched.topic.clone(), pending.fetched.partition))
+                            .is_some_and(|part| part.generation == pending.generation)
+                    })
+                });
+                Some((futures::stream::iter(batch), rx))
+            }
+        })
+    };
+    let deliveries = batches.flatten().map(move |pending| {
         let _keep = &guard;
         let Fetched {
             topic,
@@ -511,17 +557,27 @@ impl Acknowledger for KafkaAcker {
     }
 }
 
+/// The name `topic` as kept in `topics`, added there the first time.
+fn shared_name(topics: &mut HashSet<Arc<str>>, topic: &str) -> Arc<str> {
+    if let Some(name) = topics.get(topic) {
+        return name.clone();
+    }
+    let name: Arc<str> = Arc::from(topic);
+    topics.insert(name.clone());
+    name
+}
+
 /// The consumer thread.
 struct Worker {
     consumer: BaseConsumer<SubContext>,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Batch>,
     token: CancellationToken,
     commit_interval: Duration,
-    /// Fetched records waiting for room in the stream.
-    parked: VecDeque<Pending>,
-    /// Partitions paused because the stream is full.
+    /// Partitions paused because the reader stalled.
     paused: HashSet<PartitionKey>,
+    /// The names of the topics read, shared by their records.
+    topics: HashSet<Arc<str>>,
     /// A plain subscriber's own group, deleted when the subscription ends.
     ephemeral_group: Option<(String, Arc<AdminClient<LogContext>>)>,
 }
@@ -529,10 +585,15 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let mut last_commit = Instant::now();
+        // Records fetched and not yet handed to the stream, and their size.
+        let mut batch: Batch = Vec::new();
+        let mut batch_bytes = 0;
+        // Whether librdkafka had nothing more ready at the last poll: the batch is sent
+        // then, or when it is full.
+        let mut drained = true;
+        // Since when the hand-off has been full.
+        let mut full_since: Option<Instant> = None;
         while !self.token.is_cancelled() {
-            if !self.hand_out_parked() {
-                break;
-            }
             self.seek_due();
             if last_commit.elapsed() >= self.commit_interval {
                 commit(
@@ -542,19 +603,58 @@ impl Worker {
                 );
                 last_commit = Instant::now();
             }
-            let timeout = if self.parked.is_empty() {
+            let batch_full = batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES;
+            if !batch.is_empty() && (drained || batch_full) {
+                match self.tx.try_send(std::mem::take(&mut batch)) {
+                    Ok(()) => {
+                        batch_bytes = 0;
+                        full_since = None;
+                        self.resume_fetching();
+                    }
+                    Err(mpsc::error::TrySendError::Full(back)) => {
+                        batch = back;
+                        full_since.get_or_insert_with(Instant::now);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            let timeout = if batch.is_empty() {
                 Duration::from_millis(50)
+            } else if full_since.is_none() {
+                Duration::ZERO
+            } else if batch_full {
+                // Nothing can be handed out and the batch is full: wait for the reader
+                // rather than take more from librdkafka, whose prefetch holds the rest.
+                // A long stall pauses the partitions, so that polling (rebalances, the
+                // poll interval) can go on without fetching more.
+                if full_since.is_some_and(|since| since.elapsed() >= STALL) {
+                    self.pause_fetching();
+                }
+                if self.paused.is_empty() {
+                    std::thread::park_timeout(WAIT_SLICE);
+                    continue;
+                }
+                std::thread::park_timeout(WAIT_SLICE);
+                Duration::ZERO
             } else {
-                Duration::from_millis(10)
+                // The hand-off is full but the batch has room: fill it meanwhile.
+                Duration::from_millis(5)
             };
-            let fetched = match self.consumer.poll(timeout) {
-                None => continue,
+            let record = match self.consumer.poll(timeout) {
+                None => {
+                    drained = true;
+                    continue;
+                }
                 Some(Err(err)) => {
                     tracing::debug!(error = %err, "consumer error");
                     continue;
                 }
-                Some(Ok(record)) => convert::from_record(&record),
+                Some(Ok(record)) => record,
             };
+            drained = false;
+            let topic = shared_name(&mut self.topics, rdkafka::Message::topic(&record));
+            let fetched = convert::from_record(&record, topic);
+            drop(record);
             let key = (fetched.topic.clone(), fetched.partition);
             let now = Instant::now();
             let verdict = self.shared.with_parts(|parts| {
@@ -564,14 +664,12 @@ impl Worker {
                 })
             });
             if let Some(Some((Verdict::Deliver { attempt }, generation))) = verdict {
-                self.parked.push_back(Pending {
+                batch_bytes += fetched.message.encoded_len();
+                batch.push(Pending {
                     fetched,
                     attempt,
                     generation,
                 });
-                if !self.hand_out_parked() {
-                    break;
-                }
             }
         }
         // Final commit of what was acked; dropping the consumer then leaves the group
@@ -606,47 +704,11 @@ impl Worker {
         }
     }
 
-    /// Passes parked records to the stream while it has room; pauses the partitions when
-    /// it has none, resumes them when everything is handed out. Returns `false` when the
-    /// stream is gone.
-    fn hand_out_parked(&mut self) -> bool {
-        while let Some(pending) = self.parked.pop_front() {
-            let current = self
-                .shared
-                .with_parts(|parts| {
-                    parts
-                        .get(&(pending.fetched.topic.clone(), pending.fetched.partition))
-                        .is_some_and(|p| p.generation == pending.generation)
-                })
-                .unwrap_or(false);
-            if !current {
-                continue; // revoked meanwhile: the new owner reads it from the last commit
-            }
-            let full = match self.tx.try_reserve() {
-                Ok(permit) => {
-                    permit.send(pending);
-                    continue;
-                }
-                Err(mpsc::error::TrySendError::Full(())) => true,
-                Err(mpsc::error::TrySendError::Closed(())) => false,
-            };
-            match full {
-                true => {
-                    self.parked.push_front(pending);
-                    self.pause_fetching();
-                    return true;
-                }
-                false => return false,
-            }
-        }
-        self.resume_fetching();
-        true
-    }
-
     /// Pauses the partitions that have delivered something. A partition that has not
     /// is left fetching: librdkafka resumes a paused partition from the last message the
     /// application polled, and without one it would fall back to `auto.offset.reset`.
-    /// What such a partition fetches meanwhile is parked, and it is paused then.
+    /// What such a partition fetches meanwhile joins the waiting batch, and it is paused
+    /// then.
     fn pause_fetching(&mut self) {
         let mut tpl = TopicPartitionList::new();
         let mut keys = Vec::new();
@@ -707,7 +769,7 @@ impl Worker {
                 self.consumer
                     .seek(&topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
             {
-                tracing::warn!(topic, partition, offset, error = %err, "seeking back to a nacked message failed");
+                tracing::warn!(topic = %topic, partition, offset, error = %err, "seeking back to a nacked message failed");
                 // Try again on the next round.
                 self.shared.with_parts(|parts| {
                     if let Some(part) = parts.get_mut(&(topic.clone(), partition)) {

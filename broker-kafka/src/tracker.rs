@@ -11,7 +11,7 @@
 //! (transaction markers, compaction), and the tracker never waits for an offset it was not
 //! given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// The state of one offset handed out by the consumer.
@@ -43,6 +43,9 @@ pub(crate) struct PartitionTracker {
     offsets: BTreeMap<i64, State>,
     /// One past the highest offset received.
     next: Option<i64>,
+    /// The offsets in `offsets` that are nacked, so that finding a due redelivery does
+    /// not walk everything in flight.
+    nacked: BTreeSet<i64>,
 }
 
 impl PartitionTracker {
@@ -58,6 +61,7 @@ impl PartitionTracker {
                 State::Nacked { attempt, due } if due <= now => {
                     let attempt = attempt.saturating_add(1);
                     *state = State::InFlight { attempt };
+                    self.nacked.remove(&offset);
                     Verdict::Deliver { attempt }
                 }
                 _ => Verdict::Skip,
@@ -95,6 +99,7 @@ impl PartitionTracker {
             Some(state) => match *state {
                 State::InFlight { attempt } => {
                     *state = State::Nacked { attempt, due };
+                    self.nacked.insert(offset);
                     Some(offset)
                 }
                 _ => None,
@@ -106,19 +111,21 @@ impl PartitionTracker {
     /// The earliest nacked offset whose redelivery is due at `now`: where the consumer
     /// seeks back to.
     pub(crate) fn due(&self, now: Instant) -> Option<i64> {
-        self.offsets.iter().find_map(|(offset, state)| match state {
-            State::Nacked { due, .. } if *due <= now => Some(*offset),
-            _ => None,
-        })
+        self.nacked
+            .iter()
+            .find(|offset| {
+                matches!(self.offsets.get(offset), Some(State::Nacked { due, .. }) if *due <= now)
+            })
+            .copied()
     }
 
     /// The earliest time a nacked offset becomes due, if any is waiting.
     #[cfg(test)]
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.offsets
-            .values()
-            .filter_map(|state| match state {
-                State::Nacked { due, .. } => Some(*due),
+        self.nacked
+            .iter()
+            .filter_map(|offset| match self.offsets.get(offset) {
+                Some(State::Nacked { due, .. }) => Some(*due),
                 _ => None,
             })
             .min()

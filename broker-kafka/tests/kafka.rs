@@ -539,7 +539,8 @@ fn a_reader_that_falls_behind_loses_nothing() {
             .subscribe(&topic, SubscribeOptions::new())
             .await
             .expect("subscribe");
-        const N: usize = 1500;
+        // More than the consumer thread hands to the stream ahead of the reader.
+        const N: usize = 6000;
         let publishes = (0..N).map(|i| {
             let broker = broker.clone();
             let topic = topic.clone();
@@ -548,13 +549,16 @@ fn a_reader_that_falls_behind_loses_nothing() {
         for result in futures::future::join_all(publishes).await {
             result.expect("publish");
         }
-        // Nothing was read while publishing: the consumer had to park and pause.
+        // Nothing was read while publishing, and the reader stalls for longer than the
+        // consumer thread waits before it pauses the partitions: the hand-off filled up,
+        // the partitions were paused, and they resume as the reader catches up.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut seen = HashSet::new();
         while seen.len() < N {
             let d = next(&mut sub).await;
             seen.insert(d.message().id().clone());
-            if seen.len() % 100 == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if seen.len() % 1000 == 0 {
+                tokio::time::sleep(Duration::from_millis(600)).await;
             }
             d.ack().await.expect("ack");
         }
