@@ -18,6 +18,7 @@
 # Environment:
 #   KAFKA_PORT             client (PLAINTEXT) port                  default 9092
 #   KAFKA_CONTROLLER_PORT  KRaft controller port                    default KAFKA_PORT+1
+#                          (KAFKA_PORT+2 when KAFKA_PORT+1 is KAFKA_SASL_SSL_PORT)
 #   BROKER_CACHE_DIR       cache root        default ${XDG_CACHE_HOME:-$HOME/.cache}/broker-rs
 #   KAFKA_STATE_DIR        data, logs, pid file, server.properties  default $BROKER_CACHE_DIR/run/kafka-$KAFKA_PORT
 #   KAFKA_HEAP_OPTS        JVM heap options                         default -Xms512m -Xmx512m
@@ -30,8 +31,25 @@
 # A state dir is formatted for the controller port it was first started
 # with; use a fresh KAFKA_STATE_DIR when changing KAFKA_CONTROLLER_PORT.
 #
-# `start` prints KAFKA_BROKERS=127.0.0.1:<port> as the last line on stdout;
-# all other messages go to stderr.
+# Opt-in SASL_SSL listener (for security tests), beside the PLAINTEXT one:
+#   KAFKA_SASL_SSL_PORT    port of a SASL_SSL listener; unset: none (the default)
+#   KAFKA_SASL_USER        its user                                 required with the port
+#   KAFKA_SASL_PASSWORD    its password (letters, digits, _.@%+:!#*-) required with the port
+#   KAFKA_SASL_MECHANISM   SCRAM-SHA-256 or SCRAM-SHA-512           default SCRAM-SHA-256
+#   KAFKA_TLS_DIR          holds server.pem and server-key.pem      default: scripts/certs.sh's
+# The server certificate (scripts/certs.sh: 127.0.0.1 and localhost) is given to
+# Kafka inline as a PEM key store; clients trust that directory's ca.pem. The
+# SCRAM user is added when the data dir is formatted (StorageTool --add-scram),
+# or, for a data dir formatted before or with other credentials, through the
+# PLAINTEXT listener once the broker is up (ConfigCommand). With the port set,
+# `start` refuses a running broker of this state dir that lacks the listener
+# (stop it first). Example:
+#   KAFKA_PORT=19192 KAFKA_SASL_SSL_PORT=19193 KAFKA_SASL_USER=alice \
+#     KAFKA_SASL_PASSWORD=... scripts/kafka.sh start
+#
+# `start` prints KAFKA_BROKERS=127.0.0.1:<port> as the last line on stdout (in
+# SASL_SSL mode preceded by KAFKA_SASL_SSL_BROKERS=127.0.0.1:<port>); all other
+# messages go to stderr.
 
 set -euo pipefail
 
@@ -57,10 +75,34 @@ KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p;T;q
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 [[ "$KAFKA_PORT" =~ ^[0-9]+$ ]] && (( KAFKA_PORT > 0 && KAFKA_PORT < 65536 )) \
   || die "KAFKA_PORT must be a port number, got '$KAFKA_PORT'"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-}"
+if [[ -n "$KAFKA_SASL_SSL_PORT" ]]; then
+  [[ "$KAFKA_SASL_SSL_PORT" =~ ^[0-9]+$ ]] && (( KAFKA_SASL_SSL_PORT > 0 && KAFKA_SASL_SSL_PORT < 65536 )) \
+    || die "KAFKA_SASL_SSL_PORT must be a port number, got '$KAFKA_SASL_SSL_PORT'"
+  (( KAFKA_SASL_SSL_PORT != KAFKA_PORT )) || die "KAFKA_SASL_SSL_PORT must differ from KAFKA_PORT"
+fi
+if [[ -z "${KAFKA_CONTROLLER_PORT:-}" ]]; then
+  KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+  [[ "$KAFKA_CONTROLLER_PORT" == "$KAFKA_SASL_SSL_PORT" ]] && KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 2))
+fi
 [[ "$KAFKA_CONTROLLER_PORT" =~ ^[0-9]+$ ]] && (( KAFKA_CONTROLLER_PORT > 0 && KAFKA_CONTROLLER_PORT < 65536 )) \
   || die "KAFKA_CONTROLLER_PORT must be a port number, got '$KAFKA_CONTROLLER_PORT'"
 (( KAFKA_CONTROLLER_PORT != KAFKA_PORT )) || die "KAFKA_CONTROLLER_PORT must differ from KAFKA_PORT"
+[[ "$KAFKA_CONTROLLER_PORT" != "$KAFKA_SASL_SSL_PORT" ]] \
+  || die "KAFKA_CONTROLLER_PORT must differ from KAFKA_SASL_SSL_PORT"
+SASL_USER="${KAFKA_SASL_USER:-}"
+SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-}"
+SASL_MECHANISM="${KAFKA_SASL_MECHANISM:-SCRAM-SHA-256}"
+if [[ -n "$KAFKA_SASL_SSL_PORT" ]]; then
+  [[ "$SASL_USER" =~ ^[A-Za-z0-9_.-]+$ ]] \
+    || die "KAFKA_SASL_SSL_PORT needs KAFKA_SASL_USER (letters, digits, '_', '.', '-')"
+  [[ "$SASL_PASSWORD" =~ ^[A-Za-z0-9_.@%+:!#*-]+$ ]] \
+    || die "KAFKA_SASL_SSL_PORT needs KAFKA_SASL_PASSWORD (letters, digits and _.@%+:!#*-)"
+  case "$SASL_MECHANISM" in
+    SCRAM-SHA-256|SCRAM-SHA-512) ;;
+    *) die "KAFKA_SASL_MECHANISM must be SCRAM-SHA-256 or SCRAM-SHA-512, got '$SASL_MECHANISM'" ;;
+  esac
+fi
 
 CACHE_ROOT="${BROKER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/broker-rs}"
 VERSION_DIR="$CACHE_ROOT/kafka-$KAFKA_VERSION"
@@ -76,9 +118,11 @@ PID_FILE="$STATE_DIR/kafka.pid"
 STARTED_FILE="$STATE_DIR/kafka.started"   # "<pid> <log offset at launch>"
 READY_FILE="$STATE_DIR/kafka.ready"       # "<pid>" once that process was seen ready
 PROPS_FILE="$STATE_DIR/server.properties"
+SCRAM_FILE="$DATA_DIR/broker-rs.scram"         # hash of the SCRAM user the data dir holds
 
 HOST=127.0.0.1
 BOOTSTRAP="$HOST:$KAFKA_PORT"
+SASL_BOOTSTRAP="${KAFKA_SASL_SSL_PORT:+$HOST:$KAFKA_SASL_SSL_PORT}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 read -r -a HEAP_OPTS <<<"${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m}"
@@ -221,16 +265,62 @@ lock_state() {
     || die "timed out waiting for another kafka.sh using $STATE_DIR"
 }
 
+# The directory holding server.pem and server-key.pem (SASL_SSL mode).
+tls_dir() {
+  if [[ -n "${KAFKA_TLS_DIR:-}" ]]; then
+    echo "$KAFKA_TLS_DIR"
+    return 0
+  fi
+  local out
+  out="$("$SCRIPT_DIR/certs.sh" generate)" || die "scripts/certs.sh failed (is openssl installed?)"
+  out="$(sed -n 's/^CERTS_DIR=//p' <<<"$out" | tail -n1)"
+  [[ -n "$out" ]] || die "scripts/certs.sh printed no CERTS_DIR"
+  echo "$out"
+}
+
+# A PEM file as one Java properties value (newlines escaped).
+pem_value() {
+  [[ -s "$1" ]] || die "missing or empty $1"
+  awk 'NF { printf "%s\\n", $0 }' "$1"
+}
+
+# The SASL_SSL listener's lines of server.properties.
+sasl_properties() {
+  local dir mech_lower chain key
+  dir="$(tls_dir)"
+  chain="$(pem_value "$dir/server.pem")"
+  key="$(pem_value "$dir/server-key.pem")"
+  mech_lower="$(tr 'A-Z' 'a-z' <<<"$SASL_MECHANISM")"
+  cat <<EOF
+sasl.enabled.mechanisms=$SASL_MECHANISM
+listener.name.sasl_ssl.sasl.enabled.mechanisms=$SASL_MECHANISM
+listener.name.sasl_ssl.$mech_lower.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.certificate.chain=$chain
+listener.name.sasl_ssl.ssl.keystore.key=$key
+listener.name.sasl_ssl.ssl.client.auth=none
+EOF
+}
+
 write_properties() {
   mkdir -p "$DATA_DIR" "$LOGS_DIR"
+  local listeners="PLAINTEXT://$HOST:$KAFKA_PORT" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  local extra=""
+  if [[ -n "$KAFKA_SASL_SSL_PORT" ]]; then
+    listeners="$listeners,SASL_SSL://$HOST:$KAFKA_SASL_SSL_PORT"
+    protocols="$protocols,SASL_SSL:SASL_SSL"
+    extra="$(sasl_properties)"
+  fi
+  # The file may hold the test server's private key.
+  ( umask 077; : >"$PROPS_FILE" )
   cat >"$PROPS_FILE" <<EOF
 # Generated by scripts/kafka.sh; rewritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listeners=$listeners,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listeners,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+listener.security.protocol.map=$protocols
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
@@ -260,6 +350,27 @@ group.consumer.heartbeat.interval.ms=1000
 group.share.min.session.timeout.ms=1000
 group.share.min.heartbeat.interval.ms=500
 EOF
+  [[ -z "$extra" ]] || printf '%s\n' "$extra" >>"$PROPS_FILE"
+}
+
+# What identifies the SCRAM user a data dir holds (no secret in clear).
+scram_id() {
+  printf '%s\n%s\n%s\n' "$SASL_MECHANISM" "$SASL_USER" "$SASL_PASSWORD" | sha256sum | cut -d' ' -f1
+}
+
+# After start in SASL_SSL mode: add or update the SCRAM user through the PLAINTEXT
+# listener when the data dir was formatted without it (or with other credentials).
+ensure_scram_user() {
+  [[ -n "$KAFKA_SASL_SSL_PORT" ]] || return 0
+  local id
+  id="$(scram_id)"
+  [[ "$(cat "$SCRAM_FILE" 2>/dev/null)" == "$id" ]] && return 0
+  log "setting the $SASL_MECHANISM credentials of user $SASL_USER"
+  run_tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter \
+    --entity-type users --entity-name "$SASL_USER" \
+    --add-config "$SASL_MECHANISM=[iterations=4096,password=$SASL_PASSWORD]" >/dev/null \
+    || die "could not set the SCRAM credentials of $SASL_USER"
+  echo "$id" >"$SCRAM_FILE"
 }
 
 format_storage() {
@@ -271,8 +382,14 @@ format_storage() {
     || die "kafka.tools.StorageTool random-uuid failed"
   [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
   log "formatting $DATA_DIR (cluster id $cluster_id)"
-  run_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$PROPS_FILE" >&2 \
+  local scram=()
+  if [[ -n "$KAFKA_SASL_SSL_PORT" ]]; then
+    scram=(--add-scram "$SASL_MECHANISM=[name=$SASL_USER,password=$SASL_PASSWORD]")
+  fi
+  run_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$PROPS_FILE" \
+    "${scram[@]}" >&2 \
     || die "kafka.tools.StorageTool format failed for $DATA_DIR"
+  [[ -z "$KAFKA_SASL_SSL_PORT" ]] || scram_id >"$SCRAM_FILE"
 }
 
 # Wait until the broker with pid $1 is ready: the log shows "Kafka Server
@@ -292,7 +409,8 @@ wait_ready() {
       # Process substitution, not a pipe: with pipefail, grep -q exiting early
       # would make the pipeline fail through tail's SIGPIPE.
       if grep -q 'Kafka Server started' < <(tail -c +"$((offset + 1))" "$LOG_FILE") \
-         && port_open "$KAFKA_PORT"; then
+         && port_open "$KAFKA_PORT" \
+         && { [[ -z "$KAFKA_SASL_SSL_PORT" ]] || port_open "$KAFKA_SASL_SSL_PORT"; }; then
         echo "$pid" >"$READY_FILE"
         return 0
       fi
@@ -305,11 +423,21 @@ wait_ready() {
   done
 }
 
+# The stdout lines of a successful start.
+print_addresses() {
+  [[ -z "$SASL_BOOTSTRAP" ]] || echo "KAFKA_SASL_SSL_BROKERS=$SASL_BOOTSTRAP"
+  echo "KAFKA_BROKERS=$BOOTSTRAP"
+}
+
 cmd_start() {
   local pid
   pid="$(broker_pid)"
   if [[ -n "$pid" ]]; then
     echo "$pid" >"$PID_FILE"
+    if [[ -n "$KAFKA_SASL_SSL_PORT" ]] \
+       && ! grep -qF "SASL_SSL://$HOST:$KAFKA_SASL_SSL_PORT," "$PROPS_FILE" 2>/dev/null; then
+      die "the broker of $STATE_DIR (pid $pid) runs without a SASL_SSL listener on $KAFKA_SASL_SSL_PORT; stop it first"
+    fi
     if [[ "$(cat "$READY_FILE" 2>/dev/null)" == "$pid" ]] && port_open "$KAFKA_PORT"; then
       log "already running (pid $pid) on $BOOTSTRAP"
     else
@@ -321,7 +449,8 @@ cmd_start() {
       wait_ready "$pid" "$soffset"
       log "already running (pid $pid) on $BOOTSTRAP"
     fi
-    echo "KAFKA_BROKERS=$BOOTSTRAP"
+    ensure_scram_user
+    print_addresses
     return 0
   fi
   rm -f "$PID_FILE" "$STARTED_FILE" "$READY_FILE"
@@ -330,9 +459,16 @@ cmd_start() {
     local owner
     owner="$(port_owner "$KAFKA_PORT")"
     log "port $KAFKA_PORT is already served by another process${owner:+ ($owner)}, not started by this script with state dir $STATE_DIR"
+    [[ -z "$KAFKA_SASL_SSL_PORT" ]] \
+      || die "cannot add a SASL_SSL listener to a broker this script did not start; use other ports"
     log "it accepts TCP connections; assuming it is a Kafka broker and using it"
     echo "KAFKA_BROKERS=$BOOTSTRAP"
     return 0
+  fi
+  if [[ -n "$KAFKA_SASL_SSL_PORT" ]] && port_open "$KAFKA_SASL_SSL_PORT"; then
+    local owner
+    owner="$(port_owner "$KAFKA_SASL_SSL_PORT")"
+    die "SASL_SSL port $KAFKA_SASL_SSL_PORT is in use${owner:+ by $owner}; set KAFKA_SASL_SSL_PORT to a free port"
   fi
   if port_open "$KAFKA_CONTROLLER_PORT"; then
     local owner
@@ -348,7 +484,7 @@ cmd_start() {
   local offset=0
   [[ -f "$LOG_FILE" ]] && offset="$(stat -c %s "$LOG_FILE")"
 
-  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $HOST:$KAFKA_CONTROLLER_PORT, state $STATE_DIR)"
+  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP${SASL_BOOTSTRAP:+ and SASL_SSL $SASL_BOOTSTRAP} (controller $HOST:$KAFKA_CONTROLLER_PORT, state $STATE_DIR)"
   local t0=$SECONDS
   {
     printf '\n=== %s starting kafka.Kafka %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$PROPS_FILE"
@@ -379,8 +515,9 @@ cmd_start() {
   echo "$pid $offset" >"$STARTED_FILE"
 
   wait_ready "$pid" "$offset"
-  log "Kafka $KAFKA_VERSION ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0))s; log: $LOG_FILE"
-  echo "KAFKA_BROKERS=$BOOTSTRAP"
+  log "Kafka $KAFKA_VERSION ready on $BOOTSTRAP${SASL_BOOTSTRAP:+ and SASL_SSL $SASL_BOOTSTRAP} (pid $pid) after $((SECONDS - t0))s; log: $LOG_FILE"
+  ensure_scram_user
+  print_addresses
 }
 
 # ---------------------------------------------------------------- stop

@@ -10,8 +10,12 @@ use broker_core::{
     SubscribeOptions, Subscription, async_trait,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseProducer, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
+};
 use rdkafka::util::Timeout;
 use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
@@ -129,6 +133,66 @@ impl std::fmt::Debug for KafkaBroker {
     }
 }
 
+/// Whether a client error means the broker refused the credentials.
+fn is_auth(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
+}
+
+/// The context of the connection check's client: logs as [`LogContext`] does, and keeps
+/// the last client error (its code and librdkafka's reason, which holds no secret).
+#[derive(Default)]
+struct ProbeContext {
+    last: Mutex<Option<(Option<RDKafkaErrorCode>, String)>>,
+}
+
+impl ProbeContext {
+    fn last(&self) -> Option<(Option<RDKafkaErrorCode>, String)> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `reason`, unless it only says that every broker is down and a cause is known.
+    fn record(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if code != Some(RDKafkaErrorCode::AllBrokersDown) || last.is_none() {
+            *last = Some((code, reason.to_owned()));
+        }
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // With `debug` set, librdkafka reports a failed connection as a log line instead
+        // of an error.
+        if facility == "FAIL" {
+            let code = message
+                .contains("SASL authentication error")
+                .then_some(RDKafkaErrorCode::Authentication);
+            self.record(code, message);
+        }
+        crate::context::log(level, facility, message);
+    }
+
+    fn error(&self, err: KafkaError, reason: &str) {
+        self.record(err.rdkafka_error_code(), reason);
+        crate::context::error(err, reason);
+    }
+}
+
+impl ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 impl Inner {
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
@@ -138,31 +202,56 @@ impl Inner {
         }
     }
 
+    /// Asks for the cluster's metadata with a client of its own, whose context keeps the
+    /// last error librdkafka reports: a refused login fails at once with `Auth`, and any
+    /// other failure (a TLS handshake, an unreachable host) says why after the timeout.
     async fn check_reachable(&self) -> Result<()> {
-        let producer = self.producer.clone();
         let timeout = self.options.subscribe_timeout.min(Duration::from_secs(10));
-        let result = tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(None, timeout).map(|_| ())
+        let probe: BaseProducer<ProbeContext> = self
+            .options
+            .client_config(&[])
+            .create_with_context(ProbeContext::default())
+            .map_err(|e| config("connection check", e))?;
+        let (result, last) = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let slice = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(250));
+                let result = probe.client().fetch_metadata(None, slice).map(|_| ());
+                // Serves the error callbacks.
+                probe.poll(Duration::ZERO);
+                let last = probe.context().last();
+                let refused = last.as_ref().is_some_and(|(code, _)| is_auth(*code));
+                if result.is_ok() || refused || Instant::now() >= deadline {
+                    return (result, last);
+                }
+            }
         })
         .await
         .map_err(|e| Error::with_source(ErrorKind::Connect, "metadata request panicked", e))?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let kind = match publish_kind(&err) {
+        let Err(err) = result else {
+            return Ok(());
+        };
+        let brokers = self.options.brokers.join(",");
+        let (kind, what) = match last {
+            Some((code, reason)) if is_auth(code) => (
+                ErrorKind::Auth,
+                format!("Kafka at {brokers} refused the credentials: {reason}"),
+            ),
+            Some((_, reason)) => (
+                ErrorKind::Connect,
+                format!("no Kafka broker answered at {brokers} within {timeout:?} ({reason})"),
+            ),
+            None => (
+                match publish_kind(&err) {
                     ErrorKind::Auth => ErrorKind::Auth,
                     _ => ErrorKind::Connect,
-                };
-                Err(kafka(
-                    kind,
-                    format!(
-                        "no Kafka broker answered at {} within {timeout:?}",
-                        self.options.brokers.join(",")
-                    ),
-                    err,
-                ))
-            }
-        }
+                },
+                format!("no Kafka broker answered at {brokers} within {timeout:?}"),
+            ),
+        };
+        Err(kafka(kind, what, err))
     }
 
     /// The names of the topics in the cluster.
