@@ -148,15 +148,29 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// `id` kept inline when it is a UUID in hyphenated lowercase text (every generated id,
+/// read back off the wire), so receiving one does not allocate.
+fn inline_uuid(id: &str) -> Option<[u8; 36]> {
+    let text: [u8; 36] = id.as_bytes().try_into().ok()?;
+    let canonical = text.iter().enumerate().all(|(i, &b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+    });
+    canonical.then_some(text)
+}
+
 impl From<&str> for MessageId {
     fn from(id: &str) -> Self {
-        MessageId(Repr::Shared(Arc::from(id)))
+        match inline_uuid(id) {
+            Some(text) => MessageId(Repr::Uuid(text)),
+            None => MessageId(Repr::Shared(Arc::from(id))),
+        }
     }
 }
 
 impl From<String> for MessageId {
     fn from(id: String) -> Self {
-        MessageId(Repr::Shared(Arc::from(id)))
+        MessageId::from(id.as_str())
     }
 }
 

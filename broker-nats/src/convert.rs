@@ -102,10 +102,16 @@ fn header_value(value: &str) -> HeaderValue {
 
 /// The NATS headers of `message` published to `topic`; with `msg_id`, also the
 /// JetStream `Nats-Msg-Id`.
+///
+/// The order header is left out when the receiver recovers the order without it: every
+/// value travels verbatim and the names are already sorted (the receiver puts headers
+/// the order does not list in name order, keeping the order of one name's values).
 pub(crate) fn to_nats_headers(topic: &str, message: &Message, msg_id: bool) -> Result<HeaderMap> {
     let mut map = HeaderMap::new();
     let mut order = String::new();
     let mut user_msg_id = false;
+    let mut recoverable = true;
+    let mut previous: Option<&str> = None;
     for (name, value) in message.headers().iter() {
         if names::is_reserved(name) {
             // Carried in message fields, never as user headers.
@@ -113,6 +119,10 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, msg_id: bool) -> R
         }
         let header = header_name(name)?;
         user_msg_id |= name == NATS_MSG_ID;
+        if previous.is_some_and(|p| p > name) {
+            recoverable = false;
+        }
+        previous = Some(name);
         if !order.is_empty() {
             order.push(' ');
         }
@@ -120,28 +130,42 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, msg_id: bool) -> R
             order.push('=');
             map.append(header, header_value(value));
         } else {
+            recoverable = false;
             order.push('%');
-            map.append(header, header_value(&percent_encode(value)));
+            map.append(header, HeaderValue::from(percent_encode(value)));
         }
         order.push_str(name);
     }
-    if !order.is_empty() {
-        map.insert(ORDER_HEADER, header_value(&order));
+    if !order.is_empty() && !recoverable {
+        map.insert(ORDER_HEADER_NAME, HeaderValue::from(order));
     }
     map.insert(
-        names::MESSAGE_ID,
-        header_value(&percent_encode_if_needed(message.id().as_str())),
+        MESSAGE_ID_NAME,
+        HeaderValue::from(percent_encode_if_needed(message.id().as_str())),
     );
     if let Some(key) = message.key() {
         map.insert(
-            names::MESSAGE_KEY,
-            header_value(&percent_encode_if_needed(key)),
+            MESSAGE_KEY_NAME,
+            HeaderValue::from(percent_encode_if_needed(key)),
         );
     }
     if msg_id && !user_msg_id {
         map.insert(NATS_MSG_ID, header_value(&nats_msg_id(topic, message.id())));
     }
     Ok(map)
+}
+
+const ORDER_HEADER_NAME: HeaderName = HeaderName::from_static(ORDER_HEADER);
+const MESSAGE_ID_NAME: HeaderName = HeaderName::from_static(names::MESSAGE_ID);
+const MESSAGE_KEY_NAME: HeaderName = HeaderName::from_static(names::MESSAGE_KEY);
+
+/// `value` percent-decoded when it has an escape, else as it is.
+fn decode(value: &str) -> String {
+    if value.contains('%') {
+        percent_decode(value).unwrap_or_else(|| value.to_owned())
+    } else {
+        value.to_owned()
+    }
 }
 
 /// Id and key are always percent-decoded on receipt, so `%` itself is escaped too.
@@ -175,14 +199,13 @@ pub(crate) fn from_nats(
 ) -> Message {
     let empty = HeaderMap::new();
     let map = headers.unwrap_or(&empty);
-    let get = |name: &str| map.get(name).map(|v| v.as_str().to_owned());
 
-    let id = get(names::MESSAGE_ID)
-        .map(|v| percent_decode(&v).unwrap_or(v))
-        .filter(|v| !v.is_empty())
-        .map(MessageId::from)
-        .unwrap_or_else(MessageId::generate);
-    let key = get(names::MESSAGE_KEY).map(|v| percent_decode(&v).unwrap_or(v));
+    let id = match map.get(MESSAGE_ID_NAME).map(HeaderValue::as_str) {
+        Some(v) if !v.contains('%') && !v.is_empty() => MessageId::from(v),
+        Some(v) if !v.is_empty() => MessageId::from(decode(v)),
+        _ => MessageId::generate(),
+    };
+    let key = map.get(MESSAGE_KEY_NAME).map(|v| decode(v.as_str()));
 
     // Every user value, per name, in arrival order.
     let mut values: HashMap<String, VecDeque<String>> = HashMap::new();
@@ -210,7 +233,7 @@ pub(crate) fn from_nats(
     }
 
     let mut out = Headers::new();
-    if let Some(order) = get(ORDER_HEADER) {
+    if let Some(order) = map.get(ORDER_HEADER_NAME).map(HeaderValue::as_str) {
         for item in order.split(' ').filter(|s| !s.is_empty()) {
             let (encoded, name) = match item.split_at(1) {
                 ("=", name) => (false, name),
@@ -272,6 +295,25 @@ mod tests {
                 got.headers().iter().collect::<Vec<_>>(),
                 m.headers().iter().collect::<Vec<_>>()
             );
+        }
+    }
+
+    #[test]
+    fn order_header_only_when_the_order_is_not_recoverable() {
+        let sorted = Message::new("x")
+            .with_header("a", "1")
+            .with_header("b", "2");
+        let map = to_nats_headers("t", &sorted, false).expect("headers");
+        assert!(map.get(ORDER_HEADER).is_none());
+        let got = round_trip(&sorted, false);
+        assert_eq!(got.headers(), sorted.headers());
+        for unsorted in [
+            Message::new("x").with_header("b", "1").with_header("a", "2"),
+            Message::new("x").with_header("a", " padded"),
+        ] {
+            let map = to_nats_headers("t", &unsorted, false).expect("headers");
+            assert!(map.get(ORDER_HEADER).is_some());
+            assert_eq!(round_trip(&unsorted, false).headers(), unsorted.headers());
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use async_nats::Subject;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use broker_core::headers::names;
@@ -36,13 +37,13 @@ async fn publish_core(inner: &Inner, topic: &str, message: Message) -> Result<()
         Some(reply) => {
             inner
                 .client
-                .publish_with_reply_and_headers(topic.to_owned(), reply, headers, payload)
+                .publish_with_reply_and_headers(Subject::from(topic), reply, headers, payload)
                 .await
         }
         None => {
             inner
                 .client
-                .publish_with_headers(topic.to_owned(), headers, payload)
+                .publish_with_headers(Subject::from(topic), headers, payload)
                 .await
         }
     };

@@ -182,7 +182,7 @@ impl Stream for CoreDeliveries {
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(msg)) => {
-                let topic = msg.subject.to_string();
+                let topic: Arc<str> = Arc::from(msg.subject.as_str());
                 let message = convert::from_nats(
                     &topic,
                     msg.headers.as_ref(),
@@ -206,6 +206,10 @@ struct CoreAcker;
 impl Acknowledger for CoreAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         futures::future::ready(Ok(())).boxed()
+    }
+
+    fn ack_is_noop(&self) -> bool {
+        true
     }
 
     fn nack(self: Box<Self>, _redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
