@@ -72,6 +72,10 @@ impl KafkaBroker {
             .client_config(&[
                 ("enable.idempotence", "true".to_owned()),
                 ("acks", "all".to_owned()),
+                // Each publish waits for its own delivery report, so a sequential
+                // publisher pays the linger on every message (librdkafka's default is
+                // 5 ms); concurrent publishes still share batches.
+                ("linger.ms", "1".to_owned()),
                 (
                     "message.timeout.ms",
                     options.publish_timeout.as_millis().to_string(),

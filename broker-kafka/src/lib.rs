@@ -23,7 +23,9 @@
 //! # Publishing
 //!
 //! One idempotent producer per broker. Each publish resolves on its own delivery report,
-//! so many can be in flight at once. Headers become native record headers (order, case
+//! so many can be in flight at once; `linger.ms` is 1 (librdkafka's default is 5), so a
+//! publisher that awaits each publish in turn does not wait 5 ms for every message (set
+//! `linger.ms` to trade that latency for larger batches). Headers become native record headers (order, case
 //! and repeated keys kept); the message id travels as the `x-message-id` header and is
 //! removed on receipt; the message key is the record key. Topics are created on first use
 //! through the admin API, with [`KafkaOptions::partitions`] partitions and
@@ -41,7 +43,10 @@
 //! offset while joining and commits it, so nothing published after `subscribe` returned
 //! is skipped, even across later rebalances. With a wildcard, topics that appear after
 //! `subscribe` returned are read from their beginning: they did not exist when the
-//! subscription started, so all of their messages are new to it. librdkafka's
+//! subscription started, so all of their messages are new to it. The same goes for a
+//! partition that the first assignment did not include (one that the consumer's metadata
+//! did not show yet): it is read from its beginning rather than from its end at the
+//! time it shows up. librdkafka's
 //! `auto.offset.reset` is only a fallback (for an offset that retention removed); it is
 //! `earliest`, so that such a case re-reads rather than skips.
 //!
@@ -51,8 +56,11 @@
 //! Attempt counts are kept per offset by the consumer that delivered the message; after a
 //! rebalance the new owner counts from 1 again. Dropping a subscription leaves the group
 //! at once, so the other members take its partitions over from the committed offsets.
-//! The stream of a subscription that is not read parks what was fetched and pauses its
-//! partitions, without stalling the group.
+//! The consumer thread hands records to the subscription's stream in batches, up to a
+//! bounded number of messages and bytes ahead of the reader; beyond that, librdkafka's
+//! prefetch (`queued.max.messages.kbytes`) holds them. A stream that is not read for a
+//! while (half a second) gets its partitions paused, and the thread keeps polling, so a
+//! slow or stalled reader never stalls the group and loses nothing.
 //!
 //! # Redelivery
 //!

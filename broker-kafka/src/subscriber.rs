@@ -146,9 +146,9 @@ impl Shared {
 struct SubContext {
     shared: Arc<Shared>,
     start: StartPosition,
-    /// Set once `subscribe` has returned: topics assigned from then on are new ones.
+    /// Set once `subscribe` has returned: partitions first assigned from then on are new
+    /// to the subscription.
     live: Arc<AtomicBool>,
-    initial_topics: Mutex<HashSet<String>>,
     /// Where this consumer started partitions that had no committed offset.
     starts: Mutex<HashMap<PartitionKey, i64>>,
     ready: Mutex<Option<oneshot::Sender<()>>>,
@@ -233,9 +233,11 @@ impl ConsumerContext for SubContext {
 
 impl SubContext {
     /// Gives partitions without a committed offset an explicit start: the end of the
-    /// partition as it is now for [`StartPosition::Latest`] on the topics assigned while
-    /// subscribing, the beginning otherwise (and always for topics that appear later, so
-    /// nothing published between a topic's creation and its discovery is missed). The
+    /// partition as it is now for [`StartPosition::Latest`] on the partitions assigned
+    /// while subscribing, the beginning otherwise: a partition first assigned after
+    /// `subscribe` returned (a topic that appears later, or a partition that the first
+    /// assignment did not include) is read from its beginning, so nothing published to it
+    /// after `subscribe` returned is missed. The
     /// chosen ends are committed at once, so a later rebalance, or another member of the
     /// group, resumes from there instead of from a later end.
     fn position_new_partitions(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
@@ -247,7 +249,6 @@ impl SubContext {
                 return;
             }
         };
-        let mut initial = self.initial_topics.lock().ok();
         let mut starts = self.starts.lock().ok();
         let mut to_commit = TopicPartitionList::new();
         for key in keys(tpl).collect::<Vec<_>>() {
@@ -258,10 +259,7 @@ impl SubContext {
                 continue;
             }
             let remembered = starts.as_ref().and_then(|s| s.get(&key).copied());
-            let initial_topic = !live
-                || initial
-                    .as_ref()
-                    .is_some_and(|topics| topics.contains(key.0.as_ref()));
+            let initial_topic = !live;
             let offset = match remembered {
                 Some(start) => Offset::Offset(start),
                 None if initial_topic && self.start == StartPosition::Latest => {
@@ -292,9 +290,6 @@ impl SubContext {
             if let Err(err) = tpl.set_partition_offset(&key.0, key.1, offset) {
                 tracing::warn!(topic = %key.0, partition = key.1, error = %err, "cannot set the start offset");
             }
-        }
-        if !live && let Some(initial) = initial.as_mut() {
-            initial.extend(keys(tpl).map(|(topic, _)| topic.to_string()));
         }
         if to_commit.count() > 0 {
             commit(consumer, &to_commit, CommitMode::Sync);
@@ -380,7 +375,6 @@ pub(crate) async fn subscribe(
         shared: shared.clone(),
         start,
         live: live.clone(),
-        initial_topics: Mutex::default(),
         starts: Mutex::default(),
         ready: Mutex::new(Some(ready_tx)),
         group: group.clone(),
