@@ -308,7 +308,9 @@ mod tests {
         let got = round_trip(&sorted, false);
         assert_eq!(got.headers(), sorted.headers());
         for unsorted in [
-            Message::new("x").with_header("b", "1").with_header("a", "2"),
+            Message::new("x")
+                .with_header("b", "1")
+                .with_header("a", "2"),
             Message::new("x").with_header("a", " padded"),
         ] {
             let map = to_nats_headers("t", &unsorted, false).expect("headers");
