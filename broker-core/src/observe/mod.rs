@@ -6,8 +6,8 @@
 //! | concern | broker side | handler side | feature |
 //! |---|---|---|---|
 //! | correlation ids | [`CorrelatingBroker`]: a message published while a handler runs carries that event's correlation id | [`CorrelationLayer`]: makes the event's correlation id current | always |
-//! | trace context | [`TraceContextBroker`]: writes the current span's W3C `traceparent`/`tracestate` into the headers | [`TraceContextLayer`]: the handler's span continues the publisher's trace | `otel` |
-//! | metrics | [`MetricsBroker`]: published, failed publishes, publish latency; delivered, acked, nacked per subscription pattern | [`MetricsLayer`]: handler duration, in-flight handlers | `metrics` |
+//! | trace context | `TraceContextBroker`: writes the current span's W3C `traceparent`/`tracestate` into the headers | `TraceContextLayer`: the handler's span continues the publisher's trace | `otel` |
+//! | metrics | `MetricsBroker`: published, failed publishes, publish latency; delivered, acked, nacked per subscription pattern | `MetricsLayer`: handler duration, in-flight handlers | `metrics` |
 //!
 //! [`observed`] stacks every broker decorator compiled in; [`ObserveLayer`] every handler
 //! layer. Trace context and correlation ids only use headers, so they work the same on
