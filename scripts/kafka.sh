@@ -9,7 +9,8 @@
 #   install            fetch the jars into the cache (no-op when already complete)
 #   start              install if needed, start the broker, wait until it is ready
 #   stop               stop the broker (TERM, then KILL after KAFKA_STOP_TIMEOUT s)
-#   restart            stop, then start; the data dir (and so every message) is kept
+#   restart            stop, then start; the data dir (and so every message) is kept,
+#                      whatever KAFKA_FRESH says
 #   status             exit 0 and print the bootstrap address if running, else exit 1
 #   logs               print the path of the broker's log file
 #   tool CLASS [ARGS]  run a Kafka tool class from the same jars, e.g.
@@ -25,6 +26,10 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness            default 90
 #   KAFKA_STOP_TIMEOUT     seconds to wait after TERM               default 30
 #   JAVA_HOME              used to find java when set
+#   KAFKA_FRESH            1: a `start` that launches the broker first deletes its data
+#                          dir (topics, offsets), so a test run does not pay for the
+#                          partitions of earlier runs at startup. A running broker is
+#                          left as it is. Default 0 (data kept).
 #
 # Each port gets its own state dir by default, so independent instances can
 # run side by side (e.g. KAFKA_PORT=19092 scripts/kafka.sh start).
@@ -479,6 +484,10 @@ cmd_start() {
   cmd_install
   find_java
   write_properties
+  if [[ "${KAFKA_FRESH:-0}" == 1 && -d "$DATA_DIR" ]]; then
+    log "KAFKA_FRESH=1: deleting $DATA_DIR before the start"
+    rm -rf "$DATA_DIR"
+  fi
   format_storage
 
   local offset=0
@@ -595,7 +604,7 @@ main() {
     install) cmd_install ;;
     start) lock_state; cmd_start ;;
     stop) lock_state; cmd_stop ;;
-    restart) lock_state; cmd_stop; cmd_start ;;
+    restart) lock_state; cmd_stop; KAFKA_FRESH=0 cmd_start ;;
     status) cmd_status ;;
     logs) cmd_logs ;;
     tool) cmd_tool "$@" ;;

@@ -8,7 +8,7 @@
 #             wait until it is ready. Idempotent. The last stdout line is
 #             NATS_URL=nats://127.0.0.1:<port>.
 #   stop      Stop the server started by this script (TERM, then KILL).
-#   restart   stop + start; the JetStream store is kept.
+#   restart   stop + start; the JetStream store is kept, whatever NATS_FRESH says.
 #   status    Exit 0 and print the URL if the server is running, else exit 1.
 #   url       Print the client URL.
 #
@@ -30,6 +30,9 @@
 #   NATS_TLS_KEY         its key            for 127.0.0.1 and localhost)
 #   NATS_TLS_CA          CA of client certificates, for verify (default: certs.sh's CA)
 #   NATS_STOP_TIMEOUT    seconds to wait after TERM before KILL (default 10)
+#   NATS_FRESH           1: a `start` that launches the server first deletes its
+#                        JetStream store (streams of earlier runs); a running server
+#                        is left as it is. Default 0 (store kept).
 #   BROKER_CACHE_DIR     cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/broker-rs)
 #
 # Several instances on different ports are fully independent: each has its
@@ -368,6 +371,10 @@ cmd_start() {
     fi
 
     ensure_installed
+    if [[ "${NATS_FRESH:-0}" == 1 && -d "$STORE_DIR" ]]; then
+        log "NATS_FRESH=1: deleting the JetStream store $STORE_DIR before the start"
+        rm -rf "$STORE_DIR"
+    fi
     write_config
     validate_config
 
@@ -458,7 +465,7 @@ main() {
         stop) cmd_stop ;;
         restart)
             cmd_stop
-            cmd_start
+            NATS_FRESH=0 cmd_start
             ;;
         status) cmd_status ;;
         url) echo "$NATS_URL" ;;
