@@ -9,7 +9,7 @@
 //! | redelivery | `nack` seeks the partition back; only nacked messages come back, with their attempt count; `nack_after` waits first |
 //! | wildcards | `*` and `>` become a regex subscription; new matching topics are found within [`KafkaOptions::pattern_refresh`] and read from their beginning |
 //! | max message | [`KafkaOptions::max_message_bytes`] (8 MiB by default; larger messages fail with `PayloadTooLarge` before sending) |
-//! | credentials, TLS | SASL_SSL through librdkafka properties (rdkafka's `ssl` feature): a wrong password is `Auth` at connect, within seconds; a wrong CA is `Connect` saying the certificate failed; secrets stay out of `Debug`, errors and logs (`tests/security.rs`: `sasl_ssl_round_trips_with_the_right_password_and_ca`, `a_wrong_password_is_an_auth_error_in_bounded_time`, `a_wrong_ca_is_a_connect_error_naming_the_certificate`, `secrets_stay_out_of_debug_errors_and_logs`) |
+//! | credentials, TLS | SASL_SSL through librdkafka properties (this crate's `ssl` feature, `kafka-ssl` on the `broker` crate): a wrong password is `Auth` at connect, within seconds; a wrong CA is `Connect` saying the certificate failed; secrets stay out of `Debug`, errors and logs (`tests/security.rs`: `sasl_ssl_round_trips_with_the_right_password_and_ca`, `a_wrong_password_is_an_auth_error_in_bounded_time`, `a_wrong_ca_is_a_connect_error_naming_the_certificate`, `secrets_stay_out_of_debug_errors_and_logs`) |
 //!
 //! # Connecting
 //!

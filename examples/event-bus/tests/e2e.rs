@@ -40,6 +40,8 @@ impl Bus {
     }
 
     async fn start_in(turn: Turn, backend: Backend, timeout: Duration) -> Bus {
+        // The recorder first: the metrics layer resolves its handles when it is built.
+        let recorder = support::metrics::recorder();
         let broker = broker::observe::observed(backend.connect().await);
         let topics = Topics::prefixed(&unique("bus"));
         let gateway =
@@ -49,7 +51,7 @@ impl Bus {
                     panic!("the gateway's inbox took more than {WAIT:?} on {backend:?}")
                 })
                 .unwrap_or_else(|e| panic!("gateway on {backend:?}: {}", e.display_chain()));
-        let app = example_telemetry::with_metrics(router(gateway), support::metrics::recorder());
+        let app = example_telemetry::with_metrics(router(gateway), recorder);
         let server = event_bus::http::serve("127.0.0.1:0", app)
             .await
             .expect("bind the gateway");

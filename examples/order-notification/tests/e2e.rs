@@ -46,6 +46,8 @@ impl Shop {
     }
 
     async fn start_in(turn: Turn, backend: Backend, instances: usize) -> Shop {
+        // The recorder first: the metrics layer resolves its handles when it is built.
+        let recorder = support::metrics::recorder();
         let broker = broker::observe::observed(backend.connect().await);
         let topics = Topics::prefixed(&unique("shop"));
         let queue = unique("notification");
@@ -57,8 +59,7 @@ impl Shop {
             Snowflake::new(1).expect("node id"),
         )
         .expect("order service");
-        let app =
-            example_telemetry::with_metrics(router(service.clone()), support::metrics::recorder());
+        let app = example_telemetry::with_metrics(router(service.clone()), recorder);
         let server = order_notification::http::serve("127.0.0.1:0", app)
             .await
             .expect("bind the order service");

@@ -50,6 +50,8 @@ impl Users {
         email_instances: usize,
         with_audit: bool,
     ) -> Users {
+        // The recorder first: the metrics layer resolves its handles when it is built.
+        let recorder = support::metrics::recorder();
         let broker = broker::observe::observed(backend.connect().await);
         let topics = Topics::prefixed(&unique("users"));
         let (mail_tx, mails) = mpsc::unbounded_channel();
@@ -72,7 +74,7 @@ impl Users {
             handles.push(subscribed(backend, run_audit(broker.clone(), options)).await);
         }
         let service = UserService::new(broker.clone(), &topics).expect("user service");
-        let app = example_telemetry::with_metrics(router(service), support::metrics::recorder());
+        let app = example_telemetry::with_metrics(router(service), recorder);
         let server = user_email::http::serve("127.0.0.1:0", app)
             .await
             .expect("bind the user service");
