@@ -1,5 +1,6 @@
 //! The benchmark's quick mode as a smoke test: every scenario runs on a few thousand
-//! messages and every message is counted. No timing is asserted.
+//! messages and every message is counted. No timing is asserted. `broker-backlog` runs
+//! on a backlog of 20 000 messages in JetStream and in Kafka, drained and counted.
 //!
 //! Memory always runs. NATS and Kafka run when this crate's `nats` / `kafka` features
 //! are on (`cargo test --workspace --all-features`); they then need their broker, and
@@ -79,4 +80,59 @@ fn quick_kafka() {
     let first = brokers.split(',').next().unwrap_or_default().to_owned();
     require("Kafka", &first, "scripts/kafka.sh start");
     quick("kafka", &["kafka"]);
+}
+
+/// Runs `broker-backlog` on a small backlog and checks that it drained it completely and
+/// printed its row.
+#[allow(dead_code)]
+fn backlog(url: &str, backend: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_broker-backlog"))
+        .args(["--url", url, "--messages", "20000", "--stall-secs", "20"])
+        .output()
+        .expect("running broker-backlog");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "broker-backlog --url {url} failed ({}):\n{stderr}\n{stdout}",
+        output.status
+    );
+    let row = format!("| {backend} | 20000 | 128 B + 3 h |");
+    assert!(stdout.contains(&row), "no `{row}` row in:\n{stdout}");
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn backlog_jetstream() {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let host = url.trim_start_matches("nats://").to_owned();
+    require(
+        "NATS",
+        host.rsplit('@').next().unwrap_or_default(),
+        "scripts/nats.sh start",
+    );
+    backlog(&format!("jetstream://{host}"), "jetstream");
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn backlog_kafka() {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let first = brokers.split(',').next().unwrap_or_default().to_owned();
+    require("Kafka", &first, "scripts/kafka.sh start");
+    backlog(&format!("kafka://{brokers}"), "kafka");
+}
+
+#[test]
+fn backlog_refuses_memory() {
+    let output = Command::new(env!("CARGO_BIN_EXE_broker-backlog"))
+        .args(["--url", "memory://", "--messages", "10"])
+        .output()
+        .expect("running broker-backlog");
+    assert!(!output.status.success(), "memory:// must be refused");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("backlog cases"),
+        "unexpected error: {stderr}"
+    );
 }
