@@ -43,14 +43,30 @@ fn install() -> anyhow::Result<()> {
 }
 
 /// Runs every scenario with the bare memory backend as the baseline and the observed
-/// one as the framework's side, inside one span (so every publish carries its context).
+/// one as the framework's side: first with nothing installed (no metrics recorder, no
+/// `tracing` subscriber: what the layers cost a service that does not use them), then
+/// with both installed, inside one span (so every publish carries its context). A
+/// process can install a recorder only once, so the first comparison only runs when
+/// nothing was installed before.
 pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    static UNINSTALLED_RUN: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    if !UNINSTALLED_RUN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        compare_once("memory + observe, nothing installed", plan, rows).await?;
+    }
     install()?;
+    let span = tracing::info_span!("broker_bench_observe");
+    compare_once("memory + observe", plan, rows)
+        .instrument(span)
+        .await
+}
+
+/// One comparison of the bare and the observed memory backend, labelled `name`.
+async fn compare_once(name: &str, plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let bare = Framework::new(Arc::new(MemoryBroker::new()));
     let layered = Framework::new(observed(Arc::new(MemoryBroker::new())));
-    let span = tracing::info_span!("broker_bench_observe");
     scenario::compare(
-        "memory + observe",
+        name,
         "the same memory backend without layers",
         &bare,
         &layered,
@@ -59,7 +75,6 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         plan,
         rows,
     )
-    .instrument(span)
     .await?;
     bare.broker().close().await?;
     layered.broker().close().await?;
