@@ -292,6 +292,7 @@ pub(crate) async fn subscribe_jetstream(
             stream: stream_name,
             ephemeral,
         },
+        confirm_acks: jo.confirm_acks,
     };
     Ok(Subscription::new(pattern, &options, deliveries))
 }
@@ -463,6 +464,8 @@ impl Drop for ConsumerGuard {
 struct JetStreamDeliveries {
     rx: mpsc::Receiver<async_nats::jetstream::Message>,
     guard: ConsumerGuard,
+    /// [`JetStreamOptions::confirm_acks`](crate::JetStreamOptions::confirm_acks).
+    confirm_acks: bool,
 }
 
 impl Stream for JetStreamDeliveries {
@@ -470,7 +473,9 @@ impl Stream for JetStreamDeliveries {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(message)) => Poll::Ready(Some(Ok(delivery(message)))),
+            Poll::Ready(Some(message)) => {
+                Poll::Ready(Some(Ok(delivery(message, self.confirm_acks))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -498,7 +503,7 @@ impl Drop for JetStreamDeliveries {
     }
 }
 
-fn delivery(message: async_nats::jetstream::Message) -> Delivery {
+fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Delivery {
     let attempt = message
         .info()
         .map(|info| u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX))
@@ -506,22 +511,34 @@ fn delivery(message: async_nats::jetstream::Message) -> Delivery {
     let (message, acker) = message.split();
     let topic = message.subject.to_string();
     let converted = convert::from_nats(&topic, message.headers.as_ref(), message.payload, None);
-    Delivery::new(converted, topic, Box::new(JetStreamAcker { acker })).with_attempt(attempt)
+    Delivery::new(
+        converted,
+        topic,
+        Box::new(JetStreamAcker {
+            acker,
+            confirm_acks,
+        }),
+    )
+    .with_attempt(attempt)
 }
 
-/// Settles one JetStream delivery: ack waits for the server's confirmation; nack is a
-/// NAK, with a delay for [`Redelivery::After`].
+/// Settles one JetStream delivery: ack waits for the server's confirmation (unless
+/// `confirm_acks` is off: then it resolves once the ack is sent); nack is a NAK, with a
+/// delay for [`Redelivery::After`].
 struct JetStreamAcker {
     acker: Acker,
+    confirm_acks: bool,
 }
 
 impl Acknowledger for JetStreamAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         async move {
-            self.acker
-                .double_ack()
-                .await
-                .map_err(|e| error::ack("acknowledging a JetStream message", e))
+            let acked = if self.confirm_acks {
+                self.acker.double_ack().await
+            } else {
+                self.acker.ack().await
+            };
+            acked.map_err(|e| error::ack("acknowledging a JetStream message", e))
         }
         .boxed()
     }
