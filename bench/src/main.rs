@@ -33,7 +33,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 
-use crate::scenario::{NoPrepare, Plan, Row, Scenario, Topics};
+use crate::scenario::{NoPrepare, Only, Plan, Row, Scenario, Topics};
 
 /// A backend to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,9 +89,72 @@ struct Args {
     /// Do not write any file.
     #[arg(long, conflicts_with = "output")]
     no_write: bool,
+    /// Header variants to run, comma-separated: `without` and/or `with` (the three
+    /// benchmark headers); default both.
+    #[arg(long, value_delimiter = ',')]
+    headers: Vec<HeadersArg>,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<ScenarioArg>,
+    /// Profiling: run only this side of each comparison (its figure fills both columns
+    /// of the table, so the ratios say nothing). With `valgrind --tool=callgrind` this
+    /// gives the instructions per message of one side alone.
+    #[arg(long, value_enum)]
+    only: Option<OnlySide>,
     /// Internal: run one backlog case in this process and print its memory figures.
     #[arg(long, hide = true)]
     backlog_child: Option<backlog::Case>,
+}
+
+/// A scenario, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScenarioArg {
+    /// Publisher throughput.
+    Publish,
+    /// One subscriber, first publish to last receipt.
+    PubSub,
+    /// One message in flight.
+    RoundTrip,
+    /// One plain subscriber (deliveries per second).
+    FanOut1,
+    /// Four plain subscribers.
+    FanOut4,
+    /// Sixteen plain subscribers.
+    FanOut16,
+    /// A queue group of four.
+    Queue4,
+}
+
+impl ScenarioArg {
+    fn scenario(self) -> Scenario {
+        match self {
+            ScenarioArg::Publish => Scenario::Publish,
+            ScenarioArg::PubSub => Scenario::PubSub,
+            ScenarioArg::RoundTrip => Scenario::RoundTrip,
+            ScenarioArg::FanOut1 => Scenario::FanOut(1),
+            ScenarioArg::FanOut4 => Scenario::FanOut(4),
+            ScenarioArg::FanOut16 => Scenario::FanOut(16),
+            ScenarioArg::Queue4 => Scenario::Queue(4),
+        }
+    }
+}
+
+/// Messages without or with the three benchmark headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HeadersArg {
+    /// No headers.
+    Without,
+    /// The three benchmark headers.
+    With,
+}
+
+/// The side to run alone when profiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnlySide {
+    /// The raw client.
+    Raw,
+    /// The framework.
+    Framework,
 }
 
 /// Message counts for one backend: (full, quick) runs.
@@ -109,10 +172,26 @@ impl Args {
             .sizes
             .iter()
             .flat_map(|&size| [(size, false), (size, true)])
+            .filter(|&(_, with)| {
+                self.headers.is_empty()
+                    || self.headers.contains(&if with {
+                        HeadersArg::With
+                    } else {
+                        HeadersArg::Without
+                    })
+            })
             .collect();
         Plan {
             specs,
-            scenarios: Scenario::all(),
+            scenarios: if self.scenarios.is_empty() {
+                Scenario::all()
+            } else {
+                self.scenarios.iter().map(|s| s.scenario()).collect()
+            },
+            only: self.only.map(|side| match side {
+                OnlySide::Raw => Only::Raw,
+                OnlySide::Framework => Only::Framework,
+            }),
             reps: self.reps.unwrap_or(if self.quick { 2 } else { 5 }).max(1),
             messages,
             samples,
@@ -228,8 +307,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         backlog: backlog.as_deref().map(|o| (backlog_messages, o)),
     };
     println!("{}", results.markdown());
-    let output = match (&args.output, args.quick || args.no_write) {
-        (Some(path), _) if !args.no_write => Some(path.clone()),
+    // A one-side profiling run has no ratios worth keeping.
+    let no_write = args.quick || args.no_write || args.only.is_some();
+    let output = match (&args.output, no_write) {
+        (Some(path), _) if !args.no_write && args.only.is_none() => Some(path.clone()),
         (None, false) => Some(PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../BENCHMARKS.md"

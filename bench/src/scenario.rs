@@ -95,6 +95,17 @@ pub(crate) struct Plan {
     pub(crate) stall: Duration,
     /// Whether each side runs a warm-up before the measured runs.
     pub(crate) warm_up: bool,
+    /// Profiling: run only one side (its figure is reported for both).
+    pub(crate) only: Option<Only>,
+}
+
+/// The one side a profiling run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Only {
+    /// The raw client.
+    Raw,
+    /// The framework.
+    Framework,
 }
 
 /// One line of the results.
@@ -198,27 +209,43 @@ pub(crate) async fn compare<R: Side, F: Side, P: Prepare>(
                 samples: plan.samples,
                 stall: plan.stall,
             };
+            let run_raw = plan.only != Some(Only::Framework);
+            let run_fw = plan.only != Some(Only::Raw);
             if plan.warm_up {
-                measure(raw, scenario, &spec, &warm, &topic()?)
-                    .await
-                    .with_context(|| format!("warm-up of {}", what(baseline)))?;
-                measure(fw, scenario, &spec, &warm, &topic()?)
-                    .await
-                    .with_context(|| format!("warm-up of {}", what("framework")))?;
+                if run_raw {
+                    measure(raw, scenario, &spec, &warm, &topic()?)
+                        .await
+                        .with_context(|| format!("warm-up of {}", what(baseline)))?;
+                }
+                if run_fw {
+                    measure(fw, scenario, &spec, &warm, &topic()?)
+                        .await
+                        .with_context(|| format!("warm-up of {}", what("framework")))?;
+                }
             }
             let mut raw_samples = Vec::with_capacity(plan.reps);
             let mut fw_samples = Vec::with_capacity(plan.reps);
             for _ in 0..plan.reps {
-                raw_samples.push(
-                    measure(raw, scenario, &spec, &full, &topic()?)
-                        .await
-                        .with_context(|| what(baseline))?,
-                );
-                fw_samples.push(
-                    measure(fw, scenario, &spec, &full, &topic()?)
-                        .await
-                        .with_context(|| what("framework"))?,
-                );
+                if run_raw {
+                    raw_samples.push(
+                        measure(raw, scenario, &spec, &full, &topic()?)
+                            .await
+                            .with_context(|| what(baseline))?,
+                    );
+                }
+                if run_fw {
+                    fw_samples.push(
+                        measure(fw, scenario, &spec, &full, &topic()?)
+                            .await
+                            .with_context(|| what("framework"))?,
+                    );
+                }
+            }
+            if !run_raw {
+                raw_samples.clone_from(&fw_samples);
+            }
+            if !run_fw {
+                fw_samples.clone_from(&raw_samples);
             }
             let row = Row {
                 backend: backend.to_owned(),
