@@ -1,5 +1,6 @@
 //! Message headers: string keys and values, case-sensitive, in insertion order.
 
+use std::fmt;
 use std::sync::Arc;
 
 /// Header names the framework itself reads and writes.
@@ -54,9 +55,10 @@ pub mod names {
 /// assert_eq!(headers.get("tenant"), Some("acme-2"));
 /// assert_eq!(headers.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["tenant", "Tenant"]);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Arc<Vec<(String, String)>>,
+    /// `None` while empty, so a message without headers allocates nothing for them.
+    entries: Option<Arc<Vec<(String, String)>>>,
 }
 
 impl Headers {
@@ -65,12 +67,20 @@ impl Headers {
         Headers::default()
     }
 
+    fn entries(&self) -> &[(String, String)] {
+        self.entries.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+        Arc::make_mut(self.entries.get_or_insert_with(Arc::default))
+    }
+
     /// Sets `key` to `value`: replaces the first entry with that key (and removes any
     /// later ones), or appends a new entry.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
         let value = value.into();
-        let entries = Arc::make_mut(&mut self.entries);
+        let entries = self.entries_mut();
         match entries.iter().position(|(k, _)| *k == key) {
             Some(first) => {
                 entries[first].1 = value;
@@ -87,12 +97,12 @@ impl Headers {
 
     /// Appends an entry, keeping any earlier ones with the same key.
     pub fn append(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        Arc::make_mut(&mut self.entries).push((key.into(), value.into()));
+        self.entries_mut().push((key.into(), value.into()));
     }
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
+        self.entries()
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -100,7 +110,7 @@ impl Headers {
 
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
+        self.entries()
             .iter()
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -108,7 +118,7 @@ impl Headers {
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &str) -> bool {
-        self.entries.iter().any(|(k, _)| k == key)
+        self.entries().iter().any(|(k, _)| k == key)
     }
 
     /// Removes every entry with `key`, returning the first value.
@@ -116,7 +126,7 @@ impl Headers {
         if !self.contains(key) {
             return None;
         }
-        let entries = Arc::make_mut(&mut self.entries);
+        let entries = self.entries_mut();
         let mut first = None;
         entries.retain(|(k, v)| {
             if k == key {
@@ -133,36 +143,55 @@ impl Headers {
 
     /// The entries, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// How many entries there are.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries() == other.entries()
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Headers")
+            .field("entries", &self.entries())
+            .finish()
     }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let entries: Vec<(String, String)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         Headers {
-            entries: Arc::new(
-                iter.into_iter()
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            ),
+            entries: (!entries.is_empty()).then(|| Arc::new(entries)),
         }
     }
 }
 
 impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        Arc::make_mut(&mut self.entries)
-            .extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
+        let mut iter = iter.into_iter().peekable();
+        if iter.peek().is_some() {
+            self.entries_mut()
+                .extend(iter.map(|(k, v)| (k.into(), v.into())));
+        }
     }
 }
 
@@ -188,6 +217,20 @@ mod tests {
         assert_eq!(h.get_all("k").collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(h.remove("k").as_deref(), Some("1"));
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn empty_lists_are_equal_however_they_became_empty() {
+        let mut emptied = Headers::new();
+        emptied.append("k", "v");
+        emptied.remove("k");
+        assert_eq!(emptied, Headers::new());
+        assert_eq!(
+            Headers::from_iter(Vec::<(String, String)>::new()),
+            Headers::new()
+        );
+        assert_eq!(format!("{:?}", Headers::new()), "Headers { entries: [] }");
+        assert_ne!(emptied, [("k", "v")].into_iter().collect::<Headers>());
     }
 
     #[test]

@@ -17,7 +17,39 @@ fn invalid(subject: &str, why: impl fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidSubject, format!("`{subject}`: {why}"))
 }
 
+/// The common case in one pass over the bytes: printable ASCII without wildcards, and
+/// no empty token. Such a subject is valid under every rule of [`check_tokens`]; anything
+/// else (including valid non-ASCII subjects and patterns) goes through the full check.
+fn plain_ascii_subject(subject: &str) -> bool {
+    let bytes = subject.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_SUBJECT_LEN {
+        return false;
+    }
+    let mut previous = b'.';
+    for &byte in bytes {
+        let ok = match byte {
+            b'.' => previous != b'.',
+            b'*' | b'>' => false,
+            b'!'..=b'~' => true,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        previous = byte;
+    }
+    previous != b'.'
+}
+
 fn check_tokens(subject: &str, allow_wildcards: bool) -> Result<()> {
+    if plain_ascii_subject(subject) {
+        Ok(())
+    } else {
+        check_tokens_fully(subject, allow_wildcards)
+    }
+}
+
+fn check_tokens_fully(subject: &str, allow_wildcards: bool) -> Result<()> {
     if subject.is_empty() {
         return Err(invalid(subject, "empty subject"));
     }
@@ -232,6 +264,38 @@ mod tests {
         for good in ["a", "order.created", "a-b_c.D9", "_inbox.x"] {
             validate_topic(good).expect(good);
         }
+    }
+
+    #[test]
+    fn the_fast_path_accepts_only_what_the_full_check_accepts() {
+        let alphabet = [
+            "a", "Z", "9", ".", "*", ">", " ", "\t", "\u{7f}", "é", "\u{a0}", "-",
+        ];
+        let mut subjects = vec![String::new()];
+        for _ in 0..3 {
+            subjects = subjects
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .chain(subjects.iter().cloned())
+                .collect();
+        }
+        subjects.push("a".repeat(MAX_SUBJECT_LEN));
+        subjects.push("a".repeat(MAX_SUBJECT_LEN + 1));
+        let mut fast = 0;
+        for subject in &subjects {
+            if plain_ascii_subject(subject) {
+                fast += 1;
+                assert!(
+                    check_tokens_fully(subject, false).is_ok()
+                        && check_tokens_fully(subject, true).is_ok(),
+                    "{subject:?}"
+                );
+            }
+        }
+        assert!(fast > 100, "{fast}");
+        assert!(plain_ascii_subject("order.created"));
+        assert!(!plain_ascii_subject("naïve.topic"));
+        validate_topic("naïve.topic").expect("valid, through the full check");
     }
 
     #[test]

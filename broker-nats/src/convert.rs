@@ -56,6 +56,11 @@ fn header_name(name: &str) -> Result<HeaderName> {
 /// Whether NATS carries `value` unchanged (no line breaks or control characters, no
 /// whitespace at either end, which the protocol trims).
 fn travels_verbatim(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.iter().all(|b| (b' '..=b'~').contains(b)) {
+        // Printable ASCII and spaces (the common case): only the ends need a look.
+        return bytes.first() != Some(&b' ') && bytes.last() != Some(&b' ');
+    }
     let ends_ok = !value.starts_with(char::is_whitespace) && !value.ends_with(char::is_whitespace);
     ends_ok && !value.chars().any(char::is_control)
 }
@@ -170,7 +175,9 @@ fn decode(value: &str) -> String {
 
 /// Id and key are always percent-decoded on receipt, so `%` itself is escaped too.
 fn percent_encode_if_needed(value: &str) -> String {
-    if travels_verbatim(value) && !value.contains('%') {
+    // One pass for the common case (a generated id: hex digits and hyphens).
+    let plain = value.bytes().all(|b| b.is_ascii_graphic() && b != b'%');
+    if plain || (travels_verbatim(value) && !value.contains('%')) {
         value.to_owned()
     } else {
         percent_encode(value)

@@ -47,7 +47,7 @@ pub(crate) fn token_stream_name(prefix: &str, token: &str) -> String {
 }
 
 /// FNV-1a, 64 bits: a hash that stays the same across builds and Rust versions.
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in s.bytes() {
         hash ^= u64::from(byte);
@@ -82,36 +82,43 @@ impl Inner {
     /// The name of the stream that captures `subject` (a topic or a pattern), creating
     /// the stream when allowed and missing. Cached per stream key.
     pub(crate) async fn stream_for(&self, subject: &str) -> Result<String> {
-        let js = self.js()?;
-        let options = &self.options.jetstream;
-        let (key, name, subjects) = match &options.stream {
-            Some(name) => (String::new(), name.clone(), options.stream_subjects.clone()),
-            None => {
-                let token = first_token(subject).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "`{subject}` starts with a wildcard, so it spans the per-token streams of jetstream://; name its first token, or put every topic in one stream with `?stream=NAME&stream_subjects=...`"
-                        ),
-                    )
-                })?;
-                (
-                    token.to_owned(),
-                    token_stream_name(&options.stream_prefix, token),
-                    vec![token.to_owned(), format!("{token}.>")],
+        self.js()?;
+        let key = match &self.options.jetstream.stream {
+            Some(_) => "",
+            None => first_token(subject).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "`{subject}` starts with a wildcard, so it spans the per-token streams of jetstream://; name its first token, or put every topic in one stream with `?stream=NAME&stream_subjects=...`"
+                    ),
                 )
-            }
+            })?,
         };
-        if let Some(found) = self.streams.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(found) = self.streams.lock().ok().and_then(|m| m.get(key).cloned()) {
             return Ok(found);
         }
+        // Boxed: looking a stream up or creating it takes a future of several KiB, which
+        // would otherwise be part of (and copied with) every publish future.
+        Box::pin(self.look_up_stream(subject, key)).await
+    }
 
+    /// [`stream_for`](Self::stream_for) when the stream of `key` is not cached yet.
+    async fn look_up_stream(&self, subject: &str, key: &str) -> Result<String> {
+        let js = self.js()?;
+        let options = &self.options.jetstream;
+        let (name, subjects) = match &options.stream {
+            Some(name) => (name.clone(), options.stream_subjects.clone()),
+            None => (
+                token_stream_name(&options.stream_prefix, key),
+                vec![key.to_owned(), format!("{key}.>")],
+            ),
+        };
         let found = match js.get_stream(&name).await {
             Ok(_) => name.clone(),
             Err(_) => self.find_or_create(&name, subjects, subject).await?,
         };
         if let Ok(mut map) = self.streams.lock() {
-            map.insert(key, found.clone());
+            map.insert(key.to_owned(), found.clone());
         }
         Ok(found)
     }

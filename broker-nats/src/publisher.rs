@@ -1,5 +1,7 @@
 //! Publishing: core NATS (fire and forget) and JetStream (waits for the stream's ack).
 
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::Subject;
@@ -8,23 +10,40 @@ use async_nats::jetstream::message::PublishMessage;
 use broker_core::headers::names;
 use broker_core::subject::validate_topic;
 use broker_core::{Error, ErrorKind, Message, Result};
+use futures::TryFutureExt;
+use futures::future::Either;
 use tokio::time::Instant;
 
 use crate::broker::Inner;
+use crate::jetstream::fnv1a;
 use crate::{convert, error};
 
-/// Publishes `message` to `topic` (already validated) the way the broker's mode says.
-pub(crate) async fn publish(inner: &Inner, topic: &str, message: Message) -> Result<()> {
-    if inner.uses_jetstream(topic) {
-        publish_jetstream(inner, topic, message).await
+/// Publishes `message` to `topic` (already validated) the way the broker's mode says:
+/// converts it at once and returns the future that sends it.
+///
+/// Not an `async fn`: the async-trait wrapper of `publish` moves its whole future into a
+/// box on every call, so the core path keeps it to the client's own send future (nested
+/// `async fn`s would each keep another copy of the message and the topic), and the
+/// JetStream path, whose future holds the ack wait and the retries, is boxed.
+pub(crate) fn publish<'a>(
+    inner: &'a Inner,
+    topic: &'a str,
+    message: Message,
+) -> Result<impl Future<Output = Result<()>> + Send + 'a> {
+    Ok(if inner.uses_jetstream(topic) {
+        Either::Left(Box::pin(publish_jetstream(inner, topic, message)))
     } else {
-        publish_core(inner, topic, message).await
-    }
+        Either::Right(publish_core(inner, topic, message)?)
+    })
 }
 
 /// Core NATS: resolves once the client has the message; at-most-once. A `reply-to`
 /// header that is a valid subject also becomes the native reply subject.
-async fn publish_core(inner: &Inner, topic: &str, message: Message) -> Result<()> {
+fn publish_core<'a>(
+    inner: &'a Inner,
+    topic: &'a str,
+    message: Message,
+) -> Result<impl Future<Output = Result<()>> + Send + 'a> {
     let headers = convert::to_nats_headers(topic, &message, false)?;
     inner.check_size(topic, message.payload().len(), &headers)?;
     let reply = message
@@ -33,21 +52,49 @@ async fn publish_core(inner: &Inner, topic: &str, message: Message) -> Result<()
         .filter(|r| validate_topic(r).is_ok())
         .map(str::to_owned);
     let payload = message.into_payload();
-    let sent = match reply {
+    let client = &inner.client;
+    let subject = inner.subjects.get(topic);
+    let send = match reply {
         Some(reply) => {
-            inner
-                .client
-                .publish_with_reply_and_headers(Subject::from(topic), reply, headers, payload)
-                .await
+            Either::Left(client.publish_with_reply_and_headers(subject, reply, headers, payload))
         }
-        None => {
-            inner
-                .client
-                .publish_with_headers(Subject::from(topic), headers, payload)
-                .await
-        }
+        None => Either::Right(client.publish_with_headers(subject, headers, payload)),
     };
-    sent.map_err(|e| error::publish(topic, e))
+    Ok(send.map_err(move |e| error::publish(topic, e)))
+}
+
+/// Slots in [`Subjects`].
+const SUBJECT_SLOTS: usize = 64;
+
+/// The subjects of recent publishes, so that publishing to a topic seen before shares
+/// its [`Subject`] (a reference count) instead of copying the topic into a new one,
+/// which the client then copies once more: a small table with one slot per hash of the
+/// topic, each behind its own lock, so it never grows.
+pub(crate) struct Subjects {
+    slots: Box<[Mutex<Option<Subject>>]>,
+}
+
+impl Subjects {
+    pub(crate) fn new() -> Self {
+        Subjects {
+            slots: (0..SUBJECT_SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// The subject for `topic`, from the table when it is there.
+    pub(crate) fn get(&self, topic: &str) -> Subject {
+        // Lossless on 64-bit targets, and only the low bits pick the slot.
+        let slot = &self.slots[fnv1a(topic) as usize % SUBJECT_SLOTS];
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(subject) if subject.as_str() == topic => subject.clone(),
+            _ => {
+                let subject = Subject::from(topic);
+                *slot = Some(subject.clone());
+                subject
+            }
+        }
+    }
 }
 
 /// JetStream: resolves when the stream acknowledged the message. Unacknowledged
