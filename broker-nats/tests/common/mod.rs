@@ -22,6 +22,35 @@ pub fn jetstream_url(query: &str) -> String {
     format!("jetstream://{rest}{query}")
 }
 
+/// The conformance kit on JetStream: the shared server with `query` appended to its URL,
+/// and a private server on `restart_port` that the restart scenario starts and restarts.
+pub fn jetstream_kit(query: &'static str, restart_port: u16) -> broker_core::testkit::Kit {
+    use std::sync::Arc;
+
+    use broker_core::Broker;
+    use broker_core::testkit::{Features, Kit};
+    use broker_nats::NatsBroker;
+
+    let features = Features::new("jetstream")
+        .queue_groups()
+        .persistence()
+        .ordering()
+        .redelivery()
+        .at_least_once()
+        .restart(
+            move || async move {
+                nats_sh("start", restart_port).await?;
+                let url = format!("jetstream://127.0.0.1:{restart_port}{query}");
+                Ok(Arc::new(NatsBroker::connect_url(&url).await?) as Arc<dyn Broker>)
+            },
+            move || nats_sh("restart", restart_port),
+        )
+        .start_hint(START_HINT);
+    Kit::new(features, move || async move {
+        Ok(Arc::new(NatsBroker::connect_url(&jetstream_url(query)).await?) as Arc<dyn Broker>)
+    })
+}
+
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats.sh")
 }
