@@ -10,19 +10,29 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::process::Command;
 use std::time::Duration;
 
-/// Runs `broker-bench --quick --backend <backend>` and checks it succeeded and printed a
-/// row for each scenario.
-fn quick(backend: &str, rows_for: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_broker-bench"))
-        .args(["--quick", "--no-write", "--backend", backend])
+/// Runs `exe` with `args`, checks that it succeeded, and returns what it printed.
+fn succeeded(exe: &str, args: &[&str]) -> String {
+    let output = Command::new(exe)
+        .args(args)
         .output()
-        .expect("running broker-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        .unwrap_or_else(|err| panic!("running {exe}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "broker-bench --quick --backend {backend} failed ({}):\n{stderr}\n{stdout}",
+        "{exe} {} failed ({}):\n{stderr}\n{stdout}",
+        args.join(" "),
         output.status
+    );
+    stdout
+}
+
+/// Runs `broker-bench --quick --backend <backend>` and checks it succeeded and printed a
+/// row for each scenario.
+fn quick(backend: &str, rows_for: &[&str]) {
+    let stdout = succeeded(
+        env!("CARGO_BIN_EXE_broker-bench"),
+        &["--quick", "--no-write", "--backend", backend],
     );
     for name in rows_for {
         for scenario in [
@@ -86,16 +96,9 @@ fn quick_kafka() {
 /// printed its row.
 #[allow(dead_code)]
 fn backlog(url: &str, backend: &str) {
-    let output = Command::new(env!("CARGO_BIN_EXE_broker-backlog"))
-        .args(["--url", url, "--messages", "20000", "--stall-secs", "20"])
-        .output()
-        .expect("running broker-backlog");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "broker-backlog --url {url} failed ({}):\n{stderr}\n{stdout}",
-        output.status
+    let stdout = succeeded(
+        env!("CARGO_BIN_EXE_broker-backlog"),
+        &["--url", url, "--messages", "20000", "--stall-secs", "20"],
     );
     let row = format!("| {backend} | 20000 | 128 B + 3 h |");
     assert!(stdout.contains(&row), "no `{row}` row in:\n{stdout}");
