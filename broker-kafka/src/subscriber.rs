@@ -47,6 +47,9 @@ use crate::tracker::{PartitionTracker, Verdict};
 /// How long blocking consumer calls (committed offsets, watermarks, seeks, sync commits)
 /// may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long looking up where new partitions begin may take; without an answer
+/// librdkafka looks them up itself, so there is no point in waiting long.
+const BEGINNINGS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// At most this many records go to the stream in one batch.
 const BATCH_MESSAGES: usize = 256;
@@ -237,9 +240,10 @@ impl SubContext {
     /// while subscribing, the beginning otherwise: a partition first assigned after
     /// `subscribe` returned (a topic that appears later, or a partition that the first
     /// assignment did not include) is read from its beginning, so nothing published to it
-    /// after `subscribe` returned is missed. The
-    /// chosen ends are committed at once, so a later rebalance, or another member of the
-    /// group, resumes from there instead of from a later end.
+    /// after `subscribe` returned is missed. The chosen ends are committed at once, so a
+    /// later rebalance, or another member of the group, resumes from there instead of
+    /// from a later end. Beginnings are looked up here too, all in one request (see
+    /// [`resolve_beginnings`](Self::resolve_beginnings)).
     fn position_new_partitions(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let live = self.live.load(Ordering::Acquire);
         let committed = match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
@@ -251,6 +255,7 @@ impl SubContext {
         };
         let mut starts = self.starts.lock().ok();
         let mut to_commit = TopicPartitionList::new();
+        let mut beginnings = TopicPartitionList::new();
         for key in keys(tpl).collect::<Vec<_>>() {
             if matches!(
                 committed.get(&(key.0.to_string(), key.1)),
@@ -285,14 +290,71 @@ impl SubContext {
                         }
                     }
                 }
-                None => Offset::Beginning,
+                None => {
+                    let _ = beginnings.add_partition_offset(&key.0, key.1, Offset::Beginning);
+                    Offset::Beginning
+                }
             };
             if let Err(err) = tpl.set_partition_offset(&key.0, key.1, offset) {
                 tracing::warn!(topic = %key.0, partition = key.1, error = %err, "cannot set the start offset");
             }
         }
+        if beginnings.count() > 0 {
+            self.resolve_beginnings(consumer, tpl, beginnings);
+        }
         if to_commit.count() > 0 {
             commit(consumer, &to_commit, CommitMode::Sync);
+        }
+    }
+
+    /// Replaces [`Offset::Beginning`] in `tpl` by the offsets where the `beginnings`
+    /// partitions begin, looked up in one request.
+    ///
+    /// librdkafka resolves a logical start one partition at a time and starts fetching
+    /// as soon as the first answer is in, with one fetch in flight per broker: the
+    /// partitions resolved a moment later wait for that fetch to return, which takes
+    /// `fetch.wait.max.ms` (500 ms by default) unless something arrives in the
+    /// partitions it covers. A subscriber could thus get nothing, for half a second, of
+    /// what is published to those partitions right after `subscribe` returned. Explicit
+    /// offsets start all partitions together. When the lookup fails, the logical start
+    /// stays and librdkafka resolves it; an offset that retention removes meanwhile
+    /// falls back to `auto.offset.reset` (earliest), as before.
+    fn resolve_beginnings(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        beginnings: TopicPartitionList,
+    ) {
+        // Looking up the offset for "timestamp" -2 (`Offset::Beginning`) asks for the
+        // earliest one.
+        let found = match consumer.offsets_for_times(beginnings, BEGINNINGS_TIMEOUT) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::debug!(group = %self.group, error = %err, "cannot look up where the partitions begin; librdkafka will");
+                return;
+            }
+        };
+        for element in found.elements() {
+            match (element.error(), element.offset()) {
+                (Ok(()), Offset::Offset(offset)) => {
+                    if let Err(err) = tpl.set_partition_offset(
+                        element.topic(),
+                        element.partition(),
+                        Offset::Offset(offset),
+                    ) {
+                        tracing::debug!(topic = element.topic(), partition = element.partition(), error = %err, "cannot set the start offset");
+                    }
+                }
+                (result, offset) => {
+                    tracing::debug!(
+                        topic = element.topic(),
+                        partition = element.partition(),
+                        ?result,
+                        ?offset,
+                        "no beginning found; librdkafka will look it up"
+                    );
+                }
+            }
         }
     }
 }
