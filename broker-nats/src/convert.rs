@@ -9,13 +9,16 @@
 //! scoped by topic. Transport headers are removed on receipt, so a message round-trips
 //! exactly.
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Cow;
+use std::sync::{Mutex, PoisonError};
 
 use async_nats::HeaderMap;
 use async_nats::header::{HeaderName, HeaderValue};
 use broker_core::headers::names;
 use broker_core::{Error, ErrorKind, Headers, Message, MessageId, Result};
 use bytes::Bytes;
+
+use crate::jetstream::fnv1a;
 
 /// The transport header listing the message's header names in order.
 pub const ORDER_HEADER: &str = "x-broker-header-order";
@@ -41,7 +44,12 @@ fn header_name(name: &str) -> Result<HeaderName> {
             format!("the header name `{name}` is reserved or empty"),
         ));
     }
-    name.parse::<HeaderName>().map_err(|e| {
+    let slot = &HEADER_NAMES[fnv1a(name) as usize % HEADER_NAME_SLOTS];
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = slot.as_ref().filter(|h| AsRef::<str>::as_ref(*h) == name) {
+        return Ok(known.clone());
+    }
+    let header = name.parse::<HeaderName>().map_err(|e| {
         Error::with_source(
             ErrorKind::InvalidHeader,
             format!(
@@ -50,8 +58,18 @@ fn header_name(name: &str) -> Result<HeaderName> {
             ),
             e,
         )
-    })
+    })?;
+    *slot = Some(header.clone());
+    Ok(header)
 }
+
+/// Slots in [`HEADER_NAMES`].
+const HEADER_NAME_SLOTS: usize = 64;
+
+/// Header names parsed recently, one slot per hash of the name: a name seen before is
+/// shared (a reference count) instead of validated and copied again on every publish.
+static HEADER_NAMES: [Mutex<Option<HeaderName>>; HEADER_NAME_SLOTS] =
+    [const { Mutex::new(None) }; HEADER_NAME_SLOTS];
 
 /// Whether NATS carries `value` unchanged (no line breaks or control characters, no
 /// whitespace at either end, which the protocol trims).
@@ -112,36 +130,60 @@ fn header_value(value: &str) -> HeaderValue {
 /// value travels verbatim and the names are already sorted (the receiver puts headers
 /// the order does not list in name order, keeping the order of one name's values).
 pub(crate) fn to_nats_headers(topic: &str, message: &Message, msg_id: bool) -> Result<HeaderMap> {
-    let mut map = HeaderMap::new();
-    let mut order = String::new();
-    let mut user_msg_id = false;
+    // Reserved names are carried in message fields, never as user headers.
+    let user = || {
+        message
+            .headers()
+            .iter()
+            .filter(|(name, _)| !names::is_reserved(name))
+    };
+    // Which values travel verbatim (the first 64; past those it is checked again), and
+    // whether the receiver recovers the order without the order header.
+    let mut verbatim_bits = 0u64;
     let mut recoverable = true;
+    let mut order_len = 0;
     let mut previous: Option<&str> = None;
-    for (name, value) in message.headers().iter() {
-        if names::is_reserved(name) {
-            // Carried in message fields, never as user headers.
-            continue;
+    for (i, (name, value)) in user().enumerate() {
+        let verbatim = travels_verbatim(value);
+        if verbatim && i < 64 {
+            verbatim_bits |= 1 << i;
         }
+        recoverable &= verbatim && previous.is_none_or(|p| p <= name);
+        previous = Some(name);
+        order_len += name.len() + 2;
+    }
+    let mut map = HeaderMap::new();
+    let mut order = String::with_capacity(if recoverable { 0 } else { order_len });
+    let mut user_msg_id = false;
+    for (i, (name, value)) in user().enumerate() {
         let header = header_name(name)?;
         user_msg_id |= name == NATS_MSG_ID;
-        if previous.is_some_and(|p| p > name) {
-            recoverable = false;
-        }
-        previous = Some(name);
-        if !order.is_empty() {
-            order.push(' ');
-        }
-        if travels_verbatim(value) {
-            order.push('=');
-            map.append(header, header_value(value));
+        let verbatim = if i < 64 {
+            verbatim_bits & (1 << i) != 0
         } else {
-            recoverable = false;
-            order.push('%');
-            map.append(header, HeaderValue::from(percent_encode(value)));
+            travels_verbatim(value)
+        };
+        if !recoverable {
+            if !order.is_empty() {
+                order.push(' ');
+            }
+            order.push(if verbatim { '=' } else { '%' });
+            order.push_str(name);
         }
-        order.push_str(name);
+        let value = if verbatim {
+            header_value(value)
+        } else {
+            HeaderValue::from(percent_encode(value))
+        };
+        // A name's first value is an insert, one hash lookup where an append takes two;
+        // past a few headers, the look back is not worth it.
+        if i < 16 && !user().take(i).any(|(earlier, _)| earlier == name) {
+            map.insert(header, value);
+        } else {
+            map.append(header, value);
+        }
     }
-    if !order.is_empty() && !recoverable {
+    if !order.is_empty() {
         map.insert(ORDER_HEADER_NAME, HeaderValue::from(order));
     }
     map.insert(
@@ -204,74 +246,102 @@ pub(crate) fn from_nats(
     payload: Bytes,
     reply: Option<&str>,
 ) -> Message {
-    let empty = HeaderMap::new();
-    let map = headers.unwrap_or(&empty);
-
-    let id = match map.get(MESSAGE_ID_NAME).map(HeaderValue::as_str) {
+    // One pass over the map (a hash lookup per transport header would cost more than
+    // walking the few entries there are).
+    let mut id = None;
+    let mut key = None;
+    let mut order = None;
+    let mut user: Vec<(&str, &[HeaderValue])> = Vec::new();
+    for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+        let name: &str = name.as_ref();
+        match name {
+            names::MESSAGE_ID => id = values.first().map(HeaderValue::as_str),
+            names::MESSAGE_KEY => key = values.first().map(HeaderValue::as_str),
+            ORDER_HEADER => order = values.first().map(HeaderValue::as_str),
+            _ => user.push((name, values.as_slice())),
+        }
+    }
+    let id = match id {
         Some(v) if !v.contains('%') && !v.is_empty() => MessageId::from(v),
         Some(v) if !v.is_empty() => MessageId::from(decode(v)),
         _ => MessageId::generate(),
     };
-    let key = map.get(MESSAGE_KEY_NAME).map(|v| decode(v.as_str()));
+    let key = key.map(decode);
+    // The `Nats-Msg-Id` the publisher added for this message, which is not a user header.
+    let ours = user
+        .iter()
+        .any(|(name, _)| *name == NATS_MSG_ID)
+        .then(|| nats_msg_id(topic, &id));
+    let ours = ours.as_deref();
 
-    // Every user value, per name, in arrival order.
-    let mut values: HashMap<String, VecDeque<String>> = HashMap::new();
-    for (name, vs) in map.iter() {
-        let name: &str = name.as_ref();
-        if is_transport(name) {
-            continue;
+    let mut out = match order {
+        // No order header: the publisher sent every value verbatim with the names in
+        // order, or another client sent the message; either way the headers come out
+        // sorted by name, each name's values in arrival order.
+        None => {
+            user.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            user.into_iter()
+                .flat_map(|(name, values)| values.iter().map(move |v| (name, v.as_str())))
+                .filter(|&(name, value)| name != NATS_MSG_ID || Some(value) != ours)
+                .collect()
         }
-        if name == NATS_MSG_ID {
-            let ours = nats_msg_id(topic, &id);
-            let kept: VecDeque<String> = vs
-                .iter()
-                .map(|v| v.as_str().to_owned())
-                .filter(|v| *v != ours)
-                .collect();
-            if !kept.is_empty() {
-                values.insert(name.to_owned(), kept);
-            }
-            continue;
-        }
-        values.insert(
-            name.to_owned(),
-            vs.iter().map(|v| v.as_str().to_owned()).collect(),
-        );
-    }
-
-    let mut out = Headers::new();
-    if let Some(order) = map.get(ORDER_HEADER_NAME).map(HeaderValue::as_str) {
-        for item in order.split(' ').filter(|s| !s.is_empty()) {
-            let (encoded, name) = match item.split_at(1) {
-                ("=", name) => (false, name),
-                ("%", name) => (true, name),
-                _ => continue,
-            };
-            let Some(value) = values.get_mut(name).and_then(VecDeque::pop_front) else {
-                continue;
-            };
-            let value = if encoded {
-                percent_decode(&value).unwrap_or(value)
-            } else {
-                value
-            };
-            out.append(name, value);
-        }
-    }
-    // Headers the order does not list (added by another client): sorted by name.
-    let mut rest: Vec<_> = values.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-    rest.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, vs) in rest {
-        for value in vs {
-            out.append(name.clone(), value);
-        }
-    }
+        Some(order) => in_order(order, user, ours),
+    };
     if let Some(reply) = reply
         && !out.contains(names::REPLY_TO)
     {
         out.append(names::REPLY_TO, reply);
     }
     Message::from_parts(id, key, out, payload)
+}
+
+/// The user headers in the order the order header lists them (decoding the values it
+/// marks as percent-encoded), then any it does not list, sorted by name. `ours` is the
+/// publisher's own `Nats-Msg-Id`, left out.
+fn in_order(order: &str, mut user: Vec<(&str, &[HeaderValue])>, ours: Option<&str>) -> Headers {
+    user.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Per name, how many of its values were handed out.
+    let mut taken = vec![0; user.len()];
+    let mut take = |i: usize| -> Option<&str> {
+        let (name, values) = user[i];
+        while let Some(value) = values.get(taken[i]) {
+            taken[i] += 1;
+            let value = value.as_str();
+            if name != NATS_MSG_ID || Some(value) != ours {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let total = user.iter().map(|(_, values)| values.len()).sum();
+    let mut out: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(total);
+    for item in order.split(' ').filter(|s| !s.is_empty()) {
+        let (encoded, name) = if let Some(name) = item.strip_prefix('=') {
+            (false, name)
+        } else if let Some(name) = item.strip_prefix('%') {
+            (true, name)
+        } else {
+            continue;
+        };
+        let Ok(i) = user.binary_search_by(|(n, _)| (*n).cmp(name)) else {
+            continue;
+        };
+        let Some(value) = take(i) else {
+            continue;
+        };
+        let value = match encoded.then(|| percent_decode(value)).flatten() {
+            Some(decoded) => Cow::Owned(decoded),
+            None => Cow::Borrowed(value),
+        };
+        out.push((user[i].0, value));
+    }
+    // Headers the order does not list (added by another client): sorted by name.
+    for (i, &(name, _)) in user.iter().enumerate() {
+        while let Some(value) = take(i) {
+            out.push((name, Cow::Borrowed(value)));
+        }
+    }
+    out.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -351,6 +421,19 @@ mod tests {
             let err = to_nats_headers("t", &m, false).expect_err(name);
             assert_eq!(err.kind(), ErrorKind::InvalidHeader, "{name}");
         }
+    }
+
+    #[test]
+    fn a_foreign_order_header_is_read_without_panicking() {
+        let mut map = HeaderMap::new();
+        map.append("b", "1");
+        map.append("a", "2");
+        map.insert(ORDER_HEADER, "é =b x =a");
+        let got = from_nats("t", Some(&map), Bytes::new(), None);
+        assert_eq!(
+            got.headers().iter().collect::<Vec<_>>(),
+            [("b", "1"), ("a", "2")]
+        );
     }
 
     #[test]
