@@ -104,42 +104,67 @@ struct Forward {
     capacity: usize,
 }
 
+/// Messages [`Forward`] moves per wake-up, under one lock, before it looks at the
+/// cancellation and the reader again.
+const FORWARD_BATCH: usize = 256;
+
 impl Forward {
     async fn run(self) {
         let mut dropping = false;
         let mut dropped: u64 = 0;
         loop {
-            let message = tokio::select! {
+            let ended = tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 _ = self.tx.closed() => break,
-                message = futures::future::poll_fn(|cx| match lock(&self.subscriber).as_mut() {
-                    Some(subscriber) => subscriber.poll_next_unpin(cx),
-                    None => Poll::Ready(None),
-                }) => message,
+                ended = futures::future::poll_fn(|cx| self.move_ready(cx, &mut dropping, &mut dropped)) => ended,
             };
-            let Some(message) = message else { break };
-            match self.tx.try_send(message) {
-                Ok(()) => dropping = false,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    dropped += 1;
-                    self.pending.fetch_add(1, Ordering::AcqRel);
-                    self.total.fetch_add(1, Ordering::Relaxed);
-                    if !dropping {
-                        dropping = true;
-                        tracing::warn!(
-                            pattern = %self.pattern,
-                            capacity = self.capacity,
-                            dropped_so_far = dropped,
-                            "slow consumer: the subscription's buffer is full; dropping core NATS messages until the reader catches up"
-                        );
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            if ended {
+                break;
             }
         }
         if dropped > 0 {
             tracing::warn!(pattern = %self.pattern, dropped, "core NATS subscription ended after dropping messages for a slow reader");
         }
+    }
+
+    /// Moves what the client has ready, up to a batch; pending when it has nothing.
+    /// `Ready(true)` when the client's subscription or the reader is gone.
+    fn move_ready(
+        &self,
+        cx: &mut Context<'_>,
+        dropping: &mut bool,
+        dropped: &mut u64,
+    ) -> Poll<bool> {
+        let mut subscriber = lock(&self.subscriber);
+        let Some(subscriber) = subscriber.as_mut() else {
+            return Poll::Ready(true);
+        };
+        for _ in 0..FORWARD_BATCH {
+            let message = match subscriber.poll_next_unpin(cx) {
+                Poll::Ready(Some(message)) => message,
+                Poll::Ready(None) => return Poll::Ready(true),
+                Poll::Pending => return Poll::Pending,
+            };
+            match self.tx.try_send(message) {
+                Ok(()) => *dropping = false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    *dropped += 1;
+                    self.pending.fetch_add(1, Ordering::AcqRel);
+                    self.total.fetch_add(1, Ordering::Relaxed);
+                    if !*dropping {
+                        *dropping = true;
+                        tracing::warn!(
+                            pattern = %self.pattern,
+                            capacity = self.capacity,
+                            dropped_so_far = *dropped,
+                            "slow consumer: the subscription's buffer is full; dropping core NATS messages until the reader catches up"
+                        );
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Poll::Ready(true),
+            }
+        }
+        Poll::Ready(false)
     }
 }
 
