@@ -2,6 +2,7 @@
 //! `Arc<dyn Broker>`, `publish`, `subscribe` and `Delivery::ack`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use broker::{Broker, Headers, Message, StartPosition, SubscribeOptions, Subscription};
@@ -21,6 +22,8 @@ pub(crate) struct Framework {
     window: usize,
     start: Option<StartPosition>,
     flush: Option<Flush>,
+    /// How long `subscribe` waits after the subscriptions are made.
+    settle: Duration,
 }
 
 impl Framework {
@@ -31,6 +34,7 @@ impl Framework {
             window: 1,
             start: None,
             flush: None,
+            settle: Duration::ZERO,
         }
     }
 
@@ -45,6 +49,14 @@ impl Framework {
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn start(mut self, start: StartPosition) -> Self {
         self.start = Some(start);
+        self
+    }
+
+    /// Waits `settle` after subscribing, before a run starts (the same wait as the raw
+    /// side's).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
         self
     }
 
@@ -132,6 +144,9 @@ impl Side for Framework {
                 .await
                 .with_context(|| format!("framework subscribe to `{topic}`"))?;
             subs.push(FrameworkSub(sub));
+        }
+        if !self.settle.is_zero() {
+            tokio::time::sleep(self.settle).await;
         }
         Ok(subs)
     }

@@ -9,7 +9,8 @@
 //! keeps [`KAFKA_WINDOW`] publishes in flight. Topics are created up front with
 //! [`PARTITIONS`] partitions, read from the earliest offset by `StreamConsumer`s (raw)
 //! and framework subscriptions, each plain subscriber in its own consumer group, a queue
-//! group as one consumer group.
+//! group as one consumer group. Both sides wait [`SETTLE`] after subscribing, so that a
+//! run measures delivery rather than the consumers' start.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,15 @@ use crate::side::{MsgSpec, Side, Sub};
 pub(crate) const PARTITIONS: i32 = 4;
 /// Framework publishes in flight.
 pub(crate) const KAFKA_WINDOW: usize = 4096;
+/// How long both sides wait after subscribing before a run starts: longer than
+/// librdkafka's `fetch.wait.max.ms` (500 ms). librdkafka sends a consumer's first fetch
+/// as soon as one partition is ready to be fetched and keeps one fetch in flight per
+/// broker; partitions that become ready a moment later (a race between librdkafka's own
+/// threads, on either side) wait for that fetch, which the broker holds for
+/// `fetch.wait.max.ms` unless something arrives in the partitions it covers. With a few
+/// hundred messages per subscriber, that one wait would be most of a run; after it,
+/// every fetch covers every partition.
+pub(crate) const SETTLE: Duration = Duration::from_millis(600);
 /// How long the raw side waits for a batch's delivery reports.
 const REPORTS_TIMEOUT: Duration = Duration::from_secs(60);
 /// The producer settings both sides use.
@@ -73,7 +83,8 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     let broker: Arc<dyn Broker> = Arc::new(kafka);
     let fw = Framework::new(broker.clone())
         .window(KAFKA_WINDOW)
-        .start(StartPosition::Earliest);
+        .start(StartPosition::Earliest)
+        .settle(SETTLE);
 
     let mut producer_config = ClientConfig::new();
     producer_config
@@ -94,8 +105,9 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         producer,
     };
     let baseline = format!(
-        "rdkafka ThreadedProducer (a batch ends when all its delivery reports are in) and StreamConsumer; framework with {KAFKA_WINDOW} publishes in flight; both {}; topics of {PARTITIONS} partitions",
-        query.join(", ")
+        "rdkafka ThreadedProducer (a batch ends when all its delivery reports are in) and StreamConsumer; framework with {KAFKA_WINDOW} publishes in flight; both {}; topics of {PARTITIONS} partitions; runs start {} ms after subscribing",
+        query.join(", "),
+        SETTLE.as_millis()
     );
     let result = scenario::compare(
         "kafka",
@@ -319,6 +331,7 @@ impl Side for RawKafka {
                 bail!("raw consumers of `{topic}` got no partitions within 30 s: {counts:?}");
             }
         }
+        tokio::time::sleep(SETTLE).await;
         Ok(consumers.into_iter().map(RawKafkaSub).collect())
     }
 }
