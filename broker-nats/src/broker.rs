@@ -363,7 +363,7 @@ impl NatsBroker {
         let request = request.with_header(names::REPLY_TO, inbox.as_str());
         let id = request.id().as_str().to_owned();
         let outcome = tokio::time::timeout(timeout, async {
-            publisher::publish(inner, topic, request)?.await?;
+            publisher::publish(inner, topic, request).await?;
             while let Some(reply) = replies.next().await {
                 let subject = reply.subject.to_string();
                 let message =
@@ -403,7 +403,7 @@ impl Broker for NatsBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         self.inner.check_open()?;
         validate_topic(topic)?;
-        publisher::publish(&self.inner, topic, message)?.await
+        publisher::publish(&self.inner, topic, message).await
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

@@ -29,12 +29,17 @@ pub(crate) fn publish<'a>(
     inner: &'a Inner,
     topic: &'a str,
     message: Message,
-) -> Result<impl Future<Output = Result<()>> + Send + 'a> {
-    Ok(if inner.uses_jetstream(topic) {
+) -> impl Future<Output = Result<()>> + Send + 'a {
+    // A conversion error is returned by the future too: a `Result` around the future
+    // would be a second copy of it in the caller's future.
+    if inner.uses_jetstream(topic) {
         Either::Left(Box::pin(publish_jetstream(inner, topic, message)))
     } else {
-        Either::Right(publish_core(inner, topic, message)?)
-    })
+        match publish_core(inner, topic, message) {
+            Ok(send) => Either::Right(Either::Left(send)),
+            Err(err) => Either::Right(Either::Right(futures::future::ready(Err(err)))),
+        }
+    }
 }
 
 /// Core NATS: resolves once the client has the message; at-most-once. A `reply-to`
