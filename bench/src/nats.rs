@@ -128,7 +128,29 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
     )
     .await;
     broker.close().await?;
-    result
+    result?;
+    if jetstream {
+        // The same with acks that are sent, not confirmed: the raw side's `ack()`.
+        let unconfirmed = NatsBroker::connect_url(&format!("{url}&confirm_acks=off"))
+            .await
+            .context("connecting the framework with confirm_acks=off")?;
+        let broker: Arc<dyn Broker> = Arc::new(unconfirmed);
+        let fw = Framework::new(broker.clone()).window(JS_WINDOW);
+        let result = scenario::compare(
+            "jetstream, confirm_acks=off",
+            &baseline,
+            &raw,
+            &fw,
+            &NoPrepare,
+            &Topics::new("benchjs"),
+            plan,
+            rows,
+        )
+        .await;
+        broker.close().await?;
+        result?;
+    }
+    Ok(())
 }
 
 /// async-nats, used directly.
