@@ -32,6 +32,14 @@ impl MessageId {
         MessageId(Repr::Uuid(text))
     }
 
+    /// The length of the id's text, without checking it as UTF-8 again.
+    fn text_len(&self) -> usize {
+        match &self.0 {
+            Repr::Uuid(text) => text.len(),
+            Repr::Shared(id) => id.len(),
+        }
+    }
+
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -299,7 +307,7 @@ impl Message {
     pub fn encoded_len(&self) -> usize {
         self.payload.len()
             + self.key.as_deref().map_or(0, str::len)
-            + self.id.as_str().len()
+            + self.id.text_len()
             + self
                 .headers
                 .iter()
