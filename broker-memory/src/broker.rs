@@ -225,25 +225,60 @@ impl Inner {
         });
     }
 
-    async fn deliver(&self, queue: &Queue, entry: Entry) -> Result<()> {
-        let mut deadline = None;
-        let mut entry = entry;
-        loop {
-            let (back, tx) = match queue.offer(entry) {
-                Offer::Accepted | Offer::Gone => return Ok(()),
-                Offer::Full(back, tx) => (back, tx),
-            };
-            if self.options.overflow == Overflow::DropNewest {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(pattern = %queue.pattern, "subscriber buffer full; message dropped (overflow=drop)");
-                return Ok(());
+    /// Puts `entry` in `queue` if a member has room (or drops it under
+    /// [`Overflow::DropNewest`]); else hands it back with the buffer to wait on.
+    fn offer_now(
+        &self,
+        queue: &Queue,
+        entry: Entry,
+    ) -> Option<(Entry, async_channel::Sender<Entry>)> {
+        match queue.offer(entry) {
+            Offer::Accepted | Offer::Gone => None,
+            Offer::Full(back, tx) => {
+                if self.options.overflow == Overflow::DropNewest {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pattern = %queue.pattern, "subscriber buffer full; message dropped (overflow=drop)");
+                    return None;
+                }
+                Some((back, tx))
             }
-            let deadline = *deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.options.publish_timeout);
+        }
+    }
+
+    /// The slow path of a publish: waits, one queue after the other, for room in the
+    /// buffers that were full, until the publish deadline. Kept out of the publish
+    /// future (it is boxed only when a buffer is full), so a publish that finds room
+    /// everywhere stays small.
+    async fn deliver_when_room(
+        &self,
+        full: Vec<(Arc<Queue>, Entry, async_channel::Sender<Entry>)>,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.options.publish_timeout;
+        let mut first_error = None;
+        for (queue, entry, tx) in full {
+            if let Err(err) = self.wait_for_room(&queue, entry, tx, deadline).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn wait_for_room(
+        &self,
+        queue: &Queue,
+        entry: Entry,
+        tx: async_channel::Sender<Entry>,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
+        let (mut back, mut tx) = (entry, tx);
+        loop {
             match tokio::time::timeout_at(deadline, tx.send(back)).await {
                 Ok(Ok(())) => return Ok(()),
                 // That member left meanwhile: offer the message again.
-                Ok(Err(async_channel::SendError(back))) => entry = back,
+                Ok(Err(async_channel::SendError(entry))) => match self.offer_now(queue, entry) {
+                    None => return Ok(()),
+                    Some(full) => (back, tx) = full,
+                },
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::Timeout,
@@ -283,23 +318,27 @@ impl Broker for MemoryBroker {
         let Some((last, others)) = route.targets.split_last() else {
             return Ok(());
         };
-        let send = async {
-            let mut first_error = None;
-            let entry = |message| Entry {
-                topic: route.topic.clone(),
-                message,
-                attempt: 1,
-            };
-            for queue in others {
-                if let Err(err) = inner.deliver(queue, entry(message.clone())).await {
-                    first_error.get_or_insert(err);
-                }
-            }
-            if let Err(err) = inner.deliver(last, entry(message)).await {
-                first_error.get_or_insert(err);
-            }
-            first_error.map_or(Ok(()), Err)
+        // Every buffer with room takes the message at once; only the full ones are
+        // waited on, after the others (each subscriber still sees this publisher's
+        // messages in order: its next publish starts when this one resolves).
+        let entry = |message| Entry {
+            topic: route.topic.clone(),
+            message,
+            attempt: 1,
         };
+        let mut full = Vec::new();
+        for queue in others {
+            if let Some((back, tx)) = inner.offer_now(queue, entry(message.clone())) {
+                full.push((queue.clone(), back, tx));
+            }
+        }
+        if let Some((back, tx)) = inner.offer_now(last, entry(message)) {
+            full.push((last.clone(), back, tx));
+        }
+        if full.is_empty() {
+            return Ok(());
+        }
+        let send = Box::pin(inner.deliver_when_room(full));
         let span = tracing::trace_span!("publish", backend = "memory", topic);
         if span.is_disabled() {
             send.await
