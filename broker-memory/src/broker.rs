@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     generation: AtomicU64,
     /// Topic → the queues it reaches, as of a generation.
     routes: RwLock<HashMap<Box<str>, Route>>,
+    /// The route resolved last: a publisher sending to one topic finds it here without
+    /// hashing the topic.
+    last_route: RwLock<Option<Route>>,
     next_id: AtomicU64,
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -74,6 +77,7 @@ impl MemoryBroker {
                 queues: RwLock::new(Vec::new()),
                 generation: AtomicU64::new(0),
                 routes: RwLock::new(HashMap::new()),
+                last_route: RwLock::new(None),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
@@ -139,6 +143,13 @@ impl Inner {
     /// was resolved, else resolved (validating the topic) and cached.
     fn route(&self, topic: &str) -> Result<Route> {
         let current = self.generation.load(Ordering::Acquire);
+        if let Ok(last) = self.last_route.read()
+            && let Some(route) = last.as_ref()
+            && route.generation == current
+            && *route.topic == *topic
+        {
+            return Ok(route.clone());
+        }
         if let Ok(routes) = self.routes.read()
             && let Some(route) = routes.get(topic)
             && route.generation == current
@@ -166,6 +177,9 @@ impl Inner {
                 routes.clear();
             }
             routes.insert(Box::from(topic), route.clone());
+        }
+        if let Ok(mut last) = self.last_route.write() {
+            *last = Some(route.clone());
         }
         Ok(route)
     }
