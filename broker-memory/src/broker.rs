@@ -211,8 +211,7 @@ impl Inner {
 
     /// Removes member `member` from `queue`: what was in its buffer goes to the other
     /// members, and a queue left without members is removed.
-    pub(crate) fn leave(&self, queue: &Arc<Queue>, member: u64) {
-        let (left, empty) = queue.leave(member);
+    pub(crate) fn leave(&self, queue: &Arc<Queue>, empty: bool, left: Vec<Entry>) {
         if empty && let Ok(mut queues) = self.write_queues() {
             // A new member may have joined between `leave` and the lock.
             if queue.members() == 0 {
@@ -245,7 +244,7 @@ impl Inner {
         &self,
         queue: &Queue,
         entry: Entry,
-    ) -> Option<(Entry, async_channel::Sender<Entry>)> {
+    ) -> Option<(Entry, tokio::sync::mpsc::Sender<Entry>)> {
         match queue.offer(entry) {
             Offer::Accepted | Offer::Gone => None,
             Offer::Full(back, tx) => {
@@ -265,7 +264,7 @@ impl Inner {
     /// everywhere stays small.
     async fn deliver_when_room(
         &self,
-        full: Vec<(Arc<Queue>, Entry, async_channel::Sender<Entry>)>,
+        full: Vec<(Arc<Queue>, Entry, tokio::sync::mpsc::Sender<Entry>)>,
     ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.options.publish_timeout;
         let mut first_error = None;
@@ -281,18 +280,20 @@ impl Inner {
         &self,
         queue: &Queue,
         entry: Entry,
-        tx: async_channel::Sender<Entry>,
+        tx: tokio::sync::mpsc::Sender<Entry>,
         deadline: tokio::time::Instant,
     ) -> Result<()> {
         let (mut back, mut tx) = (entry, tx);
         loop {
-            match tokio::time::timeout_at(deadline, tx.send(back)).await {
+            match tokio::time::timeout_at(deadline, queue.send_when_room(&tx, back)).await {
                 Ok(Ok(())) => return Ok(()),
                 // That member left meanwhile: offer the message again.
-                Ok(Err(async_channel::SendError(entry))) => match self.offer_now(queue, entry) {
+                Ok(Err(Some(entry))) => match self.offer_now(queue, entry) {
                     None => return Ok(()),
                     Some(full) => (back, tx) = full,
                 },
+                // The broker was closed: the subscriptions are ending.
+                Ok(Err(None)) => return Ok(()),
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::Timeout,

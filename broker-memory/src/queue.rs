@@ -5,6 +5,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
 use broker_core::Message;
 use broker_core::subject::Pattern;
 
@@ -16,12 +19,11 @@ pub(crate) struct Entry {
     pub(crate) attempt: u32,
 }
 
-/// One member's buffer.
+/// One member's buffer (its receiving end is the member's subscription).
 #[derive(Debug)]
 struct Member {
     id: u64,
-    tx: async_channel::Sender<Entry>,
-    rx: async_channel::Receiver<Entry>,
+    tx: mpsc::Sender<Entry>,
 }
 
 /// Where [`Queue::offer`] put an entry, or why it could not.
@@ -29,7 +31,7 @@ pub(crate) enum Offer {
     /// In a member's buffer.
     Accepted,
     /// Every member's buffer is full: wait on this one (the member whose turn it is).
-    Full(Entry, async_channel::Sender<Entry>),
+    Full(Entry, mpsc::Sender<Entry>),
     /// The queue has no members (left, or closed).
     Gone,
 }
@@ -44,6 +46,9 @@ pub(crate) struct Queue {
     members: Mutex<Vec<Member>>,
     next_member: AtomicU64,
     turn: AtomicUsize,
+    /// Cancelled by [`close`](Queue::close): whoever waits for room gives up, so that
+    /// the last senders go and the members' streams end once drained.
+    closed: CancellationToken,
 }
 
 impl Queue {
@@ -56,6 +61,7 @@ impl Queue {
             members: Mutex::new(Vec::new()),
             next_member: AtomicU64::new(0),
             turn: AtomicUsize::new(0),
+            closed: CancellationToken::new(),
         }
     }
 
@@ -68,36 +74,48 @@ impl Queue {
     }
 
     /// Adds a member; returns its id and the receiving end of its buffer.
-    pub(crate) fn join(&self) -> (u64, async_channel::Receiver<Entry>) {
-        let (tx, rx) = async_channel::bounded(self.buffer);
+    pub(crate) fn join(&self) -> (u64, mpsc::Receiver<Entry>) {
+        let (tx, rx) = mpsc::channel(self.buffer);
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
-        self.lock().push(Member {
-            id,
-            tx,
-            rx: rx.clone(),
-        });
+        self.lock().push(Member { id, tx });
         (id, rx)
     }
 
-    /// Removes member `id`. Returns what was still in its buffer (for the other members)
-    /// and whether the queue is now empty.
-    pub(crate) fn leave(&self, id: u64) -> (Vec<Entry>, bool) {
+    /// Removes member `id`, so that no new message is offered to it; the caller then
+    /// closes and drains its buffer. Returns whether the queue is now empty.
+    pub(crate) fn leave(&self, id: u64) -> bool {
         let mut members = self.lock();
-        let mut left = Vec::new();
         if let Some(index) = members.iter().position(|m| m.id == id) {
-            let member = members.remove(index);
-            member.tx.close();
-            while let Ok(entry) = member.rx.try_recv() {
-                left.push(entry);
-            }
+            members.remove(index);
         }
-        (left, members.is_empty())
+        members.is_empty()
     }
 
-    /// Closes every member's buffer: their streams end once drained.
+    /// Ends every member's buffer: the members are removed (their senders dropped) and
+    /// whoever waits for room gives up, so their streams end once drained.
     pub(crate) fn close(&self) {
-        for member in self.lock().iter() {
-            member.tx.close();
+        self.closed.cancel();
+        self.lock().clear();
+    }
+
+    /// Sends `entry` on `tx` once it has room. `Err` hands the entry back when that
+    /// buffer is gone (its member left) or the queue was closed meanwhile.
+    pub(crate) async fn send_when_room(
+        &self,
+        tx: &mpsc::Sender<Entry>,
+        entry: Entry,
+    ) -> std::result::Result<(), Option<Entry>> {
+        let permit = tokio::select! {
+            biased;
+            () = self.closed.cancelled() => return Err(None),
+            permit = tx.reserve() => permit,
+        };
+        match permit {
+            Ok(permit) => {
+                permit.send(entry);
+                Ok(())
+            }
+            Err(_) => Err(Some(entry)),
         }
     }
 
@@ -117,8 +135,8 @@ impl Queue {
         for i in 0..n {
             match members[(start + i) % n].tx.try_send(entry) {
                 Ok(()) => return Offer::Accepted,
-                Err(async_channel::TrySendError::Full(back))
-                | Err(async_channel::TrySendError::Closed(back)) => entry = back,
+                Err(mpsc::error::TrySendError::Full(back))
+                | Err(mpsc::error::TrySendError::Closed(back)) => entry = back,
             }
         }
         Offer::Full(entry, members[start].tx.clone())
@@ -137,9 +155,13 @@ impl Queue {
                     tracing::debug!(pattern = %self.pattern, "message not redelivered: no subscriber is left");
                     return;
                 }
-                Offer::Full(back, tx) => match tx.send(back).await {
+                Offer::Full(back, tx) => match self.send_when_room(&tx, back).await {
                     Ok(()) => return,
-                    Err(async_channel::SendError(back)) => entry = back,
+                    Err(Some(back)) => entry = back,
+                    Err(None) => {
+                        tracing::debug!(pattern = %self.pattern, "message not redelivered: the broker was closed");
+                        return;
+                    }
                 },
             }
         }

@@ -1,25 +1,59 @@
 //! A memory subscription: reads its member buffer, settles through its queue.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use broker_core::{Acknowledger, Delivery, Redelivery, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream};
+use tokio::sync::mpsc;
 
 use crate::broker::Inner;
 use crate::queue::{Entry, Queue};
 
-/// Leaves the queue when the subscription (its stream) is dropped.
-struct Membership {
+/// A member's buffer as a stream of deliveries. Dropping it leaves the queue: the
+/// member is removed first (no new message is offered to it), then its buffer is closed
+/// and what was still in it goes to the other members.
+struct Deliveries {
     inner: Arc<Inner>,
     queue: Arc<Queue>,
     member: u64,
+    buffer: mpsc::Receiver<Entry>,
 }
 
-impl Drop for Membership {
+impl Stream for Deliveries {
+    type Item = Result<Delivery>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(entry) = ready!(this.buffer.poll_recv(cx)) else {
+            return Poll::Ready(None);
+        };
+        let attempt = entry.attempt;
+        let delivery = Delivery::new(
+            entry.message.clone(),
+            entry.topic.clone(),
+            Box::new(MemoryAcker {
+                queue: this.queue.clone(),
+                entry,
+            }),
+        )
+        .with_attempt(attempt);
+        Poll::Ready(Some(Ok(delivery)))
+    }
+}
+
+impl Drop for Deliveries {
     fn drop(&mut self) {
-        self.inner.leave(&self.queue, self.member);
+        let empty = self.queue.leave(self.member);
+        self.buffer.close();
+        let mut left = Vec::new();
+        while let Ok(entry) = self.buffer.try_recv() {
+            left.push(entry);
+        }
+        self.inner.leave(&self.queue, empty, left);
     }
 }
 
@@ -27,29 +61,16 @@ pub(crate) fn subscription(
     inner: Arc<Inner>,
     queue: Arc<Queue>,
     member: u64,
-    buffer: async_channel::Receiver<Entry>,
+    buffer: mpsc::Receiver<Entry>,
     pattern: &str,
     options: &SubscribeOptions,
 ) -> Subscription {
-    let membership = Membership {
+    let deliveries = Deliveries {
         inner,
-        queue: queue.clone(),
+        queue,
         member,
+        buffer,
     };
-    let deliveries = buffer.map(move |entry| {
-        let _keep_membership = &membership;
-        let attempt = entry.attempt;
-        let delivery = Delivery::new(
-            entry.message.clone(),
-            entry.topic.clone(),
-            Box::new(MemoryAcker {
-                queue: queue.clone(),
-                entry,
-            }),
-        )
-        .with_attempt(attempt);
-        Ok(delivery)
-    });
     Subscription::new(pattern, options, deliveries)
 }
 

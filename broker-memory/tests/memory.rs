@@ -227,3 +227,51 @@ fn a_group_spreads_round_robin() {
         }
     });
 }
+
+#[test]
+fn close_ends_streams_even_while_a_publisher_waits_for_room() {
+    rt().block_on(async {
+        let broker = MemoryBroker::with_options(
+            MemoryOptions::new()
+                .buffer(1)
+                .publish_timeout(Duration::from_secs(60)),
+        );
+        let mut sub = broker
+            .subscribe("close.wait", SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        broker
+            .publish("close.wait", Message::new("1"))
+            .await
+            .expect("1");
+        let waiting = {
+            let broker = broker.clone();
+            tokio::spawn(async move { broker.publish("close.wait", Message::new("2")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        broker.close().await.expect("close");
+        // The waiting publish gives up at once, not after its 60 s timeout.
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting publish returned after close")
+            .expect("join")
+            .expect("publish");
+        // What was buffered is still delivered, then the stream ends.
+        let first = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("not stuck")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(first.message().payload().as_ref(), b"1");
+        first.ack().await.expect("ack");
+        let end = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("the stream ends after close");
+        assert!(end.is_none(), "no delivery after close");
+        let err = broker
+            .publish("close.wait", Message::new("3"))
+            .await
+            .expect_err("closed");
+        assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    });
+}
