@@ -134,6 +134,9 @@ struct Route {
     targets: Arc<[Arc<Queue>]>,
 }
 
+/// A publish waiting for room in full buffers.
+type Wait<'a> = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
 /// Cached routes kept at most; past that the cache starts over (a broker publishing to
 /// ever new topics must not grow without bound).
 const MAX_ROUTES: usize = 4096;
@@ -238,6 +241,52 @@ impl Inner {
         });
     }
 
+    /// A publish up to the wait: every buffer with room takes the message at once.
+    /// Returns the wait for the buffers that were full, if any; they are waited on after
+    /// the others (each subscriber still sees one publisher's messages in order: its
+    /// next publish starts when this one resolves).
+    fn publish_now(&self, topic: &str, message: Message) -> Result<Option<Wait<'_>>> {
+        self.check_open()?;
+        let route = self.route(topic)?;
+        let size = message.encoded_len();
+        if size > self.options.max_message_bytes {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "message of {size} bytes exceeds the memory broker's limit of {} bytes",
+                    self.options.max_message_bytes
+                ),
+            ));
+        }
+        let Some((last, others)) = route.targets.split_last() else {
+            return Ok(None);
+        };
+        let entry = |message| Entry {
+            topic: route.topic.clone(),
+            message,
+            attempt: 1,
+        };
+        let mut full = Vec::new();
+        for queue in others {
+            if let Some((back, tx)) = self.offer_now(queue, entry(message.clone())) {
+                full.push((queue.clone(), back, tx));
+            }
+        }
+        if let Some((back, tx)) = self.offer_now(last, entry(message)) {
+            full.push((last.clone(), back, tx));
+        }
+        if full.is_empty() {
+            return Ok(None);
+        }
+        let wait = self.deliver_when_room(full);
+        let span = tracing::trace_span!("publish", backend = "memory", topic);
+        Ok(Some(if span.is_disabled() {
+            Box::pin(wait)
+        } else {
+            Box::pin(wait.instrument(span))
+        }))
+    }
+
     /// Puts `entry` in `queue` if a member has room (or drops it under
     /// [`Overflow::DropNewest`]); else hands it back with the buffer to wait on.
     fn offer_now(
@@ -317,48 +366,11 @@ impl Inner {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
-        let inner = &self.inner;
-        inner.check_open()?;
-        let route = inner.route(topic)?;
-        let size = message.encoded_len();
-        if size > inner.options.max_message_bytes {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "message of {size} bytes exceeds the memory broker's limit of {} bytes",
-                    inner.options.max_message_bytes
-                ),
-            ));
-        }
-        let Some((last, others)) = route.targets.split_last() else {
-            return Ok(());
-        };
-        // Every buffer with room takes the message at once; only the full ones are
-        // waited on, after the others (each subscriber still sees this publisher's
-        // messages in order: its next publish starts when this one resolves).
-        let entry = |message| Entry {
-            topic: route.topic.clone(),
-            message,
-            attempt: 1,
-        };
-        let mut full = Vec::new();
-        for queue in others {
-            if let Some((back, tx)) = inner.offer_now(queue, entry(message.clone())) {
-                full.push((queue.clone(), back, tx));
-            }
-        }
-        if let Some((back, tx)) = inner.offer_now(last, entry(message)) {
-            full.push((last.clone(), back, tx));
-        }
-        if full.is_empty() {
-            return Ok(());
-        }
-        let send = Box::pin(inner.deliver_when_room(full));
-        let span = tracing::trace_span!("publish", backend = "memory", topic);
-        if span.is_disabled() {
-            send.await
-        } else {
-            send.instrument(span).await
+        // Everything but the wait for a full buffer is synchronous, so the future that
+        // `#[async_trait]` boxes holds little more than the arguments.
+        match self.inner.publish_now(topic, message)? {
+            None => Ok(()),
+            Some(wait) => wait.await,
         }
     }
 
