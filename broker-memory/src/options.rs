@@ -25,7 +25,8 @@ pub enum Overflow {
 pub struct MemoryOptions {
     /// Messages buffered per subscriber (per queue group for group members).
     pub buffer: usize,
-    /// How long `publish` waits for room in a full buffer.
+    /// How long one `publish` waits, in all, for room in the buffers that were full
+    /// (the other subscribers have the message already).
     pub publish_timeout: Duration,
     /// What to do when the wait is not allowed or runs out.
     pub overflow: Overflow,
