@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use broker_core::{
@@ -54,9 +54,10 @@ pub(crate) struct Inner {
     pub(crate) options: KafkaOptions,
     producer: FutureProducer<LogContext>,
     pub(crate) admin: Arc<AdminClient<LogContext>>,
-    /// Topics known to exist, each created at most once at a time (concurrent first
-    /// publishes to a new topic share one creation).
-    known_topics: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    /// Topics this broker created, found to exist or published to. A publish to a topic
+    /// found here with its name checked (and created, when creation is on) costs one
+    /// lookup under a read lock instead of the checks, a mutex, an allocation and an await.
+    known_topics: RwLock<HashMap<Box<str>, Arc<KnownTopic>>>,
     closed: AtomicBool,
     pub(crate) shutdown: CancellationToken,
     /// How many consumer threads are running.
@@ -93,7 +94,7 @@ impl KafkaBroker {
                 options,
                 producer,
                 admin: Arc::new(admin),
-                known_topics: Mutex::new(HashMap::new()),
+                known_topics: RwLock::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 consumers: Arc::new(watch::channel(0).0),
@@ -135,6 +136,16 @@ impl std::fmt::Debug for KafkaBroker {
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
+}
+
+/// What this broker knows of one topic.
+#[derive(Default)]
+struct KnownTopic {
+    /// Set once the topic exists: created at most once at a time (concurrent first
+    /// publishes to a new topic share one creation).
+    created: OnceCell<()>,
+    /// Whether the name passed [`check_topic`].
+    checked: AtomicBool,
 }
 
 /// Whether a client error means the broker refused the credentials.
@@ -288,13 +299,42 @@ impl Inner {
     }
 
     async fn create_topic(&self, topic: &str) -> Result<()> {
-        let cell = match self.known_topics.lock() {
-            Ok(mut known) => known.entry(topic.to_owned()).or_default().clone(),
-            Err(_) => Arc::new(OnceCell::new()),
-        };
-        cell.get_or_try_init(|| self.create_topic_once(topic))
+        self.known(topic)
+            .created
+            .get_or_try_init(|| self.create_topic_once(topic))
             .await
             .map(|_| ())
+    }
+
+    /// The entry of `topic`, added if missing.
+    fn known(&self, topic: &str) -> Arc<KnownTopic> {
+        if let Ok(known) = self.known_topics.read()
+            && let Some(entry) = known.get(topic)
+        {
+            return entry.clone();
+        }
+        match self.known_topics.write() {
+            Ok(mut known) => known.entry(topic.into()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Whether a publish to `topic` may skip the name check and the creation: both were
+    /// done before.
+    fn ready_to_publish(&self, topic: &str) -> bool {
+        let Ok(known) = self.known_topics.read() else {
+            return false;
+        };
+        known.get(topic).is_some_and(|entry| {
+            entry.checked.load(Ordering::Acquire)
+                && (!self.options.create_topics || entry.created.initialized())
+        })
+    }
+
+    /// Records that `topic` passed [`check_topic`], and creates it when creation is on.
+    async fn prepare_publish(&self, topic: &str) -> Result<()> {
+        self.known(topic).checked.store(true, Ordering::Release);
+        self.ensure_topic(topic).await
     }
 
     async fn create_topic_once(&self, topic: &str) -> Result<()> {
@@ -393,7 +433,10 @@ impl Broker for KafkaBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         let inner = &self.inner;
         inner.check_open()?;
-        check_topic(topic)?;
+        let ready = inner.ready_to_publish(topic);
+        if !ready {
+            check_topic(topic)?;
+        }
         let size = message.encoded_len();
         if size > inner.options.max_message_bytes {
             return Err(Error::new(
@@ -404,7 +447,9 @@ impl Broker for KafkaBroker {
                 ),
             ));
         }
-        inner.ensure_topic(topic).await?;
+        if !ready {
+            inner.prepare_publish(topic).await?;
+        }
         let headers = convert::record_headers(&message);
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
             .payload(message.payload().as_ref())
