@@ -2,7 +2,7 @@
 //! the broker, on memory:// always, on NATS and JetStream with `--features nats`, on
 //! Kafka with `--features kafka`.
 
-mod support;
+use example_testing as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

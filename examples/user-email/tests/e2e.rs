@@ -2,7 +2,7 @@
 //! broker, on memory:// always, on NATS and JetStream with `--features nats`, on Kafka
 //! with `--features kafka`.
 
-mod support;
+use example_testing as support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

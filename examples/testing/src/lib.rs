@@ -1,7 +1,6 @@
-//! Test support: which broker to run on, and how to reach it. A real broker that is not
-//! running fails the test with the command that starts it.
-
-#![allow(dead_code, unreachable_pub)]
+//! Shared by the examples' end-to-end tests: which broker to run on, and how to reach
+//! it. A real broker that is not running fails the test with the command that starts it.
+//! [`metrics`] reads `GET /metrics`.
 
 pub mod metrics;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use example_telemetry::PrometheusHandle;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use super::{Backend, WAIT};
+use crate::{Backend, WAIT};
 
 /// The process's Prometheus recorder (installed by the first caller).
 pub fn recorder() -> PrometheusHandle {
