@@ -1,5 +1,6 @@
-//! Observability shared by the examples: logs on stderr, traces to an OTLP collector when
-//! one is configured, and Prometheus metrics behind `GET /metrics`.
+//! Shared by the examples: logs on stderr, traces to an OTLP collector when one is
+//! configured, Prometheus metrics behind `GET /metrics`, and [`http::serve`] to serve a
+//! router with a graceful stop.
 //!
 //! ```no_run
 //! # async fn demo(router: axum::Router) -> anyhow::Result<()> {
@@ -23,6 +24,8 @@
 //!   facade (once; later calls return the same handle) and [`metrics_router`] renders it
 //!   in the Prometheus text format.
 #![forbid(unsafe_code)]
+
+pub mod http;
 
 use std::sync::OnceLock;
 use std::time::Duration;
