@@ -24,6 +24,33 @@ async fn next(sub: &mut broker_core::Subscription) -> broker_core::Delivery {
         .expect("no error item")
 }
 
+/// Publishes `n` messages (ids `m<i>`, keys `k<i>`) to `topic` in the background,
+/// pausing `pause_ms` after every `every` messages, so that a test can act mid-stream.
+fn spawn_paced_publisher(
+    broker: Arc<dyn Broker>,
+    topic: String,
+    n: usize,
+    every: usize,
+    pause_ms: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0..n {
+            broker
+                .publish(
+                    &topic,
+                    Message::new("x")
+                        .with_id(format!("m{i}"))
+                        .with_key(format!("k{i}")),
+                )
+                .await
+                .expect("publish");
+            if i % every == 0 {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
+        }
+    })
+}
+
 #[test]
 fn round_trip_keeps_headers_key_and_id() {
     run(async {
@@ -418,26 +445,7 @@ fn queue_group_members_share_and_dropping_one_loses_nothing() {
             )
             .await
             .expect("member b");
-        let publisher = {
-            let broker = broker.clone();
-            let topic = topic.clone();
-            tokio::spawn(async move {
-                for i in 0..N {
-                    broker
-                        .publish(
-                            &topic,
-                            Message::new("x")
-                                .with_id(format!("m{i}"))
-                                .with_key(format!("k{i}")),
-                        )
-                        .await
-                        .expect("publish");
-                    if i % 50 == 0 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            })
-        };
+        let publisher = spawn_paced_publisher(broker.clone(), topic.clone(), N, 50, 50);
         let count = |seen: &Arc<Mutex<Vec<(usize, String)>>>| {
             seen.lock()
                 .expect("lock")
@@ -598,26 +606,7 @@ fn a_member_dropped_with_unacked_deliveries_loses_nothing() {
             .subscribe(&topic, SubscribeOptions::new().queue(&group).manual_ack())
             .await
             .expect("member b");
-        let publisher = {
-            let broker = broker.clone();
-            let topic = topic.clone();
-            tokio::spawn(async move {
-                for i in 0..N {
-                    broker
-                        .publish(
-                            &topic,
-                            Message::new("x")
-                                .with_id(format!("m{i}"))
-                                .with_key(format!("k{i}")),
-                        )
-                        .await
-                        .expect("publish");
-                    if i % 25 == 0 {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            })
-        };
+        let publisher = spawn_paced_publisher(broker.clone(), topic.clone(), N, 25, 20);
         // Member b acks every other delivery and holds the rest, then goes away.
         let mut held = Vec::new();
         let mut acked_by_b = 0;
