@@ -18,7 +18,7 @@
 //! back to polling, so group rebalances and `max.poll.interval.ms` are never held up.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -149,9 +149,11 @@ impl Shared {
 struct SubContext {
     shared: Arc<Shared>,
     start: StartPosition,
-    /// Set once `subscribe` has returned: partitions first assigned from then on are new
-    /// to the subscription.
-    live: Arc<AtomicBool>,
+    /// Set just before `subscribe` returns: partitions first assigned from then on are
+    /// new to the subscription. The rebalance callback holds the lock while it positions
+    /// partitions, so a partition it judged initial has its end read before `subscribe`
+    /// returns, and no message published after that can fall behind the end it read.
+    live: Arc<Mutex<bool>>,
     /// Where this consumer started partitions that had no committed offset.
     starts: Mutex<HashMap<PartitionKey, i64>>,
     ready: Mutex<Option<oneshot::Sender<()>>>,
@@ -245,7 +247,8 @@ impl SubContext {
     /// from a later end. Beginnings are looked up here too, all in one request (see
     /// [`resolve_beginnings`](Self::resolve_beginnings)).
     fn position_new_partitions(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let live = self.live.load(Ordering::Acquire);
+        let live_guard = self.live.lock();
+        let live = live_guard.as_deref().copied().unwrap_or(true);
         let committed = match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
             Ok(committed) => committed.to_topic_map(),
             Err(err) => {
@@ -268,15 +271,8 @@ impl SubContext {
             let offset = match remembered {
                 Some(start) => Offset::Offset(start),
                 None if initial_topic && self.start == StartPosition::Latest => {
-                    let mut watermarks = consumer.fetch_watermarks(&key.0, key.1, CALL_TIMEOUT);
-                    for _ in 0..2 {
-                        if watermarks.is_ok() {
-                            break;
-                        }
-                        watermarks = consumer.fetch_watermarks(&key.0, key.1, CALL_TIMEOUT);
-                    }
-                    match watermarks {
-                        Ok((_, high)) => {
+                    match partition_end(consumer, &key) {
+                        Some(high) => {
                             if let Some(starts) = starts.as_mut() {
                                 starts.insert(key.clone(), high);
                             }
@@ -284,9 +280,13 @@ impl SubContext {
                                 to_commit.add_partition_offset(&key.0, key.1, Offset::Offset(high));
                             Offset::Offset(high)
                         }
-                        Err(err) => {
-                            tracing::warn!(topic = %key.0, partition = key.1, error = %err, "cannot read the partition's end; using auto.offset.reset");
-                            Offset::End
+                        // Without the end, the only start that misses nothing published
+                        // after `subscribe` returns is the beginning: older messages may
+                        // come too, newer ones are never skipped.
+                        None => {
+                            let _ =
+                                beginnings.add_partition_offset(&key.0, key.1, Offset::Beginning);
+                            Offset::Beginning
                         }
                     }
                 }
@@ -356,6 +356,35 @@ impl SubContext {
                 }
             }
         }
+    }
+}
+
+/// Where `key`'s partition ends now, asked until [`CALL_TIMEOUT`] has passed.
+///
+/// Right after a topic is created the broker may not serve its partitions yet and
+/// answers at once with an error (unknown partition, no leader), so the question is
+/// repeated with a growing pause instead of a fixed number of times.
+fn partition_end<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    key: &PartitionKey,
+) -> Option<i64> {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last =
+            match consumer.fetch_watermarks(&key.0, key.1, left.max(Duration::from_millis(100))) {
+                Ok((_, high)) if high >= 0 => return Some(high),
+                Ok((low, high)) => format!("no end yet (watermarks {low}..{high})"),
+                Err(err) => err.to_string(),
+            };
+        if Instant::now() + pause >= deadline {
+            tracing::warn!(topic = %key.0, partition = key.1, error = %last, "cannot read the partition's end; reading it from its beginning");
+            return None;
+        }
+        tracing::debug!(topic = %key.0, partition = key.1, error = %last, "cannot read the partition's end yet");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
@@ -431,7 +460,7 @@ pub(crate) async fn subscribe(
     }
     let (ready_tx, ready_rx) = oneshot::channel();
     let shared = Arc::new(Shared::default());
-    let live = Arc::new(AtomicBool::new(false));
+    let live = Arc::new(Mutex::new(false));
     let last_error: Arc<Mutex<Option<String>>> = Arc::default();
     let context = SubContext {
         shared: shared.clone(),
@@ -528,7 +557,13 @@ pub(crate) async fn subscribe(
             ));
         }
     }
-    live.store(true, Ordering::Release);
+    // Waits for a rebalance callback positioning partitions right now (see `live`).
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(mut live) = live.lock() {
+            *live = true;
+        }
+    })
+    .await;
     let stream = tokio_stream(rx, thread, shared, token.clone(), guard);
     Ok(Subscription::new(pattern, &options, stream))
 }

@@ -176,6 +176,32 @@ pub fn broker_address(var: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// Installs, once per process, the `tracing` subscriber the scenarios run under: an
+/// OpenTelemetry layer whose tracer makes real trace ids (and exports nowhere), for the
+/// trace-context scenario, and log lines written through the test harness, so that a
+/// failing scenario shows the warnings logged while it ran. `KIT_LOG` (an `EnvFilter`
+/// directive, `warn,librdkafka=error` by default) says which lines.
+pub fn install_tracing() {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("conformance");
+        let filter = tracing_subscriber::EnvFilter::try_from_env("KIT_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,librdkafka=error"));
+        let logs = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(filter);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .with(logs);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
 /// What the kit needs from a backend: its features and how to connect.
 #[derive(Clone)]
 pub struct Kit {
@@ -283,6 +309,7 @@ macro_rules! __conformance_tests {
         $(
             #[test]
             fn $scenario() {
+                $crate::testkit::install_tracing();
                 let runtime = ::tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()

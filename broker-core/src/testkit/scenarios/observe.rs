@@ -4,28 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
+use opentelemetry::trace::{TraceContextExt, TraceId};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 
 use super::{must, subscribe, wait_until};
 use crate::observe::{MetricsBroker, MetricsLayer, ObserveLayer, metric_names, observed};
 use crate::testkit::{Collector, Kit};
 use crate::{BoxError, BrokerExt, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions};
-
-/// Installs, once per process, a `tracing` subscriber with an OpenTelemetry layer whose
-/// tracer makes real trace ids (and exports nowhere).
-fn install_tracer() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let tracer = provider.tracer("conformance");
-        let subscriber =
-            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
-        let _ = tracing::subscriber::set_global_default(subscriber);
-    });
-}
 
 /// The process-wide metrics recorder the scenarios read.
 fn snapshotter() -> &'static Snapshotter {
@@ -43,7 +29,6 @@ fn snapshotter() -> &'static Snapshotter {
 /// A message published inside a span reaches the handler, through the broker and its
 /// headers only, in a span of the same trace.
 pub async fn trace_context_crosses_the_broker(kit: Kit) {
-    install_tracer();
     let broker = observed(kit.connect().await);
     let topic = kit.topic("trace");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
