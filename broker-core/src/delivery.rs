@@ -38,8 +38,86 @@ pub trait Acknowledger: Send + 'static {
     }
 }
 
+/// How an in-process backend settles the deliveries of a subscription, shared by all of
+/// them: the message leaves the backend when it is delivered, so an ack has nothing to
+/// do, and a nack hands the message back. Unlike an [`Acknowledger`], nothing is
+/// allocated per delivery; the [`Delivery`] itself carries what a nack needs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use broker_core::{Delivery, Message, Redelivery, Requeue, Result};
+/// use futures::future::BoxFuture;
+///
+/// struct Drop;
+/// impl Requeue for Drop {
+///     fn requeue(
+///         &self,
+///         _message: Message,
+///         _topic: Arc<str>,
+///         _attempt: u32,
+///         _redelivery: Redelivery,
+///     ) -> BoxFuture<'static, Result<()>> {
+///         Box::pin(async { Ok(()) })
+///     }
+/// }
+///
+/// let delivery = Delivery::requeued(Message::new("hi"), "greetings", 1, Arc::new(Drop));
+/// assert_eq!(delivery.attempt(), Some(1));
+/// ```
+pub trait Requeue: Send + Sync + 'static {
+    /// Takes back `message`, published to `topic` and delivered for the `attempt`th time,
+    /// to be delivered again as `redelivery` says.
+    fn requeue(
+        &self,
+        message: Message,
+        topic: Arc<str>,
+        attempt: u32,
+        redelivery: Redelivery,
+    ) -> BoxFuture<'static, Result<()>>;
+}
+
+/// How one delivery is settled.
+enum Acker {
+    /// Through the backend's own per-delivery acknowledger.
+    Boxed(Box<dyn Acknowledger>),
+    /// Through the subscription's [`Requeue`], which takes the message back on a nack.
+    Requeue(Arc<dyn Requeue>),
+}
+
+impl Acker {
+    /// Whether an ack has nothing to do.
+    fn ack_is_noop(&self) -> bool {
+        match self {
+            Acker::Boxed(acker) => acker.ack_is_noop(),
+            Acker::Requeue(_) => true,
+        }
+    }
+
+    fn ack(self) -> BoxFuture<'static, Result<()>> {
+        match self {
+            Acker::Boxed(acker) => acker.ack(),
+            Acker::Requeue(_) => Box::pin(futures::future::ready(Ok(()))),
+        }
+    }
+
+    /// Nacks; `from` gives the message, topic and attempt a [`Requeue`] takes back.
+    fn nack(
+        self,
+        redelivery: Redelivery,
+        from: impl FnOnce() -> (Message, Arc<str>, u32),
+    ) -> BoxFuture<'static, Result<()>> {
+        match self {
+            Acker::Boxed(acker) => acker.nack(redelivery),
+            Acker::Requeue(requeue) => {
+                let (message, topic, attempt) = from();
+                requeue.requeue(message, topic, attempt, redelivery)
+            }
+        }
+    }
+}
+
 /// Acks through `acker`, skipping the future when the backend has nothing to do.
-async fn ack_with(acker: Box<dyn Acknowledger>) -> Result<()> {
+async fn ack_with(acker: Acker) -> Result<()> {
     if acker.ack_is_noop() {
         return Ok(());
     }
@@ -57,7 +135,7 @@ pub struct Delivery {
     attempt: Option<u32>,
     partition: Option<i32>,
     ack_mode: AckMode,
-    acker: Option<Box<dyn Acknowledger>>,
+    acker: Option<Acker>,
     permit: Option<Permit>,
 }
 
@@ -71,9 +149,39 @@ impl Delivery {
             attempt: None,
             partition: None,
             ack_mode: AckMode::Auto,
-            acker: Some(acker),
+            acker: Some(Acker::Boxed(acker)),
             permit: None,
         }
+    }
+
+    /// A delivery of `message`, published to `topic`, for the `attempt`th time (1 for the
+    /// first), settled through the subscription's `requeue`: an ack does nothing, a nack
+    /// hands the message back to it. See [`Requeue`].
+    pub fn requeued(
+        message: Message,
+        topic: impl Into<Arc<str>>,
+        attempt: u32,
+        requeue: Arc<dyn Requeue>,
+    ) -> Self {
+        Delivery {
+            message,
+            topic: topic.into(),
+            attempt: Some(attempt.max(1)),
+            partition: None,
+            ack_mode: AckMode::Auto,
+            acker: Some(Acker::Requeue(requeue)),
+            permit: None,
+        }
+    }
+
+    /// What a nack through a [`Requeue`] hands back: the message (moved out) with its topic
+    /// and attempt.
+    fn take_for_requeue(&mut self) -> (Message, Arc<str>, u32) {
+        (
+            std::mem::replace(&mut self.message, Message::placeholder()),
+            self.topic.clone(),
+            self.attempt.unwrap_or(1),
+        )
     }
 
     /// Sets the delivery attempt (1 for the first delivery).
@@ -140,7 +248,7 @@ impl Delivery {
     /// Rejects the message; `redelivery` says when it should come back.
     pub async fn nack_with(mut self, redelivery: Redelivery) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker.nack(redelivery).await,
+            Some(acker) => acker.nack(redelivery, || self.take_for_requeue()).await,
             None => Ok(()),
         }
     }
@@ -153,10 +261,20 @@ impl Delivery {
             attempt: self.attempt,
             partition: self.partition,
         };
+        let acker = self.acker.take();
+        // The message goes to the handler; the settle half keeps a copy for a nack.
+        let requeue = matches!(acker, Some(Acker::Requeue(_))).then(|| {
+            Box::new(Requeued {
+                message: self.message.clone(),
+                topic: self.topic.clone(),
+                attempt: self.attempt.unwrap_or(1),
+            })
+        });
         let settle = Settle {
             ack_mode: self.ack_mode,
-            acker: self.acker.take(),
+            acker,
             permit: self.permit.take(),
+            requeue,
         };
         let message = std::mem::replace(&mut self.message, Message::placeholder());
         (message, info, settle)
@@ -177,7 +295,9 @@ impl fmt::Debug for Delivery {
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        settle_on_drop(self.ack_mode, self.acker.take(), self.permit.take());
+        let acker = self.acker.take();
+        let permit = self.permit.take();
+        settle_on_drop(self.ack_mode, acker, permit, || self.take_for_requeue());
     }
 }
 
@@ -196,8 +316,17 @@ pub struct DeliveryInfo {
 /// it behaves as the delivery would.
 pub struct Settle {
     ack_mode: AckMode,
-    acker: Option<Box<dyn Acknowledger>>,
+    acker: Option<Acker>,
     permit: Option<Permit>,
+    /// What a nack through a [`Requeue`] hands back.
+    requeue: Option<Box<Requeued>>,
+}
+
+/// A message kept for a nack through a [`Requeue`].
+struct Requeued {
+    message: Message,
+    topic: Arc<str>,
+    attempt: u32,
 }
 
 impl Settle {
@@ -214,11 +343,21 @@ impl Settle {
     /// Rejects the message; `redelivery` says when it should come back.
     pub async fn nack(mut self, redelivery: Redelivery) -> Result<()> {
         let result = match self.acker.take() {
-            Some(acker) => acker.nack(redelivery).await,
+            Some(acker) => acker.nack(redelivery, || self.requeue_parts()).await,
             None => Ok(()),
         };
         drop(self.permit.take());
         result
+    }
+}
+
+impl Settle {
+    /// What a nack through a [`Requeue`] hands back.
+    fn requeue_parts(&mut self) -> (Message, Arc<str>, u32) {
+        match self.requeue.take() {
+            Some(kept) => (kept.message, kept.topic, kept.attempt),
+            None => (Message::placeholder(), Arc::from(""), 1),
+        }
     }
 }
 
@@ -233,18 +372,25 @@ impl fmt::Debug for Settle {
 
 impl Drop for Settle {
     fn drop(&mut self) {
-        settle_on_drop(self.ack_mode, self.acker.take(), self.permit.take());
+        let acker = self.acker.take();
+        let permit = self.permit.take();
+        settle_on_drop(self.ack_mode, acker, permit, || self.requeue_parts());
     }
 }
 
-fn settle_on_drop(ack_mode: AckMode, acker: Option<Box<dyn Acknowledger>>, permit: Option<Permit>) {
+fn settle_on_drop(
+    ack_mode: AckMode,
+    acker: Option<Acker>,
+    permit: Option<Permit>,
+    from: impl FnOnce() -> (Message, Arc<str>, u32),
+) {
     let Some(acker) = acker else { return };
     if ack_mode == AckMode::Auto && acker.ack_is_noop() {
         return;
     }
     let mut settle = match ack_mode {
         AckMode::Auto => acker.ack(),
-        AckMode::Manual => acker.nack(Redelivery::Now),
+        AckMode::Manual => acker.nack(Redelivery::Now, from),
     };
     // Most backends settle without waiting (the future is ready at once): poll it here
     // and spawn a task only for one that has to wait.
@@ -269,5 +415,81 @@ fn settle_on_drop(ack_mode: AckMode, acker: Option<Box<dyn Acknowledger>>, permi
                 "a delivery was dropped unsettled outside a tokio runtime; the backend's own redelivery applies"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records what each nack hands back.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, String, u32, Redelivery)>>);
+
+    impl Requeue for Recorded {
+        fn requeue(
+            &self,
+            message: Message,
+            topic: Arc<str>,
+            attempt: u32,
+            redelivery: Redelivery,
+        ) -> BoxFuture<'static, Result<()>> {
+            let payload = String::from_utf8_lossy(message.payload()).into_owned();
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push((payload, topic.to_string(), attempt, redelivery));
+            }
+            Box::pin(futures::future::ready(Ok(())))
+        }
+    }
+
+    fn seen(recorded: &Recorded) -> Vec<(String, String, u32, Redelivery)> {
+        recorded.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn delivery(recorded: &Arc<Recorded>, mode: AckMode) -> Delivery {
+        let mut delivery =
+            Delivery::requeued(Message::new("m"), "t.x", 2, recorded.clone() as Arc<_>);
+        delivery.attach(mode, None);
+        delivery
+    }
+
+    #[tokio::test]
+    async fn a_requeued_delivery_hands_its_message_back_on_nack_only() {
+        let recorded = Arc::new(Recorded::default());
+        delivery(&recorded, AckMode::Manual)
+            .ack()
+            .await
+            .expect("ack");
+        drop(delivery(&recorded, AckMode::Auto));
+        assert!(seen(&recorded).is_empty(), "acks hand nothing back");
+
+        let delay = Duration::from_millis(5);
+        delivery(&recorded, AckMode::Manual)
+            .nack_after(delay)
+            .await
+            .expect("nack");
+        drop(delivery(&recorded, AckMode::Manual));
+        let (message, _info, settle) = delivery(&recorded, AckMode::Manual).into_parts();
+        assert_eq!(
+            message.payload().as_ref(),
+            b"m",
+            "the handler gets the message"
+        );
+        settle.nack(Redelivery::Now).await.expect("nack");
+        drop(delivery(&recorded, AckMode::Manual).into_parts());
+
+        let expected = |redelivery| ("m".to_owned(), "t.x".to_owned(), 2, redelivery);
+        assert_eq!(
+            seen(&recorded),
+            vec![
+                expected(Redelivery::After(delay)),
+                expected(Redelivery::Now),
+                expected(Redelivery::Now),
+                expected(Redelivery::Now),
+            ],
+            "a nack, a manual drop, a settle nack and a settle drop each hand the message back"
+        );
     }
 }

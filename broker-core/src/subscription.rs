@@ -125,13 +125,12 @@ impl Stream for Subscription {
         if this.permit.is_none() {
             this.permit = Some(ready!(this.in_flight.poll_take(cx)));
         }
-        match ready!(this.inner.as_mut().poll_next(cx)) {
-            Some(Ok(mut delivery)) => {
-                delivery.attach(this.ack_mode, this.permit.take());
-                Poll::Ready(Some(Ok(delivery)))
-            }
-            other => Poll::Ready(other),
+        // Attached in place: a delivery is large, and each move of it is a copy.
+        let mut next = ready!(this.inner.as_mut().poll_next(cx));
+        if let Some(Ok(delivery)) = &mut next {
+            delivery.attach(this.ack_mode, this.permit.take());
         }
+        Poll::Ready(next)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use broker_core::{Acknowledger, Delivery, Redelivery, Result, SubscribeOptions, Subscription};
+use broker_core::{Delivery, Message, Redelivery, Requeue, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
@@ -21,6 +21,8 @@ struct Deliveries {
     queue: Arc<Queue>,
     member: u64,
     buffer: mpsc::Receiver<Entry>,
+    /// Settles this member's deliveries: a nack puts the message back in the queue.
+    requeue: Arc<dyn Requeue>,
 }
 
 impl Stream for Deliveries {
@@ -31,16 +33,12 @@ impl Stream for Deliveries {
         let Some(entry) = ready!(this.buffer.poll_recv(cx)) else {
             return Poll::Ready(None);
         };
-        let attempt = entry.attempt;
-        let delivery = Delivery::new(
-            entry.message.clone(),
-            entry.topic.clone(),
-            Box::new(MemoryAcker {
-                queue: this.queue.clone(),
-                entry,
-            }),
-        )
-        .with_attempt(attempt);
+        let delivery = Delivery::requeued(
+            entry.message,
+            entry.topic,
+            entry.attempt,
+            this.requeue.clone(),
+        );
         Poll::Ready(Some(Ok(delivery)))
     }
 }
@@ -65,37 +63,42 @@ pub(crate) fn subscription(
     pattern: &str,
     options: &SubscribeOptions,
 ) -> Subscription {
+    let requeue = Arc::new(MemoryRequeue {
+        queue: queue.clone(),
+    });
     let deliveries = Deliveries {
         inner,
         queue,
         member,
         buffer,
+        requeue,
     };
     Subscription::new(pattern, options, deliveries)
 }
 
-struct MemoryAcker {
+/// Puts nacked messages back in their queue.
+struct MemoryRequeue {
     queue: Arc<Queue>,
-    entry: Entry,
 }
 
-impl Acknowledger for MemoryAcker {
-    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        futures::future::ready(Ok(())).boxed()
-    }
-
-    fn ack_is_noop(&self) -> bool {
-        // The message left its buffer when it was delivered: nothing to forget.
-        true
-    }
-
-    fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
-        let MemoryAcker { queue, mut entry } = *self;
-        entry.attempt = entry.attempt.saturating_add(1);
+impl Requeue for MemoryRequeue {
+    fn requeue(
+        &self,
+        message: Message,
+        topic: Arc<str>,
+        attempt: u32,
+        redelivery: Redelivery,
+    ) -> BoxFuture<'static, Result<()>> {
+        let entry = Entry {
+            topic,
+            message,
+            attempt: attempt.saturating_add(1),
+        };
         let delay = match redelivery {
             Redelivery::After(delay) => delay,
             _ => Duration::ZERO,
         };
+        let queue = self.queue.clone();
         // Requeue from a task: the nacking consumer may be the only one draining a full
         // queue, so waiting for room here could deadlock.
         tokio::spawn(async move {
