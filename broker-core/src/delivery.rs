@@ -143,13 +143,17 @@ impl Delivery {
     /// A delivery of `message`, published to `topic`, settled through `acker`. Backends
     /// build these; the subscription fills in the ack mode.
     pub fn new(message: Message, topic: impl Into<Arc<str>>, acker: Box<dyn Acknowledger>) -> Self {
+        Delivery::settled_by(message, topic.into(), None, Acker::Boxed(acker))
+    }
+
+    fn settled_by(message: Message, topic: Arc<str>, attempt: Option<u32>, acker: Acker) -> Self {
         Delivery {
             message,
-            topic: topic.into(),
-            attempt: None,
+            topic,
+            attempt,
             partition: None,
             ack_mode: AckMode::Auto,
-            acker: Some(Acker::Boxed(acker)),
+            acker: Some(acker),
             permit: None,
         }
     }
@@ -163,15 +167,12 @@ impl Delivery {
         attempt: u32,
         requeue: Arc<dyn Requeue>,
     ) -> Self {
-        Delivery {
+        Delivery::settled_by(
             message,
-            topic: topic.into(),
-            attempt: Some(attempt.max(1)),
-            partition: None,
-            ack_mode: AckMode::Auto,
-            acker: Some(Acker::Requeue(requeue)),
-            permit: None,
-        }
+            topic.into(),
+            Some(attempt.max(1)),
+            Acker::Requeue(requeue),
+        )
     }
 
     /// What a nack through a [`Requeue`] hands back: the message (moved out) with its topic
