@@ -62,6 +62,10 @@ const STALL: Duration = Duration::from_millis(500);
 /// How long the thread sleeps at a time while the hand-off is full (the reader wakes it
 /// earlier when it takes a batch).
 const WAIT_SLICE: Duration = Duration::from_millis(20);
+/// Records polled between two rounds of housekeeping (reading the clock, seeking back
+/// to due redeliveries, the commit timer) while records keep coming; a round also runs
+/// whenever librdkafka has nothing ready.
+const HOUSEKEEPING_EVERY: usize = 64;
 
 type PartitionKey = (Arc<str>, i32);
 
@@ -684,15 +688,22 @@ impl Worker {
         let mut drained = true;
         // Since when the hand-off has been full.
         let mut full_since: Option<Instant> = None;
+        // The time as of the last housekeeping round, and the records polled since.
+        let mut now = Instant::now();
+        let mut polled = HOUSEKEEPING_EVERY;
         while !self.token.is_cancelled() {
-            self.seek_due();
-            if last_commit.elapsed() >= self.commit_interval {
-                commit(
-                    &self.consumer,
-                    &self.shared.to_commit(None, true),
-                    CommitMode::Async,
-                );
-                last_commit = Instant::now();
+            if drained || polled >= HOUSEKEEPING_EVERY {
+                now = Instant::now();
+                polled = 0;
+                self.seek_due(now);
+                if now.saturating_duration_since(last_commit) >= self.commit_interval {
+                    commit(
+                        &self.consumer,
+                        &self.shared.to_commit(None, true),
+                        CommitMode::Async,
+                    );
+                    last_commit = now;
+                }
             }
             let batch_full = batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES;
             if !batch.is_empty() && (drained || batch_full) {
@@ -721,6 +732,8 @@ impl Worker {
                 if full_since.is_some_and(|since| since.elapsed() >= STALL) {
                     self.pause_fetching();
                 }
+                // Time passes while parked: the next round does the housekeeping.
+                polled = HOUSEKEEPING_EVERY;
                 if self.paused.is_empty() {
                     std::thread::park_timeout(WAIT_SLICE);
                     continue;
@@ -738,16 +751,19 @@ impl Worker {
                 }
                 Some(Err(err)) => {
                     tracing::debug!(error = %err, "consumer error");
+                    polled += 1;
                     continue;
                 }
                 Some(Ok(record)) => record,
             };
             drained = false;
+            polled += 1;
             let topic = shared_name(&mut self.topics, rdkafka::Message::topic(&record));
             let fetched = convert::from_record(&record, topic);
             drop(record);
             let key = (fetched.topic.clone(), fetched.partition);
-            let now = Instant::now();
+            // `now` is at most HOUSEKEEPING_EVERY records old: a redelivery that fell due
+            // since then is skipped here and sought back to at the next round.
             let verdict = self.shared.with_parts(|parts| {
                 parts.get_mut(&key).map(|part| {
                     part.position = Some(fetched.offset + 1);
@@ -836,8 +852,7 @@ impl Worker {
 
     /// Seeks partitions back to their earliest nacked offset that is due, when the
     /// consumer has already read past it.
-    fn seek_due(&self) {
-        let now = Instant::now();
+    fn seek_due(&self, now: Instant) {
         let seeks: Vec<(PartitionKey, i64)> = self
             .shared
             .with_parts(|parts| {
