@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 
 use crate::framework::Framework;
 use crate::scenario::{self, Plan, Prepare, Row, Topics};
-use crate::side::{MsgSpec, Side, Sub};
+use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
 
 /// Partitions of every benchmark topic (at least the queue group's 4 members).
 pub(crate) const PARTITIONS: i32 = 4;
@@ -219,7 +219,20 @@ impl RawKafka {
     ) -> anyhow::Result<()> {
         let mut record: BaseRecord<'_, (), [u8]> =
             BaseRecord::to(topic).payload(spec.payload.as_ref());
-        if let Some(h) = headers {
+        if let Some(id) = spec.raw_id() {
+            // The id first, then the benchmark headers, as the framework writes them.
+            let with_id = OwnedHeaders::new_with_capacity(spec.headers.len() + 1).insert(Header {
+                key: RAW_ID_HEADER,
+                value: Some(id.as_str().as_bytes()),
+            });
+            let all = spec.headers.iter().fold(with_id, |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+            record = record.headers(all);
+        } else if let Some(h) = headers {
             record = record.headers(h.clone());
         }
         loop {

@@ -101,6 +101,11 @@ struct Args {
     /// gives the instructions per message of one side alone.
     #[arg(long, value_enum)]
     only: Option<OnlySide>,
+    /// Baseline variant: the raw NATS and Kafka clients also send an `x-message-id`
+    /// header with a fresh id per message, made by the framework's generator, as the
+    /// framework does. The ratios then leave out what carrying an id costs.
+    #[arg(long)]
+    raw_ids: bool,
     /// Internal: run one backlog case in this process and print its memory figures.
     #[arg(long, hide = true)]
     backlog_child: Option<backlog::Case>,
@@ -199,6 +204,7 @@ impl Args {
             warm_samples: (samples / 10).max(10).min(samples),
             stall: Duration::from_secs(self.stall_secs.max(1)),
             warm_up: true,
+            raw_ids: self.raw_ids,
         }
     }
 

@@ -20,7 +20,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::framework::{Flush, Framework};
 use crate::scenario::{self, NoPrepare, Plan, Row, Topics};
-use crate::side::{MsgSpec, Side, Sub};
+use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
 
 /// JetStream publishes in flight, on both sides.
 pub(crate) const JS_WINDOW: usize = 256;
@@ -169,6 +169,19 @@ fn header_map(spec: &MsgSpec) -> Option<HeaderMap> {
     })
 }
 
+/// The headers of one raw message: the shared ones, or with `--raw-ids` a copy with a
+/// fresh id header added.
+fn headers_for(spec: &MsgSpec, shared: &Option<HeaderMap>) -> Option<HeaderMap> {
+    match spec.raw_id() {
+        Some(id) => {
+            let mut map = shared.clone().unwrap_or_default();
+            map.insert(RAW_ID_HEADER, id.as_str());
+            Some(map)
+        }
+        None => shared.clone(),
+    }
+}
+
 impl Side for RawNats {
     type Sub = RawNatsSub;
 
@@ -178,14 +191,10 @@ impl Side for RawNats {
         match &self.js {
             None => {
                 for _ in 0..n {
-                    match &headers {
+                    match headers_for(spec, &headers) {
                         Some(h) => {
                             self.client
-                                .publish_with_headers(
-                                    subject.clone(),
-                                    h.clone(),
-                                    spec.payload.clone(),
-                                )
+                                .publish_with_headers(subject.clone(), h, spec.payload.clone())
                                 .await?
                         }
                         None => {
@@ -200,14 +209,10 @@ impl Side for RawNats {
             Some((js, _)) => {
                 let mut pending = FuturesUnordered::new();
                 for _ in 0..n {
-                    let ack = match &headers {
+                    let ack = match headers_for(spec, &headers) {
                         Some(h) => {
-                            js.publish_with_headers(
-                                subject.clone(),
-                                h.clone(),
-                                spec.payload.clone(),
-                            )
-                            .await?
+                            js.publish_with_headers(subject.clone(), h, spec.payload.clone())
+                                .await?
                         }
                         None => js.publish(subject.clone(), spec.payload.clone()).await?,
                     };
@@ -228,7 +233,7 @@ impl Side for RawNats {
 
     async fn publish_one(&self, topic: &str, spec: &MsgSpec) -> anyhow::Result<()> {
         let subject = Subject::from(topic);
-        match (&self.js, header_map(spec)) {
+        match (&self.js, headers_for(spec, &header_map(spec))) {
             (None, Some(h)) => {
                 self.client
                     .publish_with_headers(subject, h, spec.payload.clone())

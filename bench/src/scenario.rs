@@ -97,6 +97,8 @@ pub(crate) struct Plan {
     pub(crate) warm_up: bool,
     /// Profiling: run only one side (its figure is reported for both).
     pub(crate) only: Option<Only>,
+    /// Whether the raw sides send an id header per message, as the framework does.
+    pub(crate) raw_ids: bool,
 }
 
 /// The one side a profiling run measures.
@@ -186,7 +188,7 @@ pub(crate) async fn compare<R: Side, F: Side, P: Prepare>(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     for &(size, with_headers) in &plan.specs {
-        let spec = MsgSpec::new(size, with_headers);
+        let spec = MsgSpec::new(size, with_headers).with_raw_ids(plan.raw_ids);
         for &scenario in &plan.scenarios {
             // Topics for the warm-ups and every measured run, made ready in one go.
             let names: Vec<String> = (0..2 * (plan.reps + 1)).map(|_| topics.next()).collect();

@@ -16,7 +16,14 @@ pub(crate) struct MsgSpec {
     pub(crate) payload: Bytes,
     /// The headers, in order; empty for runs without headers.
     pub(crate) headers: Arc<Vec<(String, String)>>,
+    /// Whether the raw NATS and Kafka sides add an id header per message
+    /// ([`RAW_ID_HEADER`]), as the framework does.
+    pub(crate) raw_ids: bool,
 }
+
+/// The id header the raw sides send with `--raw-ids`: the framework's name on NATS and
+/// Kafka.
+pub(crate) const RAW_ID_HEADER: &str = "x-message-id";
 
 impl MsgSpec {
     /// A payload of `size` bytes, with the three benchmark headers when `headers` is set.
@@ -41,7 +48,19 @@ impl MsgSpec {
         MsgSpec {
             payload,
             headers: Arc::new(headers),
+            raw_ids: false,
         }
+    }
+
+    /// Sets whether the raw sides send an id header per message.
+    pub(crate) fn with_raw_ids(mut self, raw_ids: bool) -> Self {
+        self.raw_ids = raw_ids;
+        self
+    }
+
+    /// A fresh id for a raw message, when the raw sides send ids.
+    pub(crate) fn raw_id(&self) -> Option<broker::MessageId> {
+        self.raw_ids.then(broker::MessageId::generate)
     }
 
     /// Whether the messages carry headers.
