@@ -106,9 +106,38 @@ struct Args {
     /// framework does. The ratios then leave out what carrying an id costs.
     #[arg(long)]
     raw_ids: bool,
+    /// Which JetStream acks the framework side uses: `confirmed` (the default of the
+    /// backend), `unconfirmed` (`confirm_acks=off`, like the raw side's `ack()`), or
+    /// `both`, one after the other.
+    #[arg(long, value_enum, default_value = "both")]
+    jetstream_acks: JetStreamAcks,
     /// Internal: run one backlog case in this process and print its memory figures.
     #[arg(long, hide = true)]
     backlog_child: Option<backlog::Case>,
+}
+
+/// Which JetStream acks the framework side is measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum JetStreamAcks {
+    /// Acks confirmed by the server (the backend's default).
+    Confirmed,
+    /// `confirm_acks=off`: acks resolve once sent.
+    Unconfirmed,
+    /// Both, one after the other.
+    Both,
+}
+
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+impl JetStreamAcks {
+    /// Whether the confirmed variant runs.
+    pub(crate) fn confirmed(self) -> bool {
+        self != JetStreamAcks::Unconfirmed
+    }
+
+    /// Whether the unconfirmed variant runs.
+    pub(crate) fn unconfirmed(self) -> bool {
+        self != JetStreamAcks::Confirmed
+    }
 }
 
 /// A scenario, on the command line.
@@ -419,7 +448,7 @@ async fn run_nats(
         "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
         plan.messages, plan.samples, plan.reps
     ));
-    nats::run(jetstream, &plan, rows).await
+    nats::run(jetstream, args.jetstream_acks, &plan, rows).await
 }
 
 #[cfg(not(feature = "nats"))]

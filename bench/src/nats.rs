@@ -18,6 +18,7 @@ use broker::{Broker, ErrorKind, Message};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
+use crate::JetStreamAcks;
 use crate::framework::{Flush, Framework};
 use crate::scenario::{self, NoPrepare, Plan, Row, Topics};
 use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
@@ -36,7 +37,12 @@ fn server() -> String {
 }
 
 /// Measures core NATS (`jetstream` false) or JetStream.
-pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    jetstream: bool,
+    acks: JetStreamAcks,
+    plan: &Plan,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     let server = server();
     let host = server
         .trim_start_matches("nats://")
@@ -116,20 +122,24 @@ pub(crate) async fn run(jetstream: bool, plan: &Plan, rows: &mut Vec<Row>) -> an
             js: None,
         }
     };
-    let result = scenario::compare(
-        name,
-        &baseline,
-        &raw,
-        &fw,
-        &NoPrepare,
-        &Topics::new(if jetstream { "benchjs" } else { "bench" }),
-        plan,
-        rows,
-    )
-    .await;
+    let result = if !jetstream || acks.confirmed() {
+        scenario::compare(
+            name,
+            &baseline,
+            &raw,
+            &fw,
+            &NoPrepare,
+            &Topics::new(if jetstream { "benchjs" } else { "bench" }),
+            plan,
+            rows,
+        )
+        .await
+    } else {
+        Ok(())
+    };
     broker.close().await?;
     result?;
-    if jetstream {
+    if jetstream && acks.unconfirmed() {
         // The same with acks that are sent, not confirmed: the raw side's `ack()`.
         let unconfirmed = NatsBroker::connect_url(&format!("{url}&confirm_acks=off"))
             .await

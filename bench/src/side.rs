@@ -23,6 +23,7 @@ pub(crate) struct MsgSpec {
 
 /// The id header the raw sides send with `--raw-ids`: the framework's name on NATS and
 /// Kafka.
+#[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
 pub(crate) const RAW_ID_HEADER: &str = "x-message-id";
 
 impl MsgSpec {
@@ -59,6 +60,7 @@ impl MsgSpec {
     }
 
     /// A fresh id for a raw message, when the raw sides send ids.
+    #[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
     pub(crate) fn raw_id(&self) -> Option<broker::MessageId> {
         self.raw_ids.then(broker::MessageId::generate)
     }
