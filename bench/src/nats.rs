@@ -180,12 +180,24 @@ fn header_map(spec: &MsgSpec) -> Option<HeaderMap> {
 }
 
 /// The headers of one raw message: the shared ones, or with `--raw-ids` a copy with a
-/// fresh id header added.
-fn headers_for(spec: &MsgSpec, shared: &Option<HeaderMap>) -> Option<HeaderMap> {
+/// fresh id header added. On JetStream (`dedup_topic` set) the id also goes into
+/// `Nats-Msg-Id` as `<topic>:<id>`, for the server's duplicate detection, as the
+/// framework sends it.
+fn headers_for(
+    spec: &MsgSpec,
+    shared: &Option<HeaderMap>,
+    dedup_topic: Option<&str>,
+) -> Option<HeaderMap> {
     match spec.raw_id() {
         Some(id) => {
             let mut map = shared.clone().unwrap_or_default();
             map.insert(RAW_ID_HEADER, id.as_str());
+            if let Some(topic) = dedup_topic {
+                map.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    format!("{topic}:{id}").as_str(),
+                );
+            }
             Some(map)
         }
         None => shared.clone(),
@@ -201,7 +213,7 @@ impl Side for RawNats {
         match &self.js {
             None => {
                 for _ in 0..n {
-                    match headers_for(spec, &headers) {
+                    match headers_for(spec, &headers, None) {
                         Some(h) => {
                             self.client
                                 .publish_with_headers(subject.clone(), h, spec.payload.clone())
@@ -219,7 +231,7 @@ impl Side for RawNats {
             Some((js, _)) => {
                 let mut pending = FuturesUnordered::new();
                 for _ in 0..n {
-                    let ack = match headers_for(spec, &headers) {
+                    let ack = match headers_for(spec, &headers, Some(topic)) {
                         Some(h) => {
                             js.publish_with_headers(subject.clone(), h, spec.payload.clone())
                                 .await?
@@ -243,7 +255,8 @@ impl Side for RawNats {
 
     async fn publish_one(&self, topic: &str, spec: &MsgSpec) -> anyhow::Result<()> {
         let subject = Subject::from(topic);
-        match (&self.js, headers_for(spec, &header_map(spec))) {
+        let dedup_topic = self.js.as_ref().map(|_| topic);
+        match (&self.js, headers_for(spec, &header_map(spec), dedup_topic)) {
             (None, Some(h)) => {
                 self.client
                     .publish_with_headers(subject, h, spec.payload.clone())
