@@ -64,7 +64,7 @@ const STALL: Duration = Duration::from_millis(500);
 const WAIT_SLICE: Duration = Duration::from_millis(20);
 /// Records polled between two rounds of housekeeping (reading the clock, seeking back
 /// to due redeliveries, the commit timer) while records keep coming; a round also runs
-/// whenever librdkafka has nothing ready.
+/// whenever librdkafka has nothing ready, and after the thread has waited for the reader.
 const HOUSEKEEPING_EVERY: usize = 64;
 
 type PartitionKey = (Arc<str>, i32);
