@@ -11,6 +11,10 @@
 //! | queue groups | yes: round-robin over the members; a member that leaves hands its buffered messages to the others |
 //! | backpressure | `publish` waits while a buffer is full (bounded), never drops unless told to |
 //!
+//! `publish` places the message in every buffer with room when it is called; the future
+//! it returns resolves at once, or waits for room in the buffers that were full. A
+//! future dropped before it resolves places nothing more.
+//!
 //! URLs: `memory://` is the process-wide default bus, `memory://NAME` a named one; both
 //! take `?buffer=N&publish_timeout_ms=N&overflow=wait|drop&max_message_bytes=N`. Each
 //! `connect` to the same name returns the same bus until it is closed.

@@ -275,3 +275,47 @@ fn close_ends_streams_even_while_a_publisher_waits_for_room() {
         assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
     });
 }
+
+#[test]
+fn publish_places_the_message_when_called_and_waits_only_for_room() {
+    rt().block_on(async {
+        let broker = MemoryBroker::with_options(MemoryOptions::new().buffer(1));
+        let mut sub = broker
+            .subscribe("eager.topic", SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+
+        // Room in the buffer: the message is placed before the future is polled.
+        let placed = broker.publish("eager.topic", Message::new("1"));
+        drop(placed);
+        let first = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(first.message().payload().as_ref(), b"1");
+
+        // A full buffer: the future waits for room, and a future dropped unpolled
+        // publishes nothing more.
+        broker
+            .publish("eager.topic", Message::new("2"))
+            .await
+            .expect("2");
+        drop(broker.publish("eager.topic", Message::new("3")));
+        first.ack().await.expect("ack");
+        let second = sub.next().await.expect("open").expect("delivery");
+        assert_eq!(second.message().payload().as_ref(), b"2");
+        second.ack().await.expect("ack");
+        let nothing = tokio::time::timeout(Duration::from_millis(200), sub.next()).await;
+        assert!(
+            nothing.is_err(),
+            "a dropped waiting publish delivered its message"
+        );
+        // Errors come through the future too.
+        let err = broker
+            .publish("eager.*", Message::new("x"))
+            .await
+            .expect_err("a wildcard is not a topic");
+        assert_eq!(err.kind(), ErrorKind::InvalidSubject, "{err}");
+    });
+}
