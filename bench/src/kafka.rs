@@ -199,12 +199,16 @@ pub(crate) struct RawKafka {
 }
 
 fn owned_headers(spec: &MsgSpec) -> Option<OwnedHeaders> {
-    spec.has_headers().then(|| {
-        spec.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            })
+    spec.has_headers()
+        .then(|| with_spec_headers(OwnedHeaders::new(), spec))
+}
+
+/// `headers` followed by the benchmark headers of `spec`, in order.
+fn with_spec_headers(headers: OwnedHeaders, spec: &MsgSpec) -> OwnedHeaders {
+    spec.headers.iter().fold(headers, |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
         })
     })
 }
@@ -225,13 +229,7 @@ impl RawKafka {
                 key: RAW_ID_HEADER,
                 value: Some(id.as_str().as_bytes()),
             });
-            let all = spec.headers.iter().fold(with_id, |h, (k, v)| {
-                h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                })
-            });
-            record = record.headers(all);
+            record = record.headers(with_spec_headers(with_id, spec));
         } else if let Some(h) = headers {
             record = record.headers(h.clone());
         }
