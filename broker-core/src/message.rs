@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use bytes::Bytes;
 
 use crate::Headers;
@@ -18,7 +19,7 @@ pub struct MessageId(Repr);
 #[derive(Clone)]
 enum Repr {
     /// A generated UUID, formatted once into its hyphenated lowercase text.
-    Uuid([u8; 36]),
+    Uuid(ArrayString<36>),
     /// Any other id.
     Shared(Arc<str>),
 }
@@ -27,8 +28,10 @@ impl MessageId {
     /// A fresh, unique id.
     pub fn generate() -> Self {
         let uuid = id_gen::next_v7();
-        let mut text = [0u8; 36];
-        uuid.hyphenated().encode_lower(&mut text);
+        let mut buffer = [0u8; 36];
+        let mut text = ArrayString::new();
+        // 36 characters: always fits.
+        let _ = text.try_push_str(uuid.hyphenated().encode_lower(&mut buffer));
         MessageId(Repr::Uuid(text))
     }
 
@@ -43,8 +46,7 @@ impl MessageId {
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Always ASCII hex digits and hyphens, written by `encode_lower`.
-            Repr::Uuid(text) => std::str::from_utf8(text).unwrap_or_default(),
+            Repr::Uuid(text) => text,
             Repr::Shared(id) => id,
         }
     }
@@ -176,13 +178,17 @@ impl fmt::Display for MessageId {
 
 /// `id` kept inline when it is a UUID in hyphenated lowercase text (every generated id,
 /// read back off the wire), so receiving one does not allocate.
-fn inline_uuid(id: &str) -> Option<[u8; 36]> {
-    let text: [u8; 36] = id.as_bytes().try_into().ok()?;
-    let canonical = text.iter().enumerate().all(|(i, &b)| match i {
-        8 | 13 | 18 | 23 => b == b'-',
-        _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-    });
-    canonical.then_some(text)
+fn inline_uuid(id: &str) -> Option<ArrayString<36>> {
+    let canonical = id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        });
+    if canonical {
+        ArrayString::from(id).ok()
+    } else {
+        None
+    }
 }
 
 impl From<&str> for MessageId {
@@ -246,7 +252,9 @@ impl Message {
     pub(crate) fn placeholder() -> Self {
         Message {
             // The nil UUID: nothing to allocate.
-            id: MessageId(Repr::Uuid(*b"00000000-0000-0000-0000-000000000000")),
+            id: MessageId(Repr::Uuid(
+                ArrayString::from("00000000-0000-0000-0000-000000000000").unwrap_or_default(),
+            )),
             key: None,
             headers: Headers::new(),
             payload: Bytes::new(),

@@ -22,8 +22,16 @@
 //!
 //! # Publishing
 //!
-//! One idempotent producer per broker. Each publish resolves on its own delivery report,
-//! so many can be in flight at once; `linger.ms` is 1 (librdkafka's default is 5), so a
+//! One idempotent producer per broker. `publish` hands the record to librdkafka when it
+//! is called, and the future it returns resolves on the record's own delivery report, so
+//! many can be in flight at once and records leave in call order: publishes started one
+//! after the other and awaited later (in any order, or together) keep their order within
+//! a key. Two cases wait before handing the record over, and so may let a later publish
+//! overtake: the first publishes to a topic this broker has not seen yet (its name is
+//! checked and the topic created first; [`KafkaBroker::create_topic`] does that up
+//! front), and a publish that finds librdkafka's queue full
+//! (`queue.buffering.max.messages`, 100 000 by default), which waits for room for at most
+//! [`KafkaOptions::publish_timeout`] and then fails with `Timeout`. `linger.ms` is 1 (librdkafka's default is 5), so a
 //! publisher that awaits each publish in turn does not wait 5 ms for every message (set
 //! `linger.ms` to trade that latency for larger batches). Headers become native record headers (order, case
 //! and repeated keys kept); the message id travels as the `x-message-id` header and is
@@ -89,6 +97,7 @@ mod context;
 mod convert;
 mod error;
 mod options;
+mod publish;
 mod subscriber;
 mod tracker;
 

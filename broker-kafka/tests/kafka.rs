@@ -169,6 +169,69 @@ fn many_publishes_in_flight_at_once() {
 }
 
 #[test]
+fn publish_hands_the_record_over_when_called() {
+    run(async {
+        let broker = connect().await;
+        let topic = topic("call-order");
+        broker.create_topic(&topic).await.expect("create topic");
+        let mut sub = broker
+            .subscribe(&topic, SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        // Started in order 0..20 under one key, awaited in reverse: the records reach the
+        // partition in call order, not in the order the futures are first polled.
+        let publishes: Vec<_> = (0..20)
+            .map(|i| broker.publish(&topic, Message::new(format!("{i}")).with_key("one")))
+            .collect();
+        for publish in publishes.into_iter().rev() {
+            publish.await.expect("publish");
+        }
+        let mut order = Vec::new();
+        for _ in 0..20 {
+            let d = next(&mut sub).await;
+            order.push(
+                std::str::from_utf8(d.message().payload())
+                    .expect("utf8")
+                    .parse::<i32>()
+                    .expect("number"),
+            );
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(order, (0..20).collect::<Vec<_>>());
+        broker.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_full_send_queue_makes_publishes_wait_not_fail() {
+    run(async {
+        // Room for two records in librdkafka's queue: most of 200 publishes started at
+        // once find it full and wait for room.
+        let broker = connect_with(options().set("queue.buffering.max.messages", "2")).await;
+        let topic = topic("queue-full");
+        broker.create_topic(&topic).await.expect("create topic");
+        let mut sub = broker
+            .subscribe(&topic, SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        let publishes: Vec<_> = (0..200)
+            .map(|i| broker.publish(&topic, Message::new(format!("{i}"))))
+            .collect();
+        for result in futures::future::join_all(publishes).await {
+            result.expect("a publish that waited for room");
+        }
+        let mut seen = HashSet::new();
+        while seen.len() < 200 {
+            let d = next(&mut sub).await;
+            seen.insert(d.message().payload().clone());
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(seen.len(), 200);
+        broker.close().await.expect("close");
+    });
+}
+
+#[test]
 fn per_key_order_is_kept() {
     run(async {
         let broker = connect().await;
