@@ -11,16 +11,18 @@ use crate::Headers;
 /// A message id: generated (a UUIDv7, so ids sort by creation time) when the publisher
 /// sets none, and readable by every consumer. Cheap to clone.
 ///
-/// A generated id is kept inline in its 36-character text form (no allocation); an id
-/// set by the publisher or read off the wire is a shared string.
+/// An id of up to 36 bytes (a generated id in its 36-character text form, the same read
+/// back off the wire, or a short id of the publisher's) is kept inline, without an
+/// allocation; a longer one is a shared string.
 #[derive(Clone)]
 pub struct MessageId(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// A generated UUID, formatted once into its hyphenated lowercase text.
-    Uuid(ArrayString<36>),
-    /// Any other id.
+    /// An id of at most [`INLINE_ID`] bytes: a generated UUID, formatted once into its
+    /// hyphenated lowercase text, or a short id from the publisher or the wire.
+    Inline(ArrayString<INLINE_ID>),
+    /// A longer id.
     Shared(Arc<str>),
 }
 
@@ -32,13 +34,13 @@ impl MessageId {
         let mut text = ArrayString::new();
         // 36 characters: always fits.
         let _ = text.try_push_str(uuid.hyphenated().encode_lower(&mut buffer));
-        MessageId(Repr::Uuid(text))
+        MessageId(Repr::Inline(text))
     }
 
     /// The length of the id's text, without checking it as UTF-8 again.
     fn text_len(&self) -> usize {
         match &self.0 {
-            Repr::Uuid(text) => text.len(),
+            Repr::Inline(text) => text.len(),
             Repr::Shared(id) => id.len(),
         }
     }
@@ -46,7 +48,7 @@ impl MessageId {
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Uuid(text) => text,
+            Repr::Inline(text) => text,
             Repr::Shared(id) => id,
         }
     }
@@ -176,26 +178,15 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// `id` kept inline when it is a UUID in hyphenated lowercase text (every generated id,
-/// read back off the wire), so receiving one does not allocate.
-fn inline_uuid(id: &str) -> Option<ArrayString<36>> {
-    let canonical = id.len() == 36
-        && id.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        });
-    if canonical {
-        ArrayString::from(id).ok()
-    } else {
-        None
-    }
-}
+/// Ids of up to this many bytes (a UUID's text: every generated id, read back off the
+/// wire) are kept inline, so receiving one does not allocate.
+const INLINE_ID: usize = 36;
 
 impl From<&str> for MessageId {
     fn from(id: &str) -> Self {
-        match inline_uuid(id) {
-            Some(text) => MessageId(Repr::Uuid(text)),
-            None => MessageId(Repr::Shared(Arc::from(id))),
+        match ArrayString::from(id) {
+            Ok(text) => MessageId(Repr::Inline(text)),
+            Err(_) => MessageId(Repr::Shared(Arc::from(id))),
         }
     }
 }
@@ -252,7 +243,7 @@ impl Message {
     pub(crate) fn placeholder() -> Self {
         Message {
             // The nil UUID: nothing to allocate.
-            id: MessageId(Repr::Uuid(
+            id: MessageId(Repr::Inline(
                 ArrayString::from("00000000-0000-0000-0000-000000000000").unwrap_or_default(),
             )),
             key: None,
@@ -383,6 +374,20 @@ mod tests {
         assert_ne!(a.id(), b.id());
         let c = Message::new("x").with_id("fixed");
         assert_eq!(c.id().as_str(), "fixed");
+    }
+
+    #[test]
+    fn ids_of_any_length_keep_their_text() {
+        let short = "a".repeat(INLINE_ID);
+        let long = "é".repeat(INLINE_ID);
+        for text in ["", "x", "ünïcode", short.as_str(), long.as_str()] {
+            let id = MessageId::from(text);
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id, MessageId::from(text.to_owned()));
+            assert_eq!(id.to_string(), text);
+        }
+        assert!(matches!(MessageId::from(short.as_str()).0, Repr::Inline(_)));
+        assert!(matches!(MessageId::from(long.as_str()).0, Repr::Shared(_)));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   stable across redeliveries; header values and keys that are not UTF-8 are converted
 //!   lossily, and a null header value becomes the empty string.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use broker_core::headers::names;
@@ -40,6 +41,15 @@ pub(crate) fn record_headers(message: &Message) -> OwnedHeaders {
     headers
 }
 
+/// `bytes` as text: borrowed when it is UTF-8 (checked once, the common case), else
+/// converted lossily.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// A fetched record as our message, with its topic and partition.
 pub(crate) struct Fetched {
     pub(crate) topic: Arc<str>,
@@ -56,10 +66,7 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>, topic: Arc<str>) -> Fetc
     let mut headers = Headers::new();
     if let Some(native) = record.headers() {
         for header in native.iter() {
-            let value = header
-                .value
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
+            let value = header.value.map(text).unwrap_or_default();
             if header.key == names::MESSAGE_ID {
                 if id.is_none() {
                     id = Some(MessageId::from(value.as_ref()));
@@ -75,9 +82,7 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>, topic: Arc<str>) -> Fetc
     let id = id
         .filter(|id| !id.as_str().is_empty())
         .unwrap_or_else(|| MessageId::from(format!("{topic}-{partition}-{offset}")));
-    let key = record
-        .key()
-        .map(|k| String::from_utf8_lossy(k).into_owned());
+    let key = record.key().map(|k| text(k).into_owned());
     let payload = record
         .payload()
         .map(Bytes::copy_from_slice)

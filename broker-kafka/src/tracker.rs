@@ -11,7 +11,7 @@
 //! (transaction markers, compaction), and the tracker never waits for an offset it was not
 //! given.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 /// The state of one offset handed out by the consumer.
@@ -38,9 +38,11 @@ pub(crate) enum Verdict {
 /// The settle-state of one assigned partition.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionTracker {
-    /// Offsets handed out at or above the commit point, with their state. Leading acked
-    /// entries are pruned as the commit point advances.
-    offsets: BTreeMap<i64, State>,
+    /// Offsets handed out at or above the commit point, in ascending order, with their
+    /// state. Leading acked entries are pruned as the commit point advances. Records
+    /// arrive in offset order, so a new offset is appended (no allocation once the deque
+    /// has grown to the number in flight); an older one is found by binary search.
+    offsets: VecDeque<(i64, State)>,
     /// One past the highest offset received.
     next: Option<i64>,
     /// The offsets in `offsets` that are nacked, so that finding a due redelivery does
@@ -56,34 +58,60 @@ impl PartitionTracker {
 
     /// Records that the consumer fetched `offset` at `now`, and says whether to hand it out.
     pub(crate) fn on_fetch(&mut self, offset: i64, now: Instant) -> Verdict {
-        match self.offsets.get_mut(&offset) {
-            Some(state) => match *state {
-                State::Nacked { attempt, due } if due <= now => {
-                    let attempt = attempt.saturating_add(1);
-                    *state = State::InFlight { attempt };
-                    self.nacked.remove(&offset);
-                    Verdict::Deliver { attempt }
+        // The common case: past everything received, so past the commit point too.
+        if self.next.is_none_or(|next| offset >= next) {
+            self.next = Some(offset + 1);
+            self.offsets
+                .push_back((offset, State::InFlight { attempt: 1 }));
+            return Verdict::Deliver { attempt: 1 };
+        }
+        match self.find(offset) {
+            Ok(index) => {
+                let state = &mut self.offsets[index].1;
+                match *state {
+                    State::Nacked { attempt, due } if due <= now => {
+                        let attempt = attempt.saturating_add(1);
+                        *state = State::InFlight { attempt };
+                        self.nacked.remove(&offset);
+                        Verdict::Deliver { attempt }
+                    }
+                    _ => Verdict::Skip,
                 }
-                _ => Verdict::Skip,
-            },
-            None => match self.commit_point() {
+            }
+            Err(index) => match self.commit_point() {
                 // Below the commit point and not tracked: acked and pruned.
                 Some(point) if offset < point => Verdict::Skip,
-                // Not seen before (past the highest offset, or in a stretch that never
-                // arrived): hand it out.
+                // In a stretch that never arrived before: hand it out.
                 _ => {
-                    self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
-                    self.offsets.insert(offset, State::InFlight { attempt: 1 });
+                    self.offsets
+                        .insert(index, (offset, State::InFlight { attempt: 1 }));
                     Verdict::Deliver { attempt: 1 }
                 }
             },
         }
     }
 
+    /// Where `offset` is in `offsets` (`Err`: where it would go).
+    fn find(&self, offset: i64) -> Result<usize, usize> {
+        self.offsets.binary_search_by_key(&offset, |(o, _)| *o)
+    }
+
+    /// The state of `offset`, if it is tracked.
+    fn state(&self, offset: i64) -> Option<&State> {
+        self.find(offset).ok().map(|index| &self.offsets[index].1)
+    }
+
+    /// The state of `offset`, if it is tracked, to change.
+    fn state_mut(&mut self, offset: i64) -> Option<&mut State> {
+        self.find(offset)
+            .ok()
+            .map(|index| &mut self.offsets[index].1)
+    }
+
     /// Marks `offset` acked. Returns whether the commit point moved.
     pub(crate) fn ack(&mut self, offset: i64) -> bool {
         let before = self.commit_point();
-        match self.offsets.get_mut(&offset) {
+        match self.state_mut(offset) {
             Some(state @ State::InFlight { .. }) => *state = State::Acked,
             _ => return false,
         }
@@ -95,16 +123,14 @@ impl PartitionTracker {
     /// `Some(offset)` when the nack was recorded, `None` when the offset is not in flight
     /// (settled already, or from an earlier assignment).
     pub(crate) fn nack(&mut self, offset: i64, due: Instant) -> Option<i64> {
-        match self.offsets.get_mut(&offset) {
-            Some(state) => match *state {
-                State::InFlight { attempt } => {
-                    *state = State::Nacked { attempt, due };
-                    self.nacked.insert(offset);
-                    Some(offset)
-                }
-                _ => None,
-            },
-            None => None,
+        let state = self.state_mut(offset)?;
+        match *state {
+            State::InFlight { attempt } => {
+                *state = State::Nacked { attempt, due };
+                self.nacked.insert(offset);
+                Some(offset)
+            }
+            _ => None,
         }
     }
 
@@ -113,8 +139,8 @@ impl PartitionTracker {
     pub(crate) fn due(&self, now: Instant) -> Option<i64> {
         self.nacked
             .iter()
-            .find(|offset| {
-                matches!(self.offsets.get(offset), Some(State::Nacked { due, .. }) if *due <= now)
+            .find(|&&offset| {
+                matches!(self.state(offset), Some(State::Nacked { due, .. }) if *due <= now)
             })
             .copied()
     }
@@ -124,7 +150,7 @@ impl PartitionTracker {
     pub(crate) fn next_due(&self) -> Option<Instant> {
         self.nacked
             .iter()
-            .filter_map(|offset| match self.offsets.get(offset) {
+            .filter_map(|&offset| match self.state(offset) {
                 Some(State::Nacked { due, .. }) => Some(*due),
                 _ => None,
             })
@@ -146,18 +172,18 @@ impl PartitionTracker {
     #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
         self.offsets
-            .values()
-            .filter(|state| !matches!(state, State::Acked))
+            .iter()
+            .filter(|(_, state)| !matches!(state, State::Acked))
             .count()
     }
 
     fn prune(&mut self) {
-        while let Some(entry) = self.offsets.first_entry() {
-            if matches!(entry.get(), State::Acked) {
-                entry.remove();
-            } else {
-                break;
-            }
+        while self
+            .offsets
+            .front()
+            .is_some_and(|(_, state)| matches!(state, State::Acked))
+        {
+            self.offsets.pop_front();
         }
     }
 }
