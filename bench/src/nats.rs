@@ -4,8 +4,9 @@
 //! request timeouts, unlimited reconnects, default subscription capacity). Core NATS:
 //! publishes are fire-and-forget, with one flush at the end of a batch on both sides.
 //! JetStream: both sides keep the same number of publishes waiting for their ack
-//! ([`JS_WINDOW`]), read the same stream with pull consumers fetching the same batch
-//! ([`JS_PULL_BATCH`]) and ack every message.
+//! ([`JS_WINDOW`]), read the same stream with pull consumers sending the same pull
+//! requests, one at a time ([`JS_PULL_BATCH`] messages, expiring after
+//! [`JS_PULL_EXPIRES`]; see [`RawPull`]), and ack every message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,9 @@ use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
 pub(crate) const JS_WINDOW: usize = 256;
 /// Messages per JetStream pull request, on both sides.
 pub(crate) const JS_PULL_BATCH: usize = 64;
+/// How long one pull request waits on the server, on both sides (the framework's
+/// default `pull_expires_ms`).
+pub(crate) const JS_PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// The stream both sides use.
 const STREAM: &str = "BENCHFILE";
 /// What it captures.
@@ -57,7 +61,8 @@ pub(crate) async fn run(
     };
     let url = if jetstream {
         format!(
-            "jetstream://{host}?name=broker-bench&stream={STREAM}&stream_subjects={STREAM_SUBJECTS}&storage=file&max_age_secs=60&duplicate_window_ms=30000&pull_batch={JS_PULL_BATCH}"
+            "jetstream://{host}?name=broker-bench&stream={STREAM}&stream_subjects={STREAM_SUBJECTS}&storage=file&max_age_secs=60&duplicate_window_ms=30000&pull_batch={JS_PULL_BATCH}&pull_expires_ms={}",
+            JS_PULL_EXPIRES.as_millis()
         )
     } else {
         format!("nats://{host}?name=broker-bench")
@@ -332,13 +337,10 @@ impl Side for RawNats {
                             .await
                             .map_err(|e| anyhow!("creating a raw consumer: {e}"))?,
                     };
-                    let messages = consumer
-                        .stream()
-                        .max_messages_per_batch(JS_PULL_BATCH)
-                        .messages()
-                        .await
-                        .map_err(|e| anyhow!("pulling from the raw consumer: {e}"))?;
-                    subs.push(RawNatsSub::Js(Box::new(messages)));
+                    subs.push(RawNatsSub::Js(Box::new(RawPull {
+                        consumer,
+                        batch: None,
+                    })));
                 }
             }
         }
@@ -350,26 +352,59 @@ impl Side for RawNats {
 pub(crate) enum RawNatsSub {
     /// Core NATS.
     Core(async_nats::Subscriber),
-    /// A JetStream pull consumer's message stream.
-    Js(Box<pull::Stream>),
+    /// A JetStream pull consumer, read one pull request at a time.
+    Js(Box<RawPull>),
+}
+
+/// A raw JetStream pull consumer read the way the framework's subscriber reads one: one
+/// pull request of [`JS_PULL_BATCH`] messages at a time, each expiring after
+/// [`JS_PULL_EXPIRES`], the next sent when it ends. (The continuous `stream()` API keeps
+/// pull requests overlapped instead, and was seen to stop delivering partway through a
+/// run here, as reported against async-nats, e.g. nats-io/nats.rs#1285.)
+pub(crate) struct RawPull {
+    consumer: jetstream::consumer::PullConsumer,
+    /// The open pull request.
+    batch: Option<pull::Batch>,
+}
+
+impl RawPull {
+    /// The next message, pulling as needed.
+    async fn next(&mut self) -> anyhow::Result<jetstream::Message> {
+        loop {
+            let batch = match &mut self.batch {
+                Some(batch) => batch,
+                None => self.batch.insert(
+                    self.consumer
+                        .batch()
+                        .max_messages(JS_PULL_BATCH)
+                        .expires(JS_PULL_EXPIRES)
+                        .messages()
+                        .await
+                        .map_err(|e| anyhow!("pulling from the raw consumer: {e}"))?,
+                ),
+            };
+            match batch.next().await {
+                Some(Ok(message)) => return Ok(message),
+                Some(Err(err)) => bail!("raw JetStream consumer: {err}"),
+                None => self.batch = None,
+            }
+        }
+    }
 }
 
 impl Sub for RawNatsSub {
     async fn recv(&mut self) -> anyhow::Result<Option<usize>> {
         match self {
             RawNatsSub::Core(sub) => Ok(sub.next().await.map(|m| m.payload.len())),
-            RawNatsSub::Js(messages) => match messages.next().await {
-                Some(Ok(message)) => {
-                    let len = message.payload.len();
-                    message
-                        .ack()
-                        .await
-                        .map_err(|e| anyhow!("raw JetStream ack: {e}"))?;
-                    Ok(Some(len))
-                }
-                Some(Err(err)) => bail!("raw JetStream consumer: {err}"),
-                None => Ok(None),
-            },
+            RawNatsSub::Js(pull) => {
+                let message = pull.next().await?;
+                let len = message.payload.len();
+                message
+                    .ack()
+                    .await
+                    .map_err(|e| anyhow!("raw JetStream ack: {e}"))?;
+                Ok(Some(len))
+            }
         }
     }
 }
