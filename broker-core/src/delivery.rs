@@ -1,7 +1,10 @@
 //! One delivery of a message to a subscriber, and how it is settled.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -84,6 +87,40 @@ enum Acker {
     Requeue(Arc<dyn Requeue>),
 }
 
+/// A settle that is already done: `Ok(())`, for an [`Acknowledger`] whose `ack` or
+/// `nack` finishes its work before returning. The future is zero-sized, so boxing it
+/// allocates nothing (where `Box::pin(futures::future::ready(Ok(())))` allocates per
+/// call).
+///
+/// ```
+/// use broker_core::{Acknowledger, Redelivery, Result, settled};
+/// use futures::future::BoxFuture;
+///
+/// struct Forget;
+/// impl Acknowledger for Forget {
+///     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+///         settled()
+///     }
+///     fn nack(self: Box<Self>, _: Redelivery) -> BoxFuture<'static, Result<()>> {
+///         settled()
+///     }
+/// }
+/// ```
+pub fn settled() -> BoxFuture<'static, Result<()>> {
+    Box::pin(Settled)
+}
+
+/// What [`settled`] boxes.
+struct Settled;
+
+impl Future for Settled {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl Acker {
     /// Whether an ack has nothing to do.
     fn ack_is_noop(&self) -> bool {
@@ -96,7 +133,7 @@ impl Acker {
     fn ack(self) -> BoxFuture<'static, Result<()>> {
         match self {
             Acker::Boxed(acker) => acker.ack(),
-            Acker::Requeue(_) => Box::pin(futures::future::ready(Ok(()))),
+            Acker::Requeue(_) => settled(),
         }
     }
 
@@ -424,6 +461,14 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn settled_is_ok_and_allocates_nothing() {
+        let done = settled();
+        // The boxed future is zero-sized: `Box::pin` did not allocate.
+        assert_eq!(std::mem::size_of_val(&*done), 0);
+        assert!(futures::executor::block_on(done).is_ok());
+    }
 
     /// Records what each nack hands back.
     #[derive(Default)]

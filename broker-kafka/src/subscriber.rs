@@ -25,8 +25,8 @@ use broker_core::{
     Acknowledger, Delivery, Error, ErrorKind, Redelivery, Result, StartPosition, SubscribeOptions,
     Subscription,
 };
+use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -640,7 +640,7 @@ impl Acknowledger for KafkaAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         self.shared
             .settle(&self.key, self.generation, self.offset, None);
-        futures::future::ready(Ok(())).boxed()
+        broker_core::settled()
     }
 
     fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
@@ -654,7 +654,7 @@ impl Acknowledger for KafkaAcker {
             self.offset,
             Some(Instant::now() + delay),
         );
-        futures::future::ready(Ok(())).boxed()
+        broker_core::settled()
     }
 }
 

@@ -6,8 +6,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use broker_core::{Delivery, Message, Redelivery, Requeue, Result, SubscribeOptions, Subscription};
+use futures::Stream;
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
 
 use crate::broker::Inner;
@@ -107,6 +107,6 @@ impl Requeue for MemoryRequeue {
             }
             queue.requeue(entry).await;
         });
-        futures::future::ready(Ok(())).boxed()
+        broker_core::settled()
     }
 }

@@ -230,7 +230,7 @@ struct CoreAcker;
 
 impl Acknowledger for CoreAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        futures::future::ready(Ok(())).boxed()
+        broker_core::settled()
     }
 
     fn ack_is_noop(&self) -> bool {
@@ -239,7 +239,7 @@ impl Acknowledger for CoreAcker {
 
     fn nack(self: Box<Self>, _redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
         tracing::debug!("nack on core NATS: the message is not redelivered (at-most-once)");
-        futures::future::ready(Ok(())).boxed()
+        broker_core::settled()
     }
 }
 
