@@ -102,7 +102,8 @@ pub(crate) async fn run(
         (
             "jetstream",
             format!(
-                "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers fetching {JS_PULL_BATCH}, `ack()` per message (file stream with a 60 s max age, same for both)"
+                "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers sending one pull request of {JS_PULL_BATCH} at a time (expiring after {} s), `ack()` per message (file stream with a 60 s max age, same for both)",
+                JS_PULL_EXPIRES.as_secs()
             ),
         )
     } else {
