@@ -713,17 +713,24 @@ impl Worker {
             }
             let batch_full = batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES;
             if !batch.is_empty() && (drained || batch_full) {
-                match self.tx.try_send(std::mem::take(&mut batch)) {
-                    Ok(()) => {
-                        batch_bytes = 0;
-                        full_since = None;
-                        self.resume_fetching();
+                let handed = match self.tx.try_reserve() {
+                    Ok(permit) => {
+                        // The next batch starts with the room this one needed: at a
+                        // steady rate one allocation per batch, instead of growing (and
+                        // copying) from empty.
+                        let room = batch.len();
+                        permit.send(std::mem::replace(&mut batch, Vec::with_capacity(room)));
+                        true
                     }
-                    Err(mpsc::error::TrySendError::Full(back)) => {
-                        batch = back;
-                        full_since.get_or_insert_with(Instant::now);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    Err(mpsc::error::TrySendError::Full(())) => false,
+                    Err(mpsc::error::TrySendError::Closed(())) => break,
+                };
+                if handed {
+                    batch_bytes = 0;
+                    full_since = None;
+                    self.resume_fetching();
+                } else {
+                    full_since.get_or_insert_with(Instant::now);
                 }
             }
             let timeout = if batch.is_empty() {
