@@ -128,7 +128,7 @@ impl KafkaBroker {
     pub async fn create_topic(&self, topic: &str) -> Result<()> {
         self.inner.check_open()?;
         check_topic(topic)?;
-        self.inner.prepare_publish(topic).await?;
+        self.inner.mark_checked(topic);
         self.inner.create_topic(topic).await
     }
 }
@@ -335,9 +335,14 @@ impl Inner {
         })
     }
 
+    /// Records that `topic` passed [`check_topic`].
+    fn mark_checked(&self, topic: &str) {
+        self.known(topic).checked.store(true, Ordering::Release);
+    }
+
     /// Records that `topic` passed [`check_topic`], and creates it when creation is on.
     pub(crate) async fn prepare_publish(&self, topic: &str) -> Result<()> {
-        self.known(topic).checked.store(true, Ordering::Release);
+        self.mark_checked(topic);
         self.ensure_topic(topic).await
     }
 
