@@ -80,6 +80,7 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         let err = anyhow::Error::new(err);
         if connect { err.context(hint()) } else { err }
     })?;
+    let framework_topics = kafka.clone();
     let broker: Arc<dyn Broker> = Arc::new(kafka);
     let fw = Framework::new(broker.clone())
         .window(KAFKA_WINDOW)
@@ -114,7 +115,10 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         &baseline,
         &raw,
         &fw,
-        &CreateTopics(admin),
+        &CreateTopics {
+            admin,
+            framework: framework_topics,
+        },
         &Topics::new("bench"),
         plan,
         rows,
@@ -124,8 +128,14 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     result
 }
 
-/// Creates the topics of a scenario in one admin request.
-struct CreateTopics(AdminClient<DefaultClientContext>);
+/// Creates the topics of a scenario in one admin request, and tells the framework's
+/// broker about them, as the raw side knows them: a service publishes to a topic many
+/// times, and the first publish's check and creation request (each run here uses a new
+/// topic) is start-up, not throughput.
+struct CreateTopics {
+    admin: AdminClient<DefaultClientContext>,
+    framework: KafkaBroker,
+}
 
 impl Prepare for CreateTopics {
     async fn prepare(&self, topics: &[String]) -> anyhow::Result<()> {
@@ -134,7 +144,7 @@ impl Prepare for CreateTopics {
             .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
             .collect();
         let results = self
-            .0
+            .admin
             .create_topics(
                 &new,
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
@@ -146,6 +156,12 @@ impl Prepare for CreateTopics {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => bail!("creating topic `{topic}`: {code}"),
             }
+        }
+        for topic in topics {
+            self.framework
+                .create_topic(topic)
+                .await
+                .with_context(|| format!("the framework's broker finding topic `{topic}`"))?;
         }
         Ok(())
     }
