@@ -4,9 +4,9 @@
 //! Handing the record over at once keeps a publisher's records in call order (several
 //! publishes started before any is awaited reach the partition in the order they were
 //! made), and it keeps the future small: a publish to a known topic whose record fits
-//! in librdkafka's queue boxes a future of two words and a topic reference. Only a
-//! publish that must first create its topic, or wait for room in a full queue, boxes an
-//! `async` block.
+//! in librdkafka's queue boxes a future of three words (the record's shared report and
+//! the topic name). Only a publish that must first create its topic, or wait for room
+//! in a full queue, boxes an `async` block.
 
 use std::future::Future;
 use std::pin::Pin;
