@@ -87,10 +87,10 @@ enum Acker {
     Requeue(Arc<dyn Requeue>),
 }
 
-/// A settle that is already done: `Ok(())`, for an [`Acknowledger`] whose `ack` or
-/// `nack` finishes its work before returning. The future is zero-sized, so boxing it
-/// allocates nothing (where `Box::pin(futures::future::ready(Ok(())))` allocates per
-/// call).
+/// A future that is already done with `Ok(())`: for an [`Acknowledger`] whose `ack` or
+/// `nack` finishes its work before returning, or a backend's `publish` that completed
+/// when it was called. The future is zero-sized, so boxing it allocates nothing (where
+/// `Box::pin(futures::future::ready(Ok(())))` allocates per call).
 ///
 /// ```
 /// use broker_core::{Acknowledger, Redelivery, Result, settled};

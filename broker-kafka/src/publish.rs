@@ -80,23 +80,10 @@ impl Inner {
     /// Checks `message`, hands its record to librdkafka, and returns the wait for its
     /// delivery report.
     pub(crate) fn publish<'a>(&'a self, topic: &'a str, message: Message) -> Publish<'a> {
-        if let Err(err) = self.check_open() {
-            return Box::pin(std::future::ready(Err(err)));
-        }
-        let ready = self.ready_to_publish(topic);
-        if !ready && let Err(err) = check_topic(topic) {
-            return Box::pin(std::future::ready(Err(err)));
-        }
-        let size = message.encoded_len();
-        if size > self.options.max_message_bytes {
-            return Box::pin(std::future::ready(Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "message of {size} bytes exceeds the Kafka broker's limit of {} bytes",
-                    self.options.max_message_bytes
-                ),
-            ))));
-        }
+        let ready = match self.check(topic, &message) {
+            Ok(ready) => ready,
+            Err(err) => return failed_now(err),
+        };
         if !ready {
             return Box::pin(async move {
                 self.prepare_publish(topic).await?;
@@ -108,8 +95,30 @@ impl Inner {
             Err(Sent::QueueFull) => {
                 Box::pin(async move { self.send_when_room(topic, &message).await?.await })
             }
-            Err(Sent::Failed(err)) => Box::pin(std::future::ready(Err(err))),
+            Err(Sent::Failed(err)) => failed_now(err),
         }
+    }
+
+    /// The checks before sending: the broker is open, the topic name is valid (checked
+    /// once per topic) and the message fits. Returns whether the topic is ready, that is
+    /// checked and, when creation is on, created.
+    fn check(&self, topic: &str, message: &Message) -> Result<bool> {
+        self.check_open()?;
+        let ready = self.ready_to_publish(topic);
+        if !ready {
+            check_topic(topic)?;
+        }
+        let size = message.encoded_len();
+        if size > self.options.max_message_bytes {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "message of {size} bytes exceeds the Kafka broker's limit of {} bytes",
+                    self.options.max_message_bytes
+                ),
+            ));
+        }
+        Ok(ready)
     }
 
     /// Hands `message`'s record to librdkafka.
@@ -166,6 +175,11 @@ enum Sent {
     QueueFull,
     /// Anything else: final.
     Failed(Error),
+}
+
+/// A publish that failed before anything was sent.
+fn failed_now(err: Error) -> Publish<'static> {
+    Box::pin(std::future::ready(Err(err)))
 }
 
 fn failed(topic: &str, err: KafkaError) -> Error {

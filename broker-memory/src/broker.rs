@@ -140,20 +140,6 @@ type Wait<'a> = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 /// What [`Broker::publish`] returns (the signature `#[async_trait]` gives the trait).
 type Publish<'a> = Wait<'a>;
 
-/// A publish that is done: zero-sized, so boxing it does not allocate.
-struct Published;
-
-impl Future for Published {
-    type Output = Result<()>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
 /// Cached routes kept at most; past that the cache starts over (a broker publishing to
 /// ever new topics must not grow without bound).
 const MAX_ROUTES: usize = 4096;
@@ -393,7 +379,7 @@ impl Broker for MemoryBroker {
         Self: 'c,
     {
         match self.inner.publish_now(topic, message) {
-            Ok(None) => Box::pin(Published),
+            Ok(None) => broker_core::settled(),
             Ok(Some(wait)) => wait,
             Err(err) => Box::pin(std::future::ready(Err(err))),
         }
