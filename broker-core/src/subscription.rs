@@ -76,8 +76,11 @@ pub(crate) struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.in_flight.available.fetch_add(1, Ordering::AcqRel);
-        self.in_flight.waker.wake();
+        // The subscription waits only after it found no permit left, and registers before
+        // it looks again: the permit that ends a wait is the one that finds none left.
+        if self.in_flight.available.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.in_flight.waker.wake();
+        }
     }
 }
 

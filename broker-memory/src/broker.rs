@@ -145,45 +145,60 @@ type Publish<'a> = Wait<'a>;
 const MAX_ROUTES: usize = 4096;
 
 impl Inner {
-    /// The route of `topic`: from the cache when no queue was added or removed since it
-    /// was resolved, else resolved (validating the topic) and cached.
-    fn route(&self, topic: &str) -> Result<Route> {
+    /// Runs `f` on the route of `topic`: the cached one when no queue was added or
+    /// removed since it was resolved, else resolved (validating the topic) and cached.
+    /// The route resolved last is read in place, under its lock, without cloning it: a
+    /// publisher sending to one topic neither hashes the topic nor touches the route's
+    /// reference counts.
+    fn with_route<T>(&self, topic: &str, f: impl FnOnce(&Route) -> T) -> Result<T> {
         let current = self.generation.load(Ordering::Acquire);
         if let Ok(last) = self.last_route.read()
             && let Some(route) = last.as_ref()
             && route.generation == current
             && *route.topic == *topic
         {
-            return Ok(route.clone());
+            return Ok(f(route));
         }
-        if let Ok(routes) = self.routes.read()
-            && let Some(route) = routes.get(topic)
-            && route.generation == current
-        {
-            return Ok(route.clone());
-        }
-        validate_topic(topic)?;
-        let route = {
-            let queues = self.read_queues()?;
-            // Read under the lock: no queue is added or removed while it is held.
-            let generation = self.generation.load(Ordering::Acquire);
-            let targets: Arc<[Arc<Queue>]> = queues
-                .iter()
-                .filter(|q| q.pattern.matches(topic))
-                .cloned()
-                .collect();
-            Route {
-                generation,
-                topic: Arc::from(topic),
-                targets,
+        let route = self.resolve(topic, current)?;
+        Ok(f(&route))
+    }
+
+    /// The route of `topic` from the map of routes, or resolved and cached; remembered
+    /// as the route resolved last.
+    fn resolve(&self, topic: &str, current: u64) -> Result<Route> {
+        let cached = self
+            .routes
+            .read()
+            .ok()
+            .and_then(|routes| routes.get(topic).cloned())
+            .filter(|route| route.generation == current);
+        let route = match cached {
+            Some(route) => route,
+            None => {
+                validate_topic(topic)?;
+                let queues = self.read_queues()?;
+                // Read under the lock: no queue is added or removed while it is held.
+                let generation = self.generation.load(Ordering::Acquire);
+                let targets: Arc<[Arc<Queue>]> = queues
+                    .iter()
+                    .filter(|q| q.pattern.matches(topic))
+                    .cloned()
+                    .collect();
+                drop(queues);
+                let route = Route {
+                    generation,
+                    topic: Arc::from(topic),
+                    targets,
+                };
+                if let Ok(mut routes) = self.routes.write() {
+                    if routes.len() >= MAX_ROUTES && !routes.contains_key(topic) {
+                        routes.clear();
+                    }
+                    routes.insert(Box::from(topic), route.clone());
+                }
+                route
             }
         };
-        if let Ok(mut routes) = self.routes.write() {
-            if routes.len() >= MAX_ROUTES && !routes.contains_key(topic) {
-                routes.clear();
-            }
-            routes.insert(Box::from(topic), route.clone());
-        }
         if let Ok(mut last) = self.last_route.write() {
             *last = Some(route.clone());
         }
@@ -250,7 +265,11 @@ impl Inner {
     /// next publish starts when this one resolves).
     fn publish_now(&self, topic: &str, message: Message) -> Result<Option<Wait<'_>>> {
         self.check_open()?;
-        let route = self.route(topic)?;
+        self.with_route(topic, |route| self.publish_on(route, message))?
+    }
+
+    /// [`publish_now`](Inner::publish_now) once the route is known.
+    fn publish_on(&self, route: &Route, message: Message) -> Result<Option<Wait<'_>>> {
         let size = message.encoded_len();
         if size > self.options.max_message_bytes {
             return Err(Error::new(
@@ -264,24 +283,25 @@ impl Inner {
         let Some((last, others)) = route.targets.split_last() else {
             return Ok(None);
         };
-        let entry = |message| Entry {
-            topic: route.topic.clone(),
+        let entry = |queue: &Queue, message| Entry {
+            topic: queue.pattern.has_wildcards().then(|| route.topic.clone()),
             message,
             attempt: 1,
         };
         let mut full = Vec::new();
         for queue in others {
-            if let Some((back, tx)) = self.offer_now(queue, entry(message.clone())) {
+            if let Some((back, tx)) = self.offer_now(queue, entry(queue, message.clone())) {
                 full.push((queue.clone(), back, tx));
             }
         }
-        if let Some((back, tx)) = self.offer_now(last, entry(message)) {
+        if let Some((back, tx)) = self.offer_now(last, entry(last, message)) {
             full.push((last.clone(), back, tx));
         }
         if full.is_empty() {
             return Ok(None);
         }
         let wait = self.deliver_when_room(full);
+        let topic = &*route.topic;
         let span = tracing::trace_span!("publish", backend = "memory", topic);
         Ok(Some(if span.is_disabled() {
             Box::pin(wait)

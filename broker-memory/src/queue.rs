@@ -14,7 +14,11 @@ use broker_core::subject::Pattern;
 /// One message waiting in a buffer.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
-    pub(crate) topic: Arc<str>,
+    /// The topic it was published to; `None` when that is the queue's own pattern (a
+    /// pattern without wildcards matches only itself). Each member then fills in its own
+    /// copy of the text, so that publisher and subscriber do not share a reference count
+    /// per message.
+    pub(crate) topic: Option<Arc<str>>,
     pub(crate) message: Message,
     pub(crate) attempt: u32,
 }
@@ -130,7 +134,12 @@ impl Queue {
         if n == 0 {
             return Offer::Gone;
         }
-        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        // A plain subscriber has one member: no turn to take.
+        let start = if n == 1 {
+            0
+        } else {
+            self.turn.fetch_add(1, Ordering::Relaxed) % n
+        };
         let mut entry = entry;
         for i in 0..n {
             match members[(start + i) % n].tx.try_send(entry) {

@@ -21,6 +21,9 @@ struct Deliveries {
     queue: Arc<Queue>,
     member: u64,
     buffer: mpsc::Receiver<Entry>,
+    /// The topic of entries that carry none: the pattern, which has no wildcards then.
+    /// This member's own copy, counted by this member alone.
+    literal_topic: Arc<str>,
     /// Settles this member's deliveries: a nack puts the message back in the queue.
     requeue: Arc<dyn Requeue>,
 }
@@ -33,12 +36,9 @@ impl Stream for Deliveries {
         let Some(entry) = ready!(this.buffer.poll_recv(cx)) else {
             return Poll::Ready(None);
         };
-        let delivery = Delivery::requeued(
-            entry.message,
-            entry.topic,
-            entry.attempt,
-            this.requeue.clone(),
-        );
+        let topic = entry.topic.unwrap_or_else(|| this.literal_topic.clone());
+        let delivery =
+            Delivery::requeued(entry.message, topic, entry.attempt, this.requeue.clone());
         Poll::Ready(Some(Ok(delivery)))
     }
 }
@@ -66,11 +66,13 @@ pub(crate) fn subscription(
     let requeue = Arc::new(MemoryRequeue {
         queue: queue.clone(),
     });
+    let literal_topic = Arc::from(queue.pattern.as_str());
     let deliveries = Deliveries {
         inner,
         queue,
         member,
         buffer,
+        literal_topic,
         requeue,
     };
     Subscription::new(pattern, options, deliveries)
@@ -90,7 +92,7 @@ impl Requeue for MemoryRequeue {
         redelivery: Redelivery,
     ) -> BoxFuture<'static, Result<()>> {
         let entry = Entry {
-            topic,
+            topic: Some(topic),
             message,
             attempt: attempt.saturating_add(1),
         };
