@@ -153,14 +153,6 @@ impl Acker {
     }
 }
 
-/// Acks through `acker`, skipping the future when the backend has nothing to do.
-async fn ack_with(acker: Acker) -> Result<()> {
-    if acker.ack_is_noop() {
-        return Ok(());
-    }
-    acker.ack().await
-}
-
 /// A message delivered to a subscription: the message, the concrete topic it was
 /// published to, the delivery attempt where the backend knows it, and `ack`/`nack`.
 ///
@@ -265,12 +257,13 @@ impl Delivery {
         self.ack_mode
     }
 
-    /// Acknowledges the message. Resolves when the backend has taken the ack.
-    pub async fn ack(mut self) -> Result<()> {
-        match self.acker.take() {
-            Some(acker) => ack_with(acker).await,
-            None => Ok(()),
-        }
+    /// Acknowledges the message. The returned [`Ack`] resolves when the backend has
+    /// taken the ack; it sends the ack when first polled, or in the background if it is
+    /// dropped before that.
+    pub fn ack(mut self) -> Ack {
+        // Only the acknowledger and the permit go into the future: the delivery itself
+        // (message and all) is not moved again.
+        Ack::new(self.acker.take(), self.permit.take())
     }
 
     /// Rejects the message for redelivery as soon as possible.
@@ -368,14 +361,9 @@ struct Requeued {
 }
 
 impl Settle {
-    /// Acknowledges the message.
-    pub async fn ack(mut self) -> Result<()> {
-        let result = match self.acker.take() {
-            Some(acker) => ack_with(acker).await,
-            None => Ok(()),
-        };
-        drop(self.permit.take());
-        result
+    /// Acknowledges the message, as [`Delivery::ack`] does.
+    pub fn ack(mut self) -> Ack {
+        Ack::new(self.acker.take(), self.permit.take())
     }
 
     /// Rejects the message; `redelivery` says when it should come back.
@@ -416,6 +404,106 @@ impl Drop for Settle {
     }
 }
 
+/// What [`Delivery::ack`] and [`Settle::ack`] return: a future that resolves when the
+/// backend has taken the ack. The ack is sent when it is first polled; dropped before
+/// that, it acks in the background, as an unsettled delivery under [`AckMode::Auto`]
+/// does. The delivery's in-flight permit is given back when the ack completes.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> broker_core::Result<()> {
+/// use std::sync::Arc;
+/// use broker_core::{Delivery, Message, Redelivery, Requeue, Result};
+/// use futures::future::BoxFuture;
+///
+/// struct Forget;
+/// impl Requeue for Forget {
+///     fn requeue(&self, _: Message, _: Arc<str>, _: u32, _: Redelivery) -> BoxFuture<'static, Result<()>> {
+///         broker_core::settled()
+///     }
+/// }
+///
+/// let delivery = Delivery::requeued(Message::new("hi"), "greetings", 1, Arc::new(Forget));
+/// let ack: broker_core::Ack = delivery.ack();
+/// ack.await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "the ack is sent when the future is awaited (dropped, it acks in the background)"]
+pub struct Ack {
+    state: AckState,
+    permit: Option<Permit>,
+}
+
+enum AckState {
+    /// Not polled yet.
+    Start(Option<Acker>),
+    /// The backend's ack, under way.
+    Settling(BoxFuture<'static, Result<()>>),
+    /// Resolved.
+    Done,
+}
+
+impl Ack {
+    fn new(acker: Option<Acker>, permit: Option<Permit>) -> Self {
+        Ack {
+            state: AckState::Start(acker),
+            permit,
+        }
+    }
+}
+
+impl Future for Ack {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let result = loop {
+            match &mut this.state {
+                AckState::Start(acker) => match acker.take() {
+                    // A backend with nothing to do on an ack: no future is built.
+                    Some(acker) if !acker.ack_is_noop() => {
+                        this.state = AckState::Settling(acker.ack());
+                    }
+                    _ => break Ok(()),
+                },
+                AckState::Settling(settle) => match settle.as_mut().poll(cx) {
+                    Poll::Ready(result) => break result,
+                    Poll::Pending => return Poll::Pending,
+                },
+                AckState::Done => break Ok(()),
+            }
+        };
+        this.state = AckState::Done;
+        drop(this.permit.take());
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let AckState::Start(acker) = &mut self.state {
+            let acker = acker.take();
+            let permit = self.permit.take();
+            settle_on_drop(AckMode::Auto, acker, permit, || {
+                (Message::placeholder(), Arc::from(""), 1)
+            });
+        }
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            AckState::Start(_) => "not polled",
+            AckState::Settling(_) => "settling",
+            AckState::Done => "done",
+        };
+        f.debug_struct("Ack").field("state", &state).finish()
+    }
+}
+
+/// Settles a delivery that was dropped unsettled: an ack under [`AckMode::Auto`], a nack
+/// under [`AckMode::Manual`] (`from` gives what a [`Requeue`] takes back; an ack never
+/// calls it).
 fn settle_on_drop(
     ack_mode: AckMode,
     acker: Option<Acker>,
@@ -499,6 +587,103 @@ mod tests {
             Delivery::requeued(Message::new("m"), "t.x", 2, recorded.clone() as Arc<_>);
         delivery.attach(mode, None);
         delivery
+    }
+
+    /// Counts acks and nacks; an ack waits for `gate` when there is one.
+    struct Counting {
+        acks: Arc<std::sync::atomic::AtomicUsize>,
+        nacks: Arc<std::sync::atomic::AtomicUsize>,
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    }
+
+    impl Acknowledger for Counting {
+        fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+            let Counting { acks, gate, .. } = *self;
+            Box::pin(async move {
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                acks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+        }
+
+        fn nack(self: Box<Self>, _: Redelivery) -> BoxFuture<'static, Result<()>> {
+            self.nacks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            settled()
+        }
+    }
+
+    type Counters = (
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    );
+
+    fn counted(counters: &Counters, gate: Option<tokio::sync::oneshot::Receiver<()>>) -> Delivery {
+        let acker = Counting {
+            acks: counters.0.clone(),
+            nacks: counters.1.clone(),
+            gate,
+        };
+        let mut delivery = Delivery::new(Message::new("m"), "t.x", Box::new(acker));
+        delivery.attach(AckMode::Manual, None);
+        delivery
+    }
+
+    fn counts(counters: &Counters) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (counters.0.load(SeqCst), counters.1.load(SeqCst))
+    }
+
+    #[tokio::test]
+    async fn an_ack_is_sent_when_awaited_or_when_dropped_unawaited() {
+        let counters = Counters::default();
+        counted(&counters, None).ack().await.expect("ack");
+        assert_eq!(counts(&counters), (1, 0), "an awaited ack");
+        drop(counted(&counters, None).ack());
+        assert_eq!(
+            counts(&counters),
+            (2, 0),
+            "an ack dropped before it was polled"
+        );
+        drop(counted(&counters, None));
+        assert_eq!(
+            counts(&counters),
+            (2, 1),
+            "a manual-ack delivery dropped unsettled is nacked"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_flight_permit_comes_back_when_the_ack_completes() {
+        use futures::StreamExt;
+
+        let counters = Counters::default();
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let deliveries = futures::stream::iter([
+            Ok(counted(&counters, Some(gate))),
+            Ok(counted(&counters, None)),
+        ]);
+        let options = crate::SubscribeOptions::new().max_in_flight(1);
+        let mut subscription = crate::Subscription::new("t.x", &options, deliveries);
+
+        let first = subscription.next().await.expect("a first delivery");
+        let mut ack = first.expect("no error").ack();
+        assert!(
+            futures::poll!(&mut ack).is_pending(),
+            "the ack waits for its gate"
+        );
+        assert!(
+            futures::poll!(subscription.next()).is_pending(),
+            "the second delivery waits while the first ack is under way"
+        );
+        open.send(()).expect("the ack is waiting");
+        ack.await.expect("ack");
+        let second = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+            .await
+            .expect("the second delivery once the first ack completed");
+        assert!(matches!(second, Some(Ok(_))));
+        assert_eq!(counts(&counters), (1, 0));
     }
 
     #[tokio::test]

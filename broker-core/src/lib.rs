@@ -53,7 +53,9 @@ pub mod testkit;
 pub mod typed;
 
 pub use broker::{Broker, Capabilities, DeliveryGuarantee, OrderingGuarantee};
-pub use delivery::{Acknowledger, Delivery, DeliveryInfo, Redelivery, Requeue, Settle, settled};
+pub use delivery::{
+    Ack, Acknowledger, Delivery, DeliveryInfo, Redelivery, Requeue, Settle, settled,
+};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ext::BrokerExt;
 pub use handler::{Event, Handler, HandlerError, HandlerExt, Layer};

@@ -128,12 +128,13 @@ impl Stream for Subscription {
         if this.permit.is_none() {
             this.permit = Some(ready!(this.in_flight.poll_take(cx)));
         }
-        // Attached in place: a delivery is large, and each move of it is a copy.
-        let mut next = ready!(this.inner.as_mut().poll_next(cx));
-        if let Some(Ok(delivery)) = &mut next {
+        // Attached in place, and the poll handed on as it came: a delivery is large, and
+        // each move of it is a copy.
+        let mut next = this.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(delivery))) = &mut next {
             delivery.attach(this.ack_mode, this.permit.take());
         }
-        Poll::Ready(next)
+        next
     }
 }
 

@@ -284,7 +284,7 @@ impl Inner {
             return Ok(None);
         };
         let entry = |queue: &Queue, message| Entry {
-            topic: queue.pattern.has_wildcards().then(|| route.topic.clone()),
+            topic: (!queue.literal).then(|| route.topic.clone()),
             message,
             attempt: 1,
         };

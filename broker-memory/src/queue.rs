@@ -45,6 +45,9 @@ pub(crate) enum Offer {
 pub(crate) struct Queue {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
+    /// The pattern has no wildcards: it matches one topic, its own text, and entries
+    /// for it carry no topic (see [`Entry::topic`]).
+    pub(crate) literal: bool,
     pub(crate) group: Option<String>,
     buffer: usize,
     members: Mutex<Vec<Member>>,
@@ -59,6 +62,7 @@ impl Queue {
     pub(crate) fn new(id: u64, pattern: Pattern, group: Option<String>, buffer: usize) -> Self {
         Queue {
             id,
+            literal: !pattern.has_wildcards(),
             pattern,
             group,
             buffer: buffer.max(1),
@@ -131,15 +135,21 @@ impl Queue {
     pub(crate) fn offer(&self, entry: Entry) -> Offer {
         let members = self.lock();
         let n = members.len();
-        if n == 0 {
-            return Offer::Gone;
+        match &members[..] {
+            [] => return Offer::Gone,
+            // A plain subscriber: one member, no turn to take.
+            [only] => {
+                return match only.tx.try_send(entry) {
+                    Ok(()) => Offer::Accepted,
+                    Err(mpsc::error::TrySendError::Full(back))
+                    | Err(mpsc::error::TrySendError::Closed(back)) => {
+                        Offer::Full(back, only.tx.clone())
+                    }
+                };
+            }
+            _ => {}
         }
-        // A plain subscriber has one member: no turn to take.
-        let start = if n == 1 {
-            0
-        } else {
-            self.turn.fetch_add(1, Ordering::Relaxed) % n
-        };
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
         let mut entry = entry;
         for i in 0..n {
             match members[(start + i) % n].tx.try_send(entry) {
