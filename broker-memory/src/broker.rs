@@ -56,8 +56,8 @@ pub(crate) struct Inner {
     /// Topic → the queues it reaches, as of a generation.
     routes: RwLock<HashMap<Box<str>, Route>>,
     /// The route resolved last: a publisher sending to one topic finds it here without
-    /// hashing the topic.
-    last_route: RwLock<Option<Route>>,
+    /// hashing the topic. [`Route::none`] until a first one is resolved.
+    last_route: RwLock<Route>,
     next_id: AtomicU64,
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -77,7 +77,7 @@ impl MemoryBroker {
                 queues: RwLock::new(Vec::new()),
                 generation: AtomicU64::new(0),
                 routes: RwLock::new(HashMap::new()),
-                last_route: RwLock::new(None),
+                last_route: RwLock::new(Route::none()),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
@@ -134,6 +134,36 @@ struct Route {
     targets: Arc<[Arc<Queue>]>,
 }
 
+impl Route {
+    /// A route that matches no publish: of a generation never reached and of a topic
+    /// that is not valid.
+    fn none() -> Self {
+        Route {
+            generation: u64::MAX,
+            topic: Arc::from(""),
+            targets: Arc::from([]),
+        }
+    }
+}
+
+/// A route as [`Inner::route`] finds it: read in place from the route resolved last, or
+/// just resolved.
+enum RouteRef<'a> {
+    Last(std::sync::RwLockReadGuard<'a, Route>),
+    Resolved(Route),
+}
+
+impl std::ops::Deref for RouteRef<'_> {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        match self {
+            RouteRef::Last(last) => last,
+            RouteRef::Resolved(route) => route,
+        }
+    }
+}
+
 /// A publish waiting for room in full buffers.
 type Wait<'a> = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
@@ -145,22 +175,20 @@ type Publish<'a> = Wait<'a>;
 const MAX_ROUTES: usize = 4096;
 
 impl Inner {
-    /// Runs `f` on the route of `topic`: the cached one when no queue was added or
-    /// removed since it was resolved, else resolved (validating the topic) and cached.
-    /// The route resolved last is read in place, under its lock, without cloning it: a
-    /// publisher sending to one topic neither hashes the topic nor touches the route's
-    /// reference counts.
-    fn with_route<T>(&self, topic: &str, f: impl FnOnce(&Route) -> T) -> Result<T> {
+    /// The route of `topic`: the cached one when no queue was added or removed since it
+    /// was resolved, else resolved (validating the topic) and cached. The route resolved
+    /// last is read in place, under its lock, without cloning it: a publisher sending to
+    /// one topic neither hashes the topic nor touches the route's reference counts.
+    #[inline(always)]
+    fn route(&self, topic: &str) -> Result<RouteRef<'_>> {
         let current = self.generation.load(Ordering::Acquire);
         if let Ok(last) = self.last_route.read()
-            && let Some(route) = last.as_ref()
-            && route.generation == current
-            && *route.topic == *topic
+            && last.generation == current
+            && *last.topic == *topic
         {
-            return Ok(f(route));
+            return Ok(RouteRef::Last(last));
         }
-        let route = self.resolve(topic, current)?;
-        Ok(f(&route))
+        self.resolve(topic, current).map(RouteRef::Resolved)
     }
 
     /// The route of `topic` from the map of routes, or resolved and cached; remembered
@@ -200,7 +228,7 @@ impl Inner {
             }
         };
         if let Ok(mut last) = self.last_route.write() {
-            *last = Some(route.clone());
+            *last = route.clone();
         }
         Ok(route)
     }
@@ -263,12 +291,15 @@ impl Inner {
     /// Returns the wait for the buffers that were full, if any; they are waited on after
     /// the others (each subscriber still sees one publisher's messages in order: its
     /// next publish starts when this one resolves).
+    #[inline(always)]
     fn publish_now(&self, topic: &str, message: Message) -> Result<Option<Wait<'_>>> {
         self.check_open()?;
-        self.with_route(topic, |route| self.publish_on(route, message))?
+        let route = self.route(topic)?;
+        self.publish_on(&route, message)
     }
 
     /// [`publish_now`](Inner::publish_now) once the route is known.
+    #[inline(always)]
     fn publish_on(&self, route: &Route, message: Message) -> Result<Option<Wait<'_>>> {
         let size = message.encoded_len();
         if size > self.options.max_message_bytes {
@@ -312,6 +343,7 @@ impl Inner {
 
     /// Puts `entry` in `queue` if a member has room (or drops it under
     /// [`Overflow::DropNewest`]); else hands it back with the buffer to wait on.
+    #[inline(always)]
     fn offer_now(
         &self,
         queue: &Queue,

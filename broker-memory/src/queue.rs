@@ -132,6 +132,7 @@ impl Queue {
     }
 
     /// Offers `entry` to the member whose turn it is, or to the next one with room.
+    #[inline(always)]
     pub(crate) fn offer(&self, entry: Entry) -> Offer {
         let members = self.lock();
         let n = members.len();
