@@ -21,6 +21,11 @@ struct Deliveries {
     queue: Arc<Queue>,
     member: u64,
     buffer: mpsc::Receiver<Entry>,
+    /// Entries taken from `buffer` in one go and not handed out yet, the next one last
+    /// (see [`Queue::read_ahead`]).
+    taken: Vec<Entry>,
+    /// How many entries to take at most in one go.
+    read_ahead: usize,
     /// The topic of entries that carry none: the pattern, which has no wildcards then.
     /// This member's own copy, counted by this member alone.
     literal_topic: Arc<str>,
@@ -33,7 +38,17 @@ impl Stream for Deliveries {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let Some(entry) = ready!(this.buffer.poll_recv(cx)) else {
+        if this.taken.is_empty() {
+            if ready!(
+                this.buffer
+                    .poll_recv_many(cx, &mut this.taken, this.read_ahead)
+            ) == 0
+            {
+                return Poll::Ready(None);
+            }
+            this.taken.reverse();
+        }
+        let Some(entry) = this.taken.pop() else {
             return Poll::Ready(None);
         };
         let topic = entry.topic.unwrap_or_else(|| this.literal_topic.clone());
@@ -47,7 +62,7 @@ impl Drop for Deliveries {
     fn drop(&mut self) {
         let empty = self.queue.leave(self.member);
         self.buffer.close();
-        let mut left = Vec::new();
+        let mut left: Vec<Entry> = self.taken.drain(..).rev().collect();
         while let Ok(entry) = self.buffer.try_recv() {
             left.push(entry);
         }
@@ -67,11 +82,14 @@ pub(crate) fn subscription(
         queue: queue.clone(),
     });
     let literal_topic = Arc::from(queue.pattern.as_str());
+    let read_ahead = queue.read_ahead();
     let deliveries = Deliveries {
         inner,
         queue,
         member,
         buffer,
+        taken: Vec::with_capacity(read_ahead),
+        read_ahead,
         literal_topic,
         requeue,
     };

@@ -197,6 +197,85 @@ fn a_group_member_that_leaves_hands_its_buffer_to_the_others() {
 }
 
 #[test]
+fn what_a_member_took_ahead_goes_to_the_others_when_it_leaves() {
+    rt().block_on(async {
+        // A buffer of 128 lets a member take 4 entries at once, and hand out one of them.
+        let broker = MemoryBroker::with_options(MemoryOptions::new().buffer(128));
+        let options = SubscribeOptions::new().queue("workers");
+        let mut leaving = broker
+            .subscribe("jobs.ahead", options.clone())
+            .await
+            .expect("a");
+        let mut staying = broker.subscribe("jobs.ahead", options).await.expect("b");
+        for i in 0..40 {
+            broker
+                .publish("jobs.ahead", Message::new(format!("{i}")))
+                .await
+                .expect("publish");
+        }
+        let first = leaving.next().await.expect("open").expect("delivery");
+        let mut got = vec![String::from_utf8_lossy(first.message().payload()).into_owned()];
+        first.ack().await.expect("ack");
+        drop(leaving);
+        while got.len() < 40 {
+            let d = tokio::time::timeout(Duration::from_secs(5), staying.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of 40 were delivered", got.len()))
+                .expect("open")
+                .expect("delivery");
+            got.push(String::from_utf8_lossy(d.message().payload()).into_owned());
+        }
+        got.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+        assert_eq!(got, (0..40).map(|i| i.to_string()).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_subscriber_never_holds_more_than_its_buffer() {
+    rt().block_on(async {
+        // A buffer of 64: a member may take 2 at once and hand out one, so one stays
+        // taken ahead and 63 fit in its channel.
+        let broker = MemoryBroker::with_options(
+            MemoryOptions::new()
+                .buffer(64)
+                .publish_timeout(Duration::from_millis(200)),
+        );
+        let mut sub = broker
+            .subscribe("bound.topic", SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        let publish = |i: u32| broker.publish("bound.topic", Message::new(i.to_string()));
+        for i in 0..63 {
+            publish(i)
+                .await
+                .unwrap_or_else(|err| panic!("publish {i} of the first 63: {err}"));
+        }
+        let err = publish(63).await.expect_err("a 64th while none was read");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+
+        // One handed out and one taken ahead: room for two more, then the subscriber
+        // holds 64 again.
+        let first = sub.next().await.expect("open").expect("delivery");
+        assert_eq!(first.message().payload().as_ref(), b"0");
+        first.ack().await.expect("ack");
+        publish(63).await.expect("room for one");
+        publish(64).await.expect("room for two");
+        let err = publish(65)
+            .await
+            .expect_err("the subscriber holds 64 again");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert_eq!(broker.dropped(), 0);
+
+        let mut rest = Vec::new();
+        for _ in 0..64 {
+            let d = sub.next().await.expect("open").expect("delivery");
+            rest.push(String::from_utf8_lossy(d.message().payload()).into_owned());
+        }
+        assert_eq!(rest, (1..=64).map(|i| i.to_string()).collect::<Vec<_>>());
+    });
+}
+
+#[test]
 fn a_group_spreads_round_robin() {
     rt().block_on(async {
         let broker = MemoryBroker::new();
