@@ -98,13 +98,16 @@ pub(crate) async fn run(
         .connect(server.as_str())
         .await
         .with_context(hint)?;
+    let js_baseline = |ack: &str| {
+        format!(
+            "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers sending one pull request of {JS_PULL_BATCH} at a time (expiring after {} s), {ack} per message (file stream with a 60 s max age, same for both)",
+            JS_PULL_EXPIRES.as_secs()
+        )
+    };
     let (name, baseline) = if jetstream {
         (
             "jetstream",
-            format!(
-                "async-nats JetStream: {JS_WINDOW} publish acks in flight, pull consumers sending one pull request of {JS_PULL_BATCH} at a time (expiring after {} s), `ack()` per message (file stream with a 60 s max age, same for both)",
-                JS_PULL_EXPIRES.as_secs()
-            ),
+            js_baseline("`double_ack()` (acks the server confirms, as the framework's default)"),
         )
     } else {
         (
@@ -121,11 +124,13 @@ pub(crate) async fn run(
         RawNats {
             client: raw_client,
             js: Some((js, stream)),
+            confirm_acks: true,
         }
     } else {
         RawNats {
             client: raw_client,
             js: None,
+            confirm_acks: false,
         }
     };
     let result = if !jetstream || acks.confirmed() {
@@ -152,9 +157,13 @@ pub(crate) async fn run(
             .context("connecting the framework with confirm_acks=off")?;
         let broker: Arc<dyn Broker> = Arc::new(unconfirmed);
         let fw = Framework::new(broker.clone()).window(JS_WINDOW);
+        let raw = RawNats {
+            confirm_acks: false,
+            ..raw
+        };
         let result = scenario::compare(
             "jetstream, confirm_acks=off",
-            &baseline,
+            &js_baseline("`ack()`"),
             &raw,
             &fw,
             &NoPrepare,
@@ -173,6 +182,9 @@ pub(crate) async fn run(
 pub(crate) struct RawNats {
     client: Client,
     js: Option<(jetstream::Context, jetstream::stream::Stream)>,
+    /// JetStream: ack with `double_ack()`, which waits for the server's confirmation,
+    /// instead of `ack()`, which returns once the ack is sent.
+    confirm_acks: bool,
 }
 
 fn header_map(spec: &MsgSpec) -> Option<HeaderMap> {
@@ -341,6 +353,7 @@ impl Side for RawNats {
                     subs.push(RawNatsSub::Js(Box::new(RawPull {
                         consumer,
                         batch: None,
+                        confirm_acks: self.confirm_acks,
                     })));
                 }
             }
@@ -366,6 +379,8 @@ pub(crate) struct RawPull {
     consumer: jetstream::consumer::PullConsumer,
     /// The open pull request.
     batch: Option<pull::Batch>,
+    /// Ack with `double_ack()` instead of `ack()`.
+    confirm_acks: bool,
 }
 
 impl RawPull {
@@ -400,10 +415,12 @@ impl Sub for RawNatsSub {
             RawNatsSub::Js(pull) => {
                 let message = pull.next().await?;
                 let len = message.payload.len();
-                message
-                    .ack()
-                    .await
-                    .map_err(|e| anyhow!("raw JetStream ack: {e}"))?;
+                if pull.confirm_acks {
+                    message.double_ack().await
+                } else {
+                    message.ack().await
+                }
+                .map_err(|e| anyhow!("raw JetStream ack: {e}"))?;
                 Ok(Some(len))
             }
         }
