@@ -23,11 +23,10 @@ pub enum Overflow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryOptions {
-    /// Messages buffered per subscriber (per member for queue-group members): a
-    /// subscriber never holds more. Of these, a reading subscriber takes up to a 32nd
-    /// (at most 32) out of its channel at once, to hand out one by one; so with the
-    /// default of 1024, publishers wait once 993 messages wait unread behind one being
-    /// handled and 31 taken ahead.
+    /// Messages buffered per subscriber (per member for queue-group members): `publish`
+    /// waits while that many wait unread. A reading subscriber also takes up to a 32nd
+    /// of its buffer (at most 32) at once, to hand out one by one, so it holds at most
+    /// `buffer + buffer / 32 - 1` (with the default of 1024, 1055).
     pub buffer: usize,
     /// How long one `publish` waits, in all, for room in the buffers that were full
     /// (the other subscribers have the message already).

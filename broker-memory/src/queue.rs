@@ -88,11 +88,9 @@ impl Queue {
         (self.buffer / 32).clamp(1, 32)
     }
 
-    /// Adds a member; returns its id and the receiving end of its buffer. The channel
-    /// holds `buffer` less what the member may have taken ahead and not handed out yet
-    /// (`read_ahead - 1`), so that a member never holds more than `buffer` messages.
+    /// Adds a member; returns its id and the receiving end of its buffer.
     pub(crate) fn join(&self) -> (u64, mpsc::Receiver<Entry>) {
-        let (tx, rx) = mpsc::channel(self.buffer - (self.read_ahead() - 1));
+        let (tx, rx) = mpsc::channel(self.buffer);
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         self.lock().push(Member { id, tx });
         (id, rx)

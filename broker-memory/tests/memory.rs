@@ -231,10 +231,10 @@ fn what_a_member_took_ahead_goes_to_the_others_when_it_leaves() {
 }
 
 #[test]
-fn a_subscriber_never_holds_more_than_its_buffer() {
+fn a_subscriber_holds_its_buffer_unread_and_little_more_while_reading() {
     rt().block_on(async {
-        // A buffer of 64: a member may take 2 at once and hand out one, so one stays
-        // taken ahead and 63 fit in its channel.
+        // A buffer of 64: 64 wait unread; a reading member may take 2 at once and hand
+        // out one, so it holds one more.
         let broker = MemoryBroker::with_options(
             MemoryOptions::new()
                 .buffer(64)
@@ -245,33 +245,31 @@ fn a_subscriber_never_holds_more_than_its_buffer() {
             .await
             .expect("subscribe");
         let publish = |i: u32| broker.publish("bound.topic", Message::new(i.to_string()));
-        for i in 0..63 {
+        for i in 0..64 {
             publish(i)
                 .await
-                .unwrap_or_else(|err| panic!("publish {i} of the first 63: {err}"));
+                .unwrap_or_else(|err| panic!("publish {i} of the first 64: {err}"));
         }
-        let err = publish(63).await.expect_err("a 64th while none was read");
+        let err = publish(64).await.expect_err("a 65th while none was read");
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
 
-        // One handed out and one taken ahead: room for two more, then the subscriber
-        // holds 64 again.
+        // One handed out and one taken ahead: room for two more, then the buffer is
+        // full again.
         let first = sub.next().await.expect("open").expect("delivery");
         assert_eq!(first.message().payload().as_ref(), b"0");
         first.ack().await.expect("ack");
-        publish(63).await.expect("room for one");
-        publish(64).await.expect("room for two");
-        let err = publish(65)
-            .await
-            .expect_err("the subscriber holds 64 again");
+        publish(64).await.expect("room for one");
+        publish(65).await.expect("room for two");
+        let err = publish(66).await.expect_err("the buffer is full again");
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
         assert_eq!(broker.dropped(), 0);
 
         let mut rest = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..65 {
             let d = sub.next().await.expect("open").expect("delivery");
             rest.push(String::from_utf8_lossy(d.message().payload()).into_owned());
         }
-        assert_eq!(rest, (1..=64).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(rest, (1..=65).map(|i| i.to_string()).collect::<Vec<_>>());
     });
 }
 
