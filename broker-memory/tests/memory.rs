@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_core::{Broker, ErrorKind, Message, SubscribeOptions};
+use broker_core::{Broker, ErrorKind, Message, SubscribeOptions, Subscription};
 use broker_memory::{MemoryBroker, MemoryOptions, Overflow};
 use futures::StreamExt;
 
@@ -14,6 +14,21 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// Adds the payloads `sub` delivers to `got` until there are `n` (waiting at most 5 s
+/// for each), and returns them in numeric order.
+async fn receive_all(sub: &mut Subscription, mut got: Vec<String>, n: usize) -> Vec<String> {
+    while got.len() < n {
+        let d = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} were delivered", got.len()))
+            .expect("open")
+            .expect("delivery");
+        got.push(String::from_utf8_lossy(d.message().payload()).into_owned());
+    }
+    got.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+    got
 }
 
 #[test]
@@ -182,16 +197,7 @@ fn a_group_member_that_leaves_hands_its_buffer_to_the_others() {
         }
         // Round-robin: half of them wait, unread, in the leaving member's buffer.
         drop(leaving);
-        let mut got = Vec::new();
-        while got.len() < 10 {
-            let d = tokio::time::timeout(Duration::from_secs(5), staying.next())
-                .await
-                .unwrap_or_else(|_| panic!("only {} of 10 reached the remaining member", got.len()))
-                .expect("open")
-                .expect("delivery");
-            got.push(String::from_utf8_lossy(d.message().payload()).into_owned());
-        }
-        got.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+        let got = receive_all(&mut staying, Vec::new(), 10).await;
         assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
     });
 }
@@ -214,18 +220,10 @@ fn what_a_member_took_ahead_goes_to_the_others_when_it_leaves() {
                 .expect("publish");
         }
         let first = leaving.next().await.expect("open").expect("delivery");
-        let mut got = vec![String::from_utf8_lossy(first.message().payload()).into_owned()];
+        let got = vec![String::from_utf8_lossy(first.message().payload()).into_owned()];
         first.ack().await.expect("ack");
         drop(leaving);
-        while got.len() < 40 {
-            let d = tokio::time::timeout(Duration::from_secs(5), staying.next())
-                .await
-                .unwrap_or_else(|_| panic!("only {} of 40 were delivered", got.len()))
-                .expect("open")
-                .expect("delivery");
-            got.push(String::from_utf8_lossy(d.message().payload()).into_owned());
-        }
-        got.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+        let got = receive_all(&mut staying, got, 40).await;
         assert_eq!(got, (0..40).map(|i| i.to_string()).collect::<Vec<_>>());
     });
 }
