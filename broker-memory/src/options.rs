@@ -26,7 +26,7 @@ pub struct MemoryOptions {
     /// Messages buffered per subscriber (per member for queue-group members): `publish`
     /// waits while that many wait unread. A reading subscriber also takes up to a 32nd
     /// of its buffer (at most 32) at once, to hand out one by one, so it holds at most
-    /// `buffer + buffer / 32 - 1` (with the default of 1024, 1055).
+    /// `min(buffer / 32, 32) - 1` more (with the default of 1024, 31 more).
     pub buffer: usize,
     /// How long one `publish` waits, in all, for room in the buffers that were full
     /// (the other subscribers have the message already).
