@@ -149,10 +149,7 @@ impl Queue {
             [only] => {
                 return match only.tx.try_send(entry) {
                     Ok(()) => Offer::Accepted,
-                    Err(mpsc::error::TrySendError::Full(back))
-                    | Err(mpsc::error::TrySendError::Closed(back)) => {
-                        Offer::Full(back, only.tx.clone())
-                    }
+                    Err(full_or_gone) => Offer::Full(full_or_gone.into_inner(), only.tx.clone()),
                 };
             }
             _ => {}
@@ -162,8 +159,7 @@ impl Queue {
         for i in 0..n {
             match members[(start + i) % n].tx.try_send(entry) {
                 Ok(()) => return Offer::Accepted,
-                Err(mpsc::error::TrySendError::Full(back))
-                | Err(mpsc::error::TrySendError::Closed(back)) => entry = back,
+                Err(full_or_gone) => entry = full_or_gone.into_inner(),
             }
         }
         Offer::Full(entry, members[start].tx.clone())

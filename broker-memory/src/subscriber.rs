@@ -24,8 +24,6 @@ struct Deliveries {
     /// Entries taken from `buffer` in one go and not handed out yet, the next one last
     /// (see [`Queue::read_ahead`]).
     taken: Vec<Entry>,
-    /// How many entries to take at most in one go.
-    read_ahead: usize,
     /// The topic of entries that carry none: the pattern, which has no wildcards then.
     /// This member's own copy, counted by this member alone.
     literal_topic: Arc<str>,
@@ -41,7 +39,7 @@ impl Stream for Deliveries {
         if this.taken.is_empty() {
             if ready!(
                 this.buffer
-                    .poll_recv_many(cx, &mut this.taken, this.read_ahead)
+                    .poll_recv_many(cx, &mut this.taken, this.queue.read_ahead())
             ) == 0
             {
                 return Poll::Ready(None);
@@ -89,7 +87,6 @@ pub(crate) fn subscription(
         member,
         buffer,
         taken: Vec::with_capacity(read_ahead),
-        read_ahead,
         literal_topic,
         requeue,
     };
