@@ -111,6 +111,11 @@ struct Args {
     /// `both`, one after the other.
     #[arg(long, value_enum, default_value = "both")]
     jetstream_acks: JetStreamAcks,
+    /// Which core NATS framework side runs: `on` (the message id travels, the backend's
+    /// default), `off` (`message_ids=off`, so both sides send the same bytes), or `both`,
+    /// one after the other. With `--raw-ids` only `on` runs.
+    #[arg(long, value_enum, default_value = "both")]
+    nats_ids: NatsIds,
     /// Internal: run one backlog case in this process and print its memory figures.
     #[arg(long, hide = true)]
     backlog_child: Option<backlog::Case>,
@@ -137,6 +142,30 @@ impl JetStreamAcks {
     /// Whether the unconfirmed variant runs.
     pub(crate) fn unconfirmed(self) -> bool {
         self != JetStreamAcks::Confirmed
+    }
+}
+
+/// Whether the framework's core NATS publishes carry the message id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NatsIds {
+    /// The id travels (the backend's default).
+    On,
+    /// `message_ids=off`: no id on the wire.
+    Off,
+    /// Both, one after the other.
+    Both,
+}
+
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+impl NatsIds {
+    /// Whether the variant with ids runs.
+    pub(crate) fn on(self) -> bool {
+        self != NatsIds::Off
+    }
+
+    /// Whether the variant without ids runs.
+    pub(crate) fn off(self) -> bool {
+        self != NatsIds::On
     }
 }
 
@@ -448,7 +477,7 @@ async fn run_nats(
         "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
         plan.messages, plan.samples, plan.reps
     ));
-    nats::run(jetstream, args.jetstream_acks, &plan, rows).await
+    nats::run(jetstream, args.jetstream_acks, args.nats_ids, &plan, rows).await
 }
 
 #[cfg(not(feature = "nats"))]

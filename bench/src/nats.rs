@@ -19,10 +19,10 @@ use broker::{Broker, ErrorKind, Message};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
-use crate::JetStreamAcks;
 use crate::framework::{Flush, Framework};
 use crate::scenario::{self, NoPrepare, Plan, Row, Topics};
 use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
+use crate::{JetStreamAcks, NatsIds};
 
 /// JetStream publishes in flight, on both sides.
 pub(crate) const JS_WINDOW: usize = 256;
@@ -44,6 +44,7 @@ fn server() -> String {
 pub(crate) async fn run(
     jetstream: bool,
     acks: JetStreamAcks,
+    ids: NatsIds,
     plan: &Plan,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
@@ -133,7 +134,7 @@ pub(crate) async fn run(
             confirm_acks: false,
         }
     };
-    let result = if !jetstream || acks.confirmed() {
+    let result = if (!jetstream && (ids.on() || plan.raw_ids)) || (jetstream && acks.confirmed()) {
         scenario::compare(
             name,
             &baseline,
@@ -150,6 +151,33 @@ pub(crate) async fn run(
     };
     broker.close().await?;
     result?;
+    if !jetstream && ids.off() && !plan.raw_ids {
+        // The same with the message id left off the wire (`message_ids=off`), so that
+        // both sides send the same bytes: the framework's own cost, without the id's.
+        let lean = NatsBroker::connect_url(&format!("{url}&message_ids=off"))
+            .await
+            .context("connecting the framework with message_ids=off")?;
+        let client = lean.client().clone();
+        let broker: Arc<dyn Broker> = Arc::new(lean);
+        let flush: Flush = Arc::new(move || {
+            let client = client.clone();
+            async move { client.flush().await.context("flush") }.boxed()
+        });
+        let fw = Framework::new(broker.clone()).flush(flush);
+        let result = scenario::compare(
+            "nats, message_ids=off",
+            "async-nats core: publish_with_headers (publish without headers), one flush at the end of a batch",
+            &raw,
+            &fw,
+            &NoPrepare,
+            &Topics::new("bench"),
+            plan,
+            rows,
+        )
+        .await;
+        broker.close().await?;
+        result?;
+    }
     if jetstream && acks.unconfirmed() {
         // The same with acks that are sent, not confirmed: the raw side's `ack()`.
         let unconfirmed = NatsBroker::connect_url(&format!("{url}&confirm_acks=off"))

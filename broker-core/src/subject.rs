@@ -25,14 +25,17 @@ fn plain_ascii_subject(subject: &str) -> bool {
     if bytes.is_empty() || bytes.len() > MAX_SUBJECT_LEN {
         return false;
     }
-    // Without early exits, so that the compiler can check many bytes at a time.
+    // Without early exits or short-circuits, so that the compiler can check many bytes
+    // at a time.
     let printable = bytes.iter().fold(true, |ok, &b| {
         ok & (b'!'..=b'~').contains(&b) & (b != b'*') & (b != b'>')
     });
-    let empty_token = bytes.windows(2).fold(false, |found, pair| {
-        found | (pair[0] == b'.' && pair[1] == b'.')
-    });
-    printable && !empty_token && bytes.first() != Some(&b'.') && bytes.last() != Some(&b'.')
+    // An empty token: a dot right after a dot.
+    let empty_token = bytes
+        .iter()
+        .zip(&bytes[1..])
+        .fold(false, |found, (&a, &b)| found | ((a == b'.') & (b == b'.')));
+    printable && !empty_token && bytes[0] != b'.' && bytes[bytes.len() - 1] != b'.'
 }
 
 fn check_tokens(subject: &str, allow_wildcards: bool) -> Result<()> {
@@ -290,6 +293,25 @@ mod tests {
         assert!(plain_ascii_subject("order.created"));
         assert!(!plain_ascii_subject("naïve.topic"));
         validate_topic("naïve.topic").expect("valid, through the full check");
+    }
+
+    #[test]
+    fn the_fast_path_sees_bad_bytes_at_every_position_of_long_subjects() {
+        // Across the 16-byte chunks it checks at once and the bytes left after them.
+        for len in [15, 16, 17, 31, 32, 33, 47, 48, 49] {
+            for at in 0..len {
+                for bad in [".", "..", "*", ">", " ", "\t", "\u{7f}", "-"] {
+                    let mut subject = "a".repeat(len);
+                    subject.replace_range(at..(at + bad.len()).min(len), bad);
+                    subject.truncate(len);
+                    assert_eq!(
+                        plain_ascii_subject(&subject),
+                        check_tokens_fully(&subject, false).is_ok(),
+                        "{subject:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::convert::IdHeaders;
 use crate::jetstream::is_inbox;
 use crate::options::{Auth, Mode, NatsOptions};
 use crate::{convert, error, publisher, subscriber};
@@ -325,7 +326,7 @@ impl NatsBroker {
         if inner.uses_jetstream(topic) {
             return self.request_over_jetstream(topic, request, timeout).await;
         }
-        let headers = convert::to_nats_headers(topic, &request, false)?;
+        let headers = convert::to_nats_headers(topic, &request, IdHeaders::MessageId)?;
         inner.check_size(topic, request.payload().len(), &headers)?;
         let reply = inner
             .client

@@ -127,13 +127,26 @@ fn header_value(value: &str) -> HeaderValue {
     value.parse().unwrap_or_default()
 }
 
-/// The NATS headers of `message` published to `topic`; with `msg_id`, also the
-/// JetStream `Nats-Msg-Id`.
+/// Which id headers a publish carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdHeaders {
+    /// None: the receiver sees an id generated on receipt (core NATS with
+    /// `message_ids` off).
+    Omitted,
+    /// The message id.
+    MessageId,
+    /// The message id and the JetStream `Nats-Msg-Id`.
+    WithNatsMsgId,
+}
+
+/// The NATS headers of `message` published to `topic`, with the id headers `ids` says.
+/// Empty when the message has no user headers and no key and `ids` is
+/// [`IdHeaders::Omitted`]: such a message is sent without a header block.
 ///
 /// The order header is left out when the receiver recovers the order without it: every
 /// value travels verbatim and the names are already sorted (the receiver puts headers
 /// the order does not list in name order, keeping the order of one name's values).
-pub(crate) fn to_nats_headers(topic: &str, message: &Message, msg_id: bool) -> Result<HeaderMap> {
+pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) -> Result<HeaderMap> {
     // Reserved names are carried in message fields, never as user headers.
     let user = || {
         message
@@ -190,17 +203,19 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, msg_id: bool) -> R
     if !order.is_empty() {
         map.insert(ORDER_HEADER_NAME, HeaderValue::from(order));
     }
-    map.insert(
-        MESSAGE_ID_NAME,
-        HeaderValue::from(percent_encode_if_needed(message.id().as_str())),
-    );
+    if ids != IdHeaders::Omitted {
+        map.insert(
+            MESSAGE_ID_NAME,
+            HeaderValue::from(percent_encode_if_needed(message.id().as_str())),
+        );
+    }
     if let Some(key) = message.key() {
         map.insert(
             MESSAGE_KEY_NAME,
             HeaderValue::from(percent_encode_if_needed(key)),
         );
     }
-    if msg_id && !user_msg_id {
+    if ids == IdHeaders::WithNatsMsgId && !user_msg_id {
         map.insert(NATS_MSG_ID, header_value(&nats_msg_id(topic, message.id())));
     }
     Ok(map)
@@ -232,8 +247,11 @@ fn percent_encode_if_needed(value: &str) -> String {
     }
 }
 
-/// The bytes `headers` take on the wire (the `HPUB` header block).
+/// The bytes `headers` take on the wire (the `HPUB` header block; none when empty).
 pub(crate) fn headers_wire_len(headers: &HeaderMap) -> usize {
+    if headers.is_empty() {
+        return 0;
+    }
     let mut len = "NATS/1.0\r\n\r\n".len();
     for (name, values) in headers.iter() {
         for value in values {
@@ -354,8 +372,8 @@ fn in_order(order: &str, mut user: Vec<(&str, &[HeaderValue])>, ours: Option<&st
 mod tests {
     use super::*;
 
-    fn round_trip(message: &Message, msg_id: bool) -> Message {
-        let map = to_nats_headers("a.b", message, msg_id).expect("headers");
+    fn round_trip(message: &Message, ids: IdHeaders) -> Message {
+        let map = to_nats_headers("a.b", message, ids).expect("headers");
         from_nats("a.b", Some(&map), message.payload().clone(), None)
     }
 
@@ -370,8 +388,8 @@ mod tests {
         m.headers_mut().append("b-tag", "");
         m.headers_mut().append("b-tag", "  padded\r\nmulti  ");
         m.headers_mut().append("Trace-Id", "ünï 100%");
-        for msg_id in [false, true] {
-            let got = round_trip(&m, msg_id);
+        for ids in [IdHeaders::MessageId, IdHeaders::WithNatsMsgId] {
+            let got = round_trip(&m, ids);
             assert_eq!(got.id(), m.id());
             assert_eq!(got.key(), m.key());
             assert_eq!(
@@ -386,9 +404,9 @@ mod tests {
         let sorted = Message::new("x")
             .with_header("a", "1")
             .with_header("b", "2");
-        let map = to_nats_headers("t", &sorted, false).expect("headers");
+        let map = to_nats_headers("t", &sorted, IdHeaders::MessageId).expect("headers");
         assert!(map.get(ORDER_HEADER).is_none());
-        let got = round_trip(&sorted, false);
+        let got = round_trip(&sorted, IdHeaders::MessageId);
         assert_eq!(got.headers(), sorted.headers());
         for unsorted in [
             Message::new("x")
@@ -396,23 +414,45 @@ mod tests {
                 .with_header("a", "2"),
             Message::new("x").with_header("a", " padded"),
         ] {
-            let map = to_nats_headers("t", &unsorted, false).expect("headers");
+            let map = to_nats_headers("t", &unsorted, IdHeaders::MessageId).expect("headers");
             assert!(map.get(ORDER_HEADER).is_some());
-            assert_eq!(round_trip(&unsorted, false).headers(), unsorted.headers());
+            assert_eq!(
+                round_trip(&unsorted, IdHeaders::MessageId).headers(),
+                unsorted.headers()
+            );
         }
     }
 
     #[test]
     fn msg_id_is_sent_and_stripped() {
         let m = Message::new("x").with_id("id-1");
-        let map = to_nats_headers("a.b", &m, true).expect("headers");
+        let map = to_nats_headers("a.b", &m, IdHeaders::WithNatsMsgId).expect("headers");
         assert_eq!(map.get(NATS_MSG_ID).map(|v| v.as_str()), Some("a.b:id-1"));
         let got = from_nats("a.b", Some(&map), Bytes::new(), None);
         assert!(got.headers().is_empty());
         // A user's own Nats-Msg-Id is kept.
         let m = Message::new("x").with_header(NATS_MSG_ID, "mine");
-        let got = round_trip(&m, true);
+        let got = round_trip(&m, IdHeaders::WithNatsMsgId);
         assert_eq!(got.headers().get(NATS_MSG_ID), Some("mine"));
+    }
+
+    #[test]
+    fn omitted_ids_leave_no_header_block_when_nothing_else_travels() {
+        let bare = Message::new("x");
+        let map = to_nats_headers("t", &bare, IdHeaders::Omitted).expect("headers");
+        assert!(map.is_empty());
+        assert_eq!(headers_wire_len(&map), 0);
+        let got = from_nats("t", None, bare.payload().clone(), None);
+        assert_ne!(got.id(), bare.id(), "the receiver generates its own id");
+        assert!(!got.id().as_str().is_empty());
+
+        let keyed = Message::new("x").with_key("k").with_header("a", "1");
+        let map = to_nats_headers("t", &keyed, IdHeaders::Omitted).expect("headers");
+        assert!(map.get(names::MESSAGE_ID).is_none());
+        let got = round_trip(&keyed, IdHeaders::Omitted);
+        assert_eq!(got.key(), Some("k"));
+        assert_eq!(got.headers(), keyed.headers());
+        assert_ne!(got.id(), keyed.id());
     }
 
     #[test]
@@ -424,7 +464,7 @@ mod tests {
             if names::is_reserved(name) {
                 continue;
             }
-            let err = to_nats_headers("t", &m, false).expect_err(name);
+            let err = to_nats_headers("t", &m, IdHeaders::MessageId).expect_err(name);
             assert_eq!(err.kind(), ErrorKind::InvalidHeader, "{name}");
         }
     }

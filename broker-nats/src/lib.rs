@@ -34,6 +34,12 @@
 //!   `<topic>:<id>` for duplicate detection (scoped by topic, so a dead letter that keeps
 //!   the id is not a duplicate in a stream shared with its topic). These transport
 //!   headers are removed on receipt: a message arrives exactly as it was sent.
+//! - Core NATS with `message_ids=off` leaves the id off the wire: a message without
+//!   user headers and key then goes out as a plain `PUB`, without a header block, which
+//!   the client sends and parses several times faster (BENCHMARKS.md), and the receiver
+//!   sees an id generated on receipt. Requests (a `reply-to` header) keep their id,
+//!   which replies refer to. Meant for high-rate at-most-once streams that need no id
+//!   end to end; JetStream always sends the id, for de-duplication.
 //! - A header name NATS cannot carry (non-ASCII, whitespace, `:`) fails with
 //!   [`ErrorKind::InvalidHeader`](broker_core::ErrorKind::InvalidHeader).
 //! - A message carrying the `reply-to` header is published with that subject as its
@@ -72,11 +78,11 @@
 //! `jetstream://…` with the same form. Options (see [`NatsOptions`]):
 //! `name`, `connect_timeout_ms`, `request_timeout_ms`, `token`, `user`, `password`,
 //! `creds` (a `.creds` file), `tls=on`, `tls_ca`, `tls_cert`, `tls_key`,
-//! `subscription_capacity`; for `jetstream://` also `stream`, `stream_subjects`,
+//! `subscription_capacity`, `message_ids=on|off` (`nats://` only); for `jetstream://` also `stream`, `stream_subjects`,
 //! `stream_prefix`, `create_streams=on|off`, `max_deliver`, `ack_wait_ms`,
 //! `max_ack_pending`, `replicas`, `storage=file|memory`, `max_age_secs`,
 //! `duplicate_window_ms`, `publish_timeout_ms`, `pull_batch`, `pull_expires_ms`,
-//! `ephemeral_inactive_ms`. Secrets never appear in `Debug` output, logs or errors.
+//! `ephemeral_inactive_ms`, `confirm_acks=on|off`. Secrets never appear in `Debug` output, logs or errors.
 //!
 //! ```no_run
 //! # async fn demo() -> broker_core::Result<()> {

@@ -208,6 +208,14 @@ pub struct NatsOptions {
     /// buffer is full are dropped and reported (see
     /// [`NatsBroker::dropped_messages`](crate::NatsBroker::dropped_messages)).
     pub subscription_capacity: Option<usize>,
+    /// Whether core NATS publishes carry the message id (`?message_ids=on|off`; default
+    /// on; `nats://` only). Off, a publish whose message has no user headers and no key
+    /// goes out as a plain `PUB` without a header block, which async-nats sends and
+    /// parses several times faster; the receiver then sees an id generated on receipt,
+    /// not the publisher's. Requests (messages with a `reply-to`) keep their id, which
+    /// the reply refers to. JetStream publishes always carry it: de-duplication needs
+    /// it.
+    pub message_ids: bool,
     /// JetStream settings.
     pub jetstream: JetStreamOptions,
 }
@@ -223,6 +231,7 @@ impl fmt::Debug for NatsOptions {
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("subscription_capacity", &self.subscription_capacity)
+            .field("message_ids", &self.message_ids)
             .field("jetstream", &self.jetstream)
             .finish()
     }
@@ -244,8 +253,21 @@ impl NatsOptions {
             auth,
             tls: Tls::default(),
             subscription_capacity: None,
+            message_ids: true,
             jetstream: JetStreamOptions::default(),
         }
+    }
+
+    /// Sets whether core NATS publishes carry the message id (default on). See
+    /// [`message_ids`](Self::message_ids).
+    ///
+    /// ```
+    /// let options = broker_nats::NatsOptions::new("nats://127.0.0.1:4222").message_ids(false);
+    /// assert!(!options.message_ids);
+    /// ```
+    pub fn message_ids(mut self, send: bool) -> Self {
+        self.message_ids = send;
+        self
     }
 
     /// Switches to JetStream.
@@ -478,6 +500,12 @@ impl NatsOptions {
                     | "ephemeral_inactive_ms"
                     | "confirm_acks"
             );
+            if key == "message_ids" && mode != Mode::Core {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    "NATS URL option `message_ids` applies to `nats://` URLs only: JetStream publishes always carry the id, which de-duplication needs",
+                ));
+            }
             if jetstream_only && mode != Mode::JetStream {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -502,6 +530,7 @@ impl NatsOptions {
                 "subscription_capacity" => {
                     options.subscription_capacity = Some((number()? as usize).max(1))
                 }
+                "message_ids" => options.message_ids = switch()?,
                 "stream" => js.stream = Some(value.into_owned()),
                 "stream_subjects" => {
                     js.stream_subjects = value
@@ -540,7 +569,7 @@ impl NatsOptions {
                     return Err(Error::new(
                         ErrorKind::InvalidConfig,
                         format!(
-                            "unknown NATS URL option `{other}` (known: name, connect_timeout_ms, request_timeout_ms, token, user, password, creds, tls, tls_ca, tls_cert, tls_key, subscription_capacity; jetstream:// also: stream, stream_subjects, stream_prefix, create_streams, max_deliver, ack_wait_ms, max_ack_pending, replicas, storage, max_age_secs, duplicate_window_ms, publish_timeout_ms, pull_batch, pull_expires_ms, ephemeral_inactive_ms, confirm_acks)"
+                            "unknown NATS URL option `{other}` (known: name, connect_timeout_ms, request_timeout_ms, token, user, password, creds, tls, tls_ca, tls_cert, tls_key, subscription_capacity, message_ids (nats:// only); jetstream:// also: stream, stream_subjects, stream_prefix, create_streams, max_deliver, ack_wait_ms, max_ack_pending, replicas, storage, max_age_secs, duplicate_window_ms, publish_timeout_ms, pull_batch, pull_expires_ms, ephemeral_inactive_ms, confirm_acks)"
                         ),
                     ));
                 }
@@ -571,6 +600,12 @@ impl NatsOptions {
             ));
         }
         let js = &self.jetstream;
+        if self.mode == Mode::JetStream && !self.message_ids {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "`message_ids` off applies to core NATS only: JetStream publishes always carry the id, which de-duplication needs",
+            ));
+        }
         if self.mode == Mode::JetStream {
             if let Some(stream) = &js.stream {
                 crate::jetstream::check_stream_name(stream)?;
@@ -664,6 +699,30 @@ mod tests {
         assert_eq!(o.server, "nats://h:4222");
         assert_eq!(o.auth, Auth::Token("t0ken".into()));
         assert_eq!(NatsOptions::new("h:4222").server, "h:4222");
+    }
+
+    #[test]
+    fn message_ids_can_be_left_off_core_nats_only() {
+        assert!(
+            parse("nats://h").expect("options").message_ids,
+            "on by default"
+        );
+        assert!(
+            !parse("nats://h?message_ids=off")
+                .expect("options")
+                .message_ids
+        );
+        let err = parse("jetstream://h?message_ids=off").expect_err("jetstream");
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(err.to_string().contains("de-duplication"), "{err}");
+        let err = parse("nats://h?message_ids=maybe").expect_err("not a switch");
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        let err = NatsOptions::new("h:4222")
+            .jetstream()
+            .message_ids(false)
+            .validate()
+            .expect_err("jetstream");
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use futures::future::Either;
 use tokio::time::Instant;
 
 use crate::broker::Inner;
+use crate::convert::IdHeaders;
 use crate::jetstream::fnv1a;
 use crate::{convert, error};
 
@@ -43,27 +44,37 @@ pub(crate) fn publish<'a>(
 }
 
 /// Core NATS: resolves once the client has the message; at-most-once. A `reply-to`
-/// header that is a valid subject also becomes the native reply subject.
+/// header that is a valid subject also becomes the native reply subject. The message id
+/// travels unless `message_ids` is off and the message is no request; a message left
+/// with no header at all goes out without a header block.
 fn publish_core<'a>(
     inner: &'a Inner,
     topic: &'a str,
     message: Message,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'a> {
-    let headers = convert::to_nats_headers(topic, &message, false)?;
-    inner.check_size(topic, message.payload().len(), &headers)?;
     let reply = message
         .headers()
         .get(names::REPLY_TO)
         .filter(|r| validate_topic(r).is_ok())
         .map(str::to_owned);
+    let ids = if inner.options.message_ids || reply.is_some() {
+        IdHeaders::MessageId
+    } else {
+        IdHeaders::Omitted
+    };
+    let headers = convert::to_nats_headers(topic, &message, ids)?;
+    inner.check_size(topic, message.payload().len(), &headers)?;
     let payload = message.into_payload();
     let client = &inner.client;
     let subject = inner.subjects.get(topic);
-    let send = match reply {
-        Some(reply) => {
-            Either::Left(client.publish_with_reply_and_headers(subject, reply, headers, payload))
-        }
-        None => Either::Right(client.publish_with_headers(subject, headers, payload)),
+    let send = match (reply, headers.is_empty()) {
+        (Some(reply), _) => Either::Left(Either::Left(
+            client.publish_with_reply_and_headers(subject, reply, headers, payload),
+        )),
+        (None, false) => Either::Left(Either::Right(
+            client.publish_with_headers(subject, headers, payload),
+        )),
+        (None, true) => Either::Right(client.publish(subject, payload)),
     };
     Ok(send.map_err(move |e| error::publish(topic, e)))
 }
@@ -109,7 +120,7 @@ impl Subjects {
 /// stream did not acknowledge.
 async fn publish_jetstream(inner: &Inner, topic: &str, message: Message) -> Result<()> {
     let js = inner.js()?;
-    let headers = convert::to_nats_headers(topic, &message, true)?;
+    let headers = convert::to_nats_headers(topic, &message, IdHeaders::WithNatsMsgId)?;
     inner.check_size(topic, message.payload().len(), &headers)?;
     inner.stream_for(topic).await?;
 

@@ -74,6 +74,7 @@ pub(crate) async fn subscribe_core(
         pending,
         pattern: pattern.to_owned(),
         capacity,
+        last_topic: Arc::from(pattern),
     }
     .take_until(inner.shutdown.clone().cancelled_owned());
     Ok(Subscription::new(pattern, &options, deliveries))
@@ -176,6 +177,9 @@ struct CoreDeliveries {
     pending: Arc<AtomicU64>,
     pattern: String,
     capacity: usize,
+    /// The topic of the last delivery, shared with the next one to the same subject (a
+    /// subscription without wildcards always sees the same one) instead of copied.
+    last_topic: Arc<str>,
 }
 
 impl CoreDeliveries {
@@ -207,7 +211,10 @@ impl Stream for CoreDeliveries {
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(msg)) => {
-                let topic: Arc<str> = Arc::from(msg.subject.as_str());
+                if *self.last_topic != *msg.subject.as_str() {
+                    self.last_topic = Arc::from(msg.subject.as_str());
+                }
+                let topic = self.last_topic.clone();
                 let message = convert::from_nats(
                     &topic,
                     msg.headers.as_ref(),

@@ -265,3 +265,108 @@ async fn wrong_credentials_are_auth_errors_without_secrets() {
     );
     assert!(!debug.contains("hunter2"), "{debug}");
 }
+
+#[tokio::test]
+async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_keep_their_id() {
+    let url = common::nats_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}message_ids=off");
+    let broker = match NatsBroker::connect_url(&url).await {
+        Ok(broker) => broker,
+        Err(err) => panic!(
+            "cannot connect to NATS at {url}: {}\n  start it with: {}",
+            err.display_chain(),
+            common::START_HINT
+        ),
+    };
+    assert!(!broker.options().message_ids);
+    let topic = topic("no-ids");
+    let mut sub = broker
+        .subscribe(&topic, SubscribeOptions::new())
+        .await
+        .expect("subscribe");
+    let mut raw = broker
+        .client()
+        .subscribe(topic.clone())
+        .await
+        .expect("raw subscribe");
+    broker.client().flush().await.expect("flush");
+
+    let plain = Message::new("plain").with_id("id-plain");
+    let tagged = Message::new("tagged")
+        .with_id("id-tagged")
+        .with_header("tenant", "acme");
+    for message in [&plain, &tagged] {
+        broker
+            .publish(&topic, message.clone())
+            .await
+            .expect("publish");
+    }
+
+    let got = next_delivery(&mut sub).await;
+    assert_eq!(got.message().payload().as_ref(), b"plain");
+    assert_ne!(
+        got.message().id().as_str(),
+        "id-plain",
+        "the id does not travel; the receiver generates one"
+    );
+    assert!(!got.message().id().as_str().is_empty());
+    assert!(got.message().headers().is_empty());
+    let got = next_delivery(&mut sub).await;
+    assert_eq!(got.message().payload().as_ref(), b"tagged");
+    assert_eq!(got.message().headers(), tagged.headers());
+    assert_ne!(got.message().id().as_str(), "id-tagged");
+
+    let native = tokio::time::timeout(WAIT, raw.next())
+        .await
+        .expect("in time")
+        .expect("raw message");
+    assert!(
+        native.headers.is_none(),
+        "a plain message goes out without a header block: {:?}",
+        native.headers
+    );
+    let native = tokio::time::timeout(WAIT, raw.next())
+        .await
+        .expect("in time")
+        .expect("raw message");
+    let headers = native.headers.expect("the user header travels");
+    assert_eq!(headers.get("tenant").map(|v| v.as_str()), Some("acme"));
+    assert!(headers.get("x-message-id").is_none(), "{headers:?}");
+
+    // A request keeps its id, which the generic requester matches the reply by.
+    let responder = broker.clone();
+    let request_topic = format!("{topic}.request");
+    let mut requests = responder
+        .subscribe(&request_topic, SubscribeOptions::new())
+        .await
+        .expect("subscribe");
+    let answering = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = requests.next().await {
+            let request = delivery.message().clone();
+            responder
+                .reply(&request, Message::new("pong"))
+                .await
+                .expect("reply");
+        }
+    });
+    let requester = Requester::new(std::sync::Arc::new(broker.clone()))
+        .await
+        .expect("requester");
+    let reply = requester
+        .request(&request_topic, Message::new("ping"), WAIT)
+        .await
+        .expect("the reply is matched to the request by its id");
+    assert_eq!(reply.payload().as_ref(), b"pong");
+
+    answering.abort();
+    broker.close().await.expect("close");
+}
+
+async fn next_delivery(sub: &mut broker_core::Subscription) -> broker_core::Delivery {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("ok")
+}
