@@ -10,6 +10,7 @@
 //! exactly.
 
 use std::borrow::Cow;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 
 use async_nats::HeaderMap;
@@ -17,8 +18,6 @@ use async_nats::header::{HeaderName, HeaderValue};
 use broker_core::headers::names;
 use broker_core::{Error, ErrorKind, Headers, Message, MessageId, Result};
 use bytes::Bytes;
-
-use crate::jetstream::fnv1a;
 
 /// The transport header listing the message's header names in order.
 pub const ORDER_HEADER: &str = "x-broker-header-order";
@@ -44,7 +43,7 @@ fn header_name(name: &str) -> Result<HeaderName> {
             format!("the header name `{name}` is reserved or empty"),
         ));
     }
-    let slot = &HEADER_NAMES[fnv1a(name) as usize % HEADER_NAME_SLOTS];
+    let slot = &HEADER_NAMES[SLOT_HASHER.hash_one(name) as usize % HEADER_NAME_SLOTS];
     let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(known) = slot.as_ref().filter(|h| AsRef::<str>::as_ref(*h) == name) {
         return Ok(known.clone());
@@ -62,6 +61,9 @@ fn header_name(name: &str) -> Result<HeaderName> {
     *slot = Some(header.clone());
     Ok(header)
 }
+
+/// Picks a name's slot in [`HEADER_NAMES`].
+const SLOT_HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0);
 
 /// Slots in [`HEADER_NAMES`].
 const HEADER_NAME_SLOTS: usize = 64;

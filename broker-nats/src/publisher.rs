@@ -1,6 +1,7 @@
 //! Publishing: core NATS (fire and forget) and JetStream (waits for the stream's ack).
 
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +17,6 @@ use tokio::time::Instant;
 
 use crate::broker::Inner;
 use crate::convert::IdHeaders;
-use crate::jetstream::fnv1a;
 use crate::{convert, error};
 
 /// Publishes `message` to `topic` (already validated) the way the broker's mode says:
@@ -34,7 +34,10 @@ pub(crate) fn publish<'a>(
     // A conversion error is returned by the future too: a `Result` around the future
     // would be a second copy of it in the caller's future.
     if inner.uses_jetstream(topic) {
-        Either::Left(Box::pin(publish_jetstream(inner, topic, message)))
+        Either::Left(Box::pin(async move {
+            validate_topic(topic)?;
+            publish_jetstream(inner, topic, message).await
+        }))
     } else {
         match publish_core(inner, topic, message) {
             Ok(send) => Either::Right(Either::Left(send)),
@@ -43,7 +46,8 @@ pub(crate) fn publish<'a>(
     }
 }
 
-/// Core NATS: resolves once the client has the message; at-most-once. A `reply-to`
+/// Core NATS: resolves once the client has the message; at-most-once. The topic is
+/// validated here, the first time it is published to (see [`Subjects`]). A `reply-to`
 /// header that is a valid subject also becomes the native reply subject. The message id
 /// travels unless `message_ids` is off and the message is no request; a message left
 /// with no header at all goes out without a header block.
@@ -52,6 +56,7 @@ fn publish_core<'a>(
     topic: &'a str,
     message: Message,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'a> {
+    let subject = inner.subjects.get(topic)?;
     let reply = message
         .headers()
         .get(names::REPLY_TO)
@@ -66,7 +71,6 @@ fn publish_core<'a>(
     inner.check_size(topic, message.payload().len(), &headers)?;
     let payload = message.into_payload();
     let client = &inner.client;
-    let subject = inner.subjects.get(topic);
     let send = match (reply, headers.is_empty()) {
         (Some(reply), _) => Either::Left(Either::Left(
             client.publish_with_reply_and_headers(subject, reply, headers, payload),
@@ -84,30 +88,35 @@ const SUBJECT_SLOTS: usize = 64;
 
 /// The subjects of recent publishes, so that publishing to a topic seen before shares
 /// its [`Subject`] (a reference count) instead of copying the topic into a new one,
-/// which the client then copies once more: a small table with one slot per hash of the
-/// topic, each behind its own lock, so it never grows.
+/// which the client then copies once more, and skips checking the topic again: a small
+/// table with one slot per hash of the topic, each behind its own lock, so it never
+/// grows.
 pub(crate) struct Subjects {
     slots: Box<[Mutex<Option<Subject>>]>,
+    hasher: foldhash::fast::FixedState,
 }
 
 impl Subjects {
     pub(crate) fn new() -> Self {
         Subjects {
             slots: (0..SUBJECT_SLOTS).map(|_| Mutex::new(None)).collect(),
+            hasher: foldhash::fast::FixedState::default(),
         }
     }
 
-    /// The subject for `topic`, from the table when it is there.
-    pub(crate) fn get(&self, topic: &str) -> Subject {
-        // Lossless on 64-bit targets, and only the low bits pick the slot.
-        let slot = &self.slots[fnv1a(topic) as usize % SUBJECT_SLOTS];
+    /// The subject for `topic`: from the table when it is there (a topic is only there
+    /// once checked), else checked with [`validate_topic`] and added.
+    pub(crate) fn get(&self, topic: &str) -> Result<Subject> {
+        // Only the low bits pick the slot.
+        let slot = &self.slots[self.hasher.hash_one(topic) as usize % SUBJECT_SLOTS];
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         match &*slot {
-            Some(subject) if subject.as_str() == topic => subject.clone(),
+            Some(subject) if subject.as_str() == topic => Ok(subject.clone()),
             _ => {
+                validate_topic(topic)?;
                 let subject = Subject::from(topic);
                 *slot = Some(subject.clone());
-                subject
+                Ok(subject)
             }
         }
     }
