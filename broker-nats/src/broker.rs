@@ -401,10 +401,20 @@ impl fmt::Debug for NatsBroker {
 
 #[async_trait]
 impl Broker for NatsBroker {
-    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
-        self.inner.check_open()?;
+    /// Converts the message when called; the future sends it (core NATS) or waits for
+    /// the stream's ack (JetStream). Written out instead of `async fn`, so that the box
+    /// the object-safe trait requires holds the client's send future, not the message.
+    fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> publisher::Publish<'c>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        if let Err(err) = self.inner.check_open() {
+            return Box::pin(std::future::ready(Err(err)));
+        }
         // The topic is checked by `publisher::publish`.
-        publisher::publish(&self.inner, topic, message).await
+        publisher::publish(&self.inner, topic, message)
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

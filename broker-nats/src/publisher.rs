@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,29 +20,25 @@ use crate::broker::Inner;
 use crate::convert::IdHeaders;
 use crate::{convert, error};
 
-/// Publishes `message` to `topic` (already validated) the way the broker's mode says:
-/// converts it at once and returns the future that sends it.
+/// What [`Broker::publish`](broker_core::Broker::publish) returns (the signature that
+/// `#[async_trait]` gives the trait).
+pub(crate) type Publish<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// Publishes `message` to `topic` the way the broker's mode says.
 ///
-/// Not an `async fn`: the async-trait wrapper of `publish` moves its whole future into a
-/// box on every call, so the core path keeps it to the client's own send future (nested
-/// `async fn`s would each keep another copy of the message and the topic), and the
-/// JetStream path, whose future holds the ack wait and the retries, is boxed.
-pub(crate) fn publish<'a>(
-    inner: &'a Inner,
-    topic: &'a str,
-    message: Message,
-) -> impl Future<Output = Result<()>> + Send + 'a {
-    // A conversion error is returned by the future too: a `Result` around the future
-    // would be a second copy of it in the caller's future.
+/// Core NATS converts the message at once, and the box holds only the client's send
+/// future; a conversion error is returned through the future. The JetStream path, whose
+/// future holds the ack wait and the retries, is an `async` block.
+pub(crate) fn publish<'a>(inner: &'a Inner, topic: &'a str, message: Message) -> Publish<'a> {
     if inner.uses_jetstream(topic) {
-        Either::Left(Box::pin(async move {
+        Box::pin(async move {
             validate_topic(topic)?;
             publish_jetstream(inner, topic, message).await
-        }))
+        })
     } else {
         match publish_core(inner, topic, message) {
-            Ok(send) => Either::Right(Either::Left(send)),
-            Err(err) => Either::Right(Either::Right(futures::future::ready(Err(err)))),
+            Ok(send) => Box::pin(send),
+            Err(err) => Box::pin(std::future::ready(Err(err))),
         }
     }
 }
