@@ -1,7 +1,7 @@
 //! The message: headers, payload, an optional key and an id.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arrayvec::ArrayString;
 use bytes::Bytes;
@@ -11,54 +11,35 @@ use crate::Headers;
 /// A message id: generated (a UUIDv7, so ids sort by creation time) when the publisher
 /// sets none, and readable by every consumer. Cheap to clone.
 ///
-/// A generated id keeps its 16 bytes and is formatted into its 36-character text the
-/// first time it is read (a message whose id nobody reads never pays for the text). An
-/// id of up to 36 bytes (a generated id's text read back off the wire, or a short id of
-/// the publisher's) is kept inline, without an allocation; a longer one is a shared
-/// string.
+/// An id of up to 36 bytes (a generated id in its 36-character text form, the same read
+/// back off the wire, or a short id of the publisher's) is kept inline, without an
+/// allocation; a longer one is a shared string.
 #[derive(Clone)]
 pub struct MessageId(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// A generated UUID; its hyphenated lowercase text is formatted once, when first
-    /// read. Clones made before that format the same text.
-    Generated {
-        uuid: [u8; 16],
-        text: OnceLock<ArrayString<INLINE_ID>>,
-    },
-    /// An id of at most [`INLINE_ID`] bytes from the publisher or the wire.
+    /// An id of at most [`INLINE_ID`] bytes: a generated UUID, formatted once into its
+    /// hyphenated lowercase text, or a short id from the publisher or the wire.
     Inline(ArrayString<INLINE_ID>),
     /// A longer id.
     Shared(Arc<str>),
 }
 
-/// The hyphenated lowercase text of `uuid`: 36 characters.
-fn uuid_text(uuid: &[u8; 16]) -> ArrayString<INLINE_ID> {
-    let mut buffer = [0u8; 36];
-    let mut text = ArrayString::new();
-    // 36 characters: always fits.
-    let _ = text.try_push_str(
-        uuid::Uuid::from_bytes(*uuid)
-            .hyphenated()
-            .encode_lower(&mut buffer),
-    );
-    text
-}
-
 impl MessageId {
     /// A fresh, unique id.
     pub fn generate() -> Self {
-        MessageId(Repr::Generated {
-            uuid: id_gen::next_v7().into_bytes(),
-            text: OnceLock::new(),
-        })
+        let uuid = id_gen::next_v7();
+        let mut buffer = [0u8; 36];
+        let mut text = ArrayString::new();
+        // 36 characters: always fits.
+        let _ = text.try_push_str(uuid.hyphenated().encode_lower(&mut buffer));
+        MessageId(Repr::Inline(text))
     }
 
-    /// The length of the id's text, without formatting it or checking it as UTF-8.
+    /// The length of the id's text, without checking it as UTF-8 again.
     fn text_len(&self) -> usize {
         match &self.0 {
-            Repr::Generated { .. } => 36,
             Repr::Inline(text) => text.len(),
             Repr::Shared(id) => id.len(),
         }
@@ -67,7 +48,6 @@ impl MessageId {
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Generated { uuid, text } => text.get_or_init(|| uuid_text(uuid)),
             Repr::Inline(text) => text,
             Repr::Shared(id) => id,
         }
@@ -422,29 +402,6 @@ mod tests {
         let copy = ids[0].clone();
         assert_eq!(copy, ids[0]);
         assert_eq!(MessageId::from(ids[0].as_str()), ids[0]);
-    }
-
-    #[test]
-    fn a_generated_id_is_formatted_when_first_read_and_alike_in_every_clone() {
-        let id = MessageId::generate();
-        let before = id.clone();
-        let message = Message::new("x").with_id(id.clone());
-        assert_eq!(message.encoded_len(), 1 + 36);
-        let formatted = |id: &MessageId| match &id.0 {
-            Repr::Generated { text, .. } => text.get().is_some(),
-            _ => panic!("a generated id"),
-        };
-        assert!(
-            !formatted(&id) && !formatted(&before),
-            "not formatted until read"
-        );
-        let text = id.as_str().to_owned();
-        assert!(formatted(&id));
-        assert_eq!(text.len(), 36);
-        assert_eq!(before.as_str(), text, "a clone made before reading");
-        assert_eq!(message.id().as_str(), text);
-        assert_eq!(id.clone().as_str(), text, "a clone made after reading");
-        assert_eq!(MessageId::from(text.as_str()), id);
     }
 
     #[test]
