@@ -107,9 +107,9 @@ impl Inner {
         &self,
         topic: &str,
         payload: usize,
-        headers: &async_nats::HeaderMap,
+        headers: Option<&async_nats::HeaderMap>,
     ) -> Result<()> {
-        let size = payload + convert::headers_wire_len(headers);
+        let size = payload + headers.map_or(0, convert::headers_wire_len);
         let max = self.client.max_payload();
         if max > 0 && size > max {
             return Err(Error::new(
@@ -327,7 +327,7 @@ impl NatsBroker {
             return self.request_over_jetstream(topic, request, timeout).await;
         }
         let headers = convert::to_nats_headers(topic, &request, IdHeaders::MessageId)?;
-        inner.check_size(topic, request.payload().len(), &headers)?;
+        inner.check_size(topic, request.payload().len(), Some(&headers))?;
         let reply = inner
             .client
             .send_request(

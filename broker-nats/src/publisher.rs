@@ -64,18 +64,29 @@ fn publish_core<'a>(
     } else {
         IdHeaders::Omitted
     };
-    let headers = convert::to_nats_headers(topic, &message, ids)?;
-    inner.check_size(topic, message.payload().len(), &headers)?;
+    // Nothing to carry in headers: no header map to build.
+    let bare = ids == IdHeaders::Omitted && message.headers().is_empty() && message.key().is_none();
+    let headers = if bare {
+        None
+    } else {
+        Some(convert::to_nats_headers(topic, &message, ids)?).filter(|h| !h.is_empty())
+    };
+    inner.check_size(topic, message.payload().len(), headers.as_ref())?;
     let payload = message.into_payload();
     let client = &inner.client;
-    let send = match (reply, headers.is_empty()) {
-        (Some(reply), _) => Either::Left(Either::Left(
-            client.publish_with_reply_and_headers(subject, reply, headers, payload),
-        )),
-        (None, false) => Either::Left(Either::Right(
+    let send = match (reply, headers) {
+        (Some(reply), headers) => {
+            Either::Left(Either::Left(client.publish_with_reply_and_headers(
+                subject,
+                reply,
+                headers.unwrap_or_default(),
+                payload,
+            )))
+        }
+        (None, Some(headers)) => Either::Left(Either::Right(
             client.publish_with_headers(subject, headers, payload),
         )),
-        (None, true) => Either::Right(client.publish(subject, payload)),
+        (None, None) => Either::Right(client.publish(subject, payload)),
     };
     Ok(send.map_err(move |e| error::publish(topic, e)))
 }
@@ -127,7 +138,7 @@ impl Subjects {
 async fn publish_jetstream(inner: &Inner, topic: &str, message: Message) -> Result<()> {
     let js = inner.js()?;
     let headers = convert::to_nats_headers(topic, &message, IdHeaders::WithNatsMsgId)?;
-    inner.check_size(topic, message.payload().len(), &headers)?;
+    inner.check_size(topic, message.payload().len(), Some(&headers))?;
     inner.stream_for(topic).await?;
 
     let deadline = Instant::now() + inner.options.jetstream.publish_timeout;
