@@ -84,11 +84,7 @@ pub(crate) async fn run(
             .await
             .context("creating the JetStream stream through the framework")?;
     } else {
-        let flush: Flush = Arc::new(move || {
-            let client = client.clone();
-            async move { client.flush().await.context("flush") }.boxed()
-        });
-        fw = fw.flush(flush);
+        fw = fw.flush(flush_of(client));
     }
 
     let raw_client = ConnectOptions::new()
@@ -154,56 +150,78 @@ pub(crate) async fn run(
     if !jetstream && ids.off() && !plan.raw_ids {
         // The same with the message id left off the wire (`message_ids=off`), so that
         // both sides send the same bytes: the framework's own cost, without the id's.
-        let lean = NatsBroker::connect_url(&format!("{url}&message_ids=off"))
-            .await
-            .context("connecting the framework with message_ids=off")?;
-        let client = lean.client().clone();
-        let broker: Arc<dyn Broker> = Arc::new(lean);
-        let flush: Flush = Arc::new(move || {
-            let client = client.clone();
-            async move { client.flush().await.context("flush") }.boxed()
-        });
-        let fw = Framework::new(broker.clone()).flush(flush);
-        let result = scenario::compare(
+        compare_variant(
+            &format!("{url}&message_ids=off"),
             "nats, message_ids=off",
             "async-nats core: publish_with_headers (publish without headers), one flush at the end of a batch",
             &raw,
-            &fw,
-            &NoPrepare,
-            &Topics::new("bench"),
             plan,
             rows,
         )
-        .await;
-        broker.close().await?;
-        result?;
+        .await?;
     }
     if jetstream && acks.unconfirmed() {
         // The same with acks that are sent, not confirmed: the raw side's `ack()`.
-        let unconfirmed = NatsBroker::connect_url(&format!("{url}&confirm_acks=off"))
-            .await
-            .context("connecting the framework with confirm_acks=off")?;
-        let broker: Arc<dyn Broker> = Arc::new(unconfirmed);
-        let fw = Framework::new(broker.clone()).window(JS_WINDOW);
         let raw = RawNats {
             confirm_acks: false,
             ..raw
         };
-        let result = scenario::compare(
+        compare_variant(
+            &format!("{url}&confirm_acks=off"),
             "jetstream, confirm_acks=off",
             &js_baseline("`ack()`"),
             &raw,
-            &fw,
-            &NoPrepare,
-            &Topics::new("benchjs"),
             plan,
             rows,
         )
-        .await;
-        broker.close().await?;
-        result?;
+        .await?;
     }
     Ok(())
+}
+
+/// The comparisons once more, against the framework connected to `url` (a variant of the
+/// first connection's options), under the backend name `name`.
+async fn compare_variant(
+    url: &str,
+    name: &str,
+    baseline: &str,
+    raw: &RawNats,
+    plan: &Plan,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let nats = NatsBroker::connect_url(url)
+        .await
+        .with_context(|| format!("connecting the framework for `{name}`"))?;
+    let jetstream = raw.js.is_some();
+    let client = nats.client().clone();
+    let broker: Arc<dyn Broker> = Arc::new(nats);
+    let fw = if jetstream {
+        Framework::new(broker.clone()).window(JS_WINDOW)
+    } else {
+        Framework::new(broker.clone()).flush(flush_of(client))
+    };
+    let root = if jetstream { "benchjs" } else { "bench" };
+    let result = scenario::compare(
+        name,
+        baseline,
+        raw,
+        &fw,
+        &NoPrepare,
+        &Topics::new(root),
+        plan,
+        rows,
+    )
+    .await;
+    broker.close().await?;
+    result
+}
+
+/// The framework side's end of a core NATS batch: the client's flush, as the raw side's.
+fn flush_of(client: Client) -> Flush {
+    Arc::new(move || {
+        let client = client.clone();
+        async move { client.flush().await.context("flush") }.boxed()
+    })
 }
 
 /// async-nats, used directly.

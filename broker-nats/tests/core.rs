@@ -11,15 +11,49 @@ use futures::StreamExt;
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn connect() -> NatsBroker {
-    match NatsBroker::connect_url(&common::nats_url()).await {
+    connect_with("").await
+}
+
+/// Connects with `query` (URL options) added to the server's URL.
+async fn connect_with(query: &str) -> NatsBroker {
+    let mut url = common::nats_url();
+    if !query.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(query);
+    }
+    match NatsBroker::connect_url(&url).await {
         Ok(broker) => broker,
         Err(err) => panic!(
-            "cannot connect to NATS at {}: {}\n  start it with: {}",
-            common::nats_url(),
+            "cannot connect to NATS at {url}: {}\n  start it with: {}",
             err.display_chain(),
             common::START_HINT
         ),
     }
+}
+
+/// A framework subscription and a raw client subscription to `topic`, both live.
+async fn subscribe_both(
+    broker: &NatsBroker,
+    topic: &str,
+) -> (broker_core::Subscription, async_nats::Subscriber) {
+    let sub = broker
+        .subscribe(topic, SubscribeOptions::new())
+        .await
+        .expect("subscribe");
+    let raw = broker
+        .client()
+        .subscribe(topic.to_owned())
+        .await
+        .expect("raw subscribe");
+    broker.client().flush().await.expect("flush");
+    (sub, raw)
+}
+
+async fn next_native(raw: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(WAIT, raw.next())
+        .await
+        .expect("in time")
+        .expect("raw message")
 }
 
 fn topic(name: &str) -> String {
@@ -50,16 +84,7 @@ async fn registry_knows_both_schemes() {
 async fn headers_round_trip_exactly_and_other_clients_see_native_headers() {
     let broker = connect().await;
     let topic = topic("headers");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
-    let mut raw = broker
-        .client()
-        .subscribe(topic.clone())
-        .await
-        .expect("raw subscribe");
-    broker.client().flush().await.expect("flush");
+    let (mut sub, mut raw) = subscribe_both(&broker, &topic).await;
 
     let mut message = Message::new("hi")
         .with_id("id-1")
@@ -84,10 +109,7 @@ async fn headers_round_trip_exactly_and_other_clients_see_native_headers() {
     assert_eq!(got.headers(), message.headers());
     assert_eq!(delivery.attempt(), Some(1));
 
-    let native = tokio::time::timeout(WAIT, raw.next())
-        .await
-        .expect("in time")
-        .expect("raw message");
+    let native = next_native(&mut raw).await;
     let headers = native.headers.expect("native headers");
     let zeta: Vec<&str> = headers.get_all("Zeta").map(|v| v.as_str()).collect();
     assert_eq!(zeta, ["1", "2"]);
@@ -268,29 +290,10 @@ async fn wrong_credentials_are_auth_errors_without_secrets() {
 
 #[tokio::test]
 async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_keep_their_id() {
-    let url = common::nats_url();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{separator}message_ids=off");
-    let broker = match NatsBroker::connect_url(&url).await {
-        Ok(broker) => broker,
-        Err(err) => panic!(
-            "cannot connect to NATS at {url}: {}\n  start it with: {}",
-            err.display_chain(),
-            common::START_HINT
-        ),
-    };
+    let broker = connect_with("message_ids=off").await;
     assert!(!broker.options().message_ids);
     let topic = topic("no-ids");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
-    let mut raw = broker
-        .client()
-        .subscribe(topic.clone())
-        .await
-        .expect("raw subscribe");
-    broker.client().flush().await.expect("flush");
+    let (mut sub, mut raw) = subscribe_both(&broker, &topic).await;
 
     let plain = Message::new("plain").with_id("id-plain");
     let tagged = Message::new("tagged")
@@ -317,19 +320,13 @@ async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_
     assert_eq!(got.message().headers(), tagged.headers());
     assert_ne!(got.message().id().as_str(), "id-tagged");
 
-    let native = tokio::time::timeout(WAIT, raw.next())
-        .await
-        .expect("in time")
-        .expect("raw message");
+    let native = next_native(&mut raw).await;
     assert!(
         native.headers.is_none(),
         "a plain message goes out without a header block: {:?}",
         native.headers
     );
-    let native = tokio::time::timeout(WAIT, raw.next())
-        .await
-        .expect("in time")
-        .expect("raw message");
+    let native = next_native(&mut raw).await;
     let headers = native.headers.expect("the user header travels");
     assert_eq!(headers.get("tenant").map(|v| v.as_str()), Some("acme"));
     assert!(headers.get("x-message-id").is_none(), "{headers:?}");
