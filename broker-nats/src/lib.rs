@@ -78,11 +78,12 @@
 //! `jetstream://…` with the same form. Options (see [`NatsOptions`]):
 //! `name`, `connect_timeout_ms`, `request_timeout_ms`, `token`, `user`, `password`,
 //! `creds` (a `.creds` file), `tls=on`, `tls_ca`, `tls_cert`, `tls_key`,
-//! `subscription_capacity`, `message_ids=on|off` (`nats://` only); for `jetstream://` also `stream`, `stream_subjects`,
-//! `stream_prefix`, `create_streams=on|off`, `max_deliver`, `ack_wait_ms`,
-//! `max_ack_pending`, `replicas`, `storage=file|memory`, `max_age_secs`,
-//! `duplicate_window_ms`, `publish_timeout_ms`, `pull_batch`, `pull_expires_ms`,
-//! `ephemeral_inactive_ms`, `confirm_acks=on|off`. Secrets never appear in `Debug` output, logs or errors.
+//! `subscription_capacity`, `message_ids=on|off` (`nats://` only); for `jetstream://`
+//! also `stream`, `stream_subjects`, `stream_prefix`, `create_streams=on|off`,
+//! `max_deliver`, `ack_wait_ms`, `max_ack_pending`, `replicas`, `storage=file|memory`,
+//! `max_age_secs`, `duplicate_window_ms`, `publish_timeout_ms`, `pull_batch`,
+//! `pull_expires_ms`, `ephemeral_inactive_ms`, `confirm_acks=on|off`. Secrets never
+//! appear in `Debug` output, logs or errors.
 //!
 //! ```no_run
 //! # async fn demo() -> broker_core::Result<()> {
