@@ -175,23 +175,10 @@ async fn native_request_reply() {
     let broker = connect().await;
     let responder = connect().await;
     let topic = topic("request");
-    let mut requests = responder
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
-    let answering = {
-        let responder = responder.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = requests.next().await {
-                let request = delivery.message().clone();
-                let body = format!("re: {}", String::from_utf8_lossy(request.payload()));
-                responder
-                    .reply(&request, Message::new(body))
-                    .await
-                    .expect("reply");
-            }
-        })
-    };
+    let answering = answer_requests(&responder, &topic, |request| {
+        format!("re: {}", String::from_utf8_lossy(request.payload()))
+    })
+    .await;
 
     let reply = broker
         .request(&topic, Message::new("ping"), WAIT)
@@ -332,21 +319,8 @@ async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_
     assert!(headers.get("x-message-id").is_none(), "{headers:?}");
 
     // A request keeps its id, which the generic requester matches the reply by.
-    let responder = broker.clone();
     let request_topic = format!("{topic}.request");
-    let mut requests = responder
-        .subscribe(&request_topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
-    let answering = tokio::spawn(async move {
-        while let Some(Ok(delivery)) = requests.next().await {
-            let request = delivery.message().clone();
-            responder
-                .reply(&request, Message::new("pong"))
-                .await
-                .expect("reply");
-        }
-    });
+    let answering = answer_requests(&broker, &request_topic, |_| "pong".to_owned()).await;
     let requester = Requester::new(std::sync::Arc::new(broker.clone()))
         .await
         .expect("requester");
@@ -358,6 +332,29 @@ async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_
 
     answering.abort();
     broker.close().await.expect("close");
+}
+
+/// Subscribes `responder` to `topic` and answers every request with the body `answer`
+/// gives, until the returned task is aborted.
+async fn answer_requests(
+    responder: &NatsBroker,
+    topic: &str,
+    answer: impl Fn(&Message) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let mut requests = responder
+        .subscribe(topic, SubscribeOptions::new())
+        .await
+        .expect("subscribe");
+    let responder = responder.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = requests.next().await {
+            let request = delivery.message().clone();
+            responder
+                .reply(&request, Message::new(answer(&request)))
+                .await
+                .expect("reply");
+        }
+    })
 }
 
 async fn next_delivery(sub: &mut broker_core::Subscription) -> broker_core::Delivery {
