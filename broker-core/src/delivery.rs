@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::subscription::Permit;
-use crate::{AckMode, Message, Result};
+use crate::{AckMode, Error, Message, Result};
 
 /// When a nacked message should come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,6 +163,7 @@ pub struct Delivery {
     topic: Arc<str>,
     attempt: Option<u32>,
     partition: Option<i32>,
+    defect: Option<Arc<Error>>,
     ack_mode: AckMode,
     acker: Option<Acker>,
     permit: Option<Permit>,
@@ -181,6 +182,7 @@ impl Delivery {
             topic,
             attempt,
             partition: None,
+            defect: None,
             ack_mode: AckMode::Auto,
             acker: Some(acker),
             permit: None,
@@ -224,6 +226,22 @@ impl Delivery {
     pub fn with_partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
         self
+    }
+
+    /// Marks the delivery as one the backend could not read whole (for example a header
+    /// block another client wrote that the backend cannot parse): the message holds what
+    /// could be read, and `defect` says what could not. A handler sees it as
+    /// [`Event::defect`](crate::Event::defect); the typed handlers and the dead-letter
+    /// layer treat it as a permanent failure.
+    pub fn with_defect(mut self, defect: Error) -> Self {
+        self.defect = Some(Arc::new(defect));
+        self
+    }
+
+    /// What the backend could not read of this delivery, if anything (see
+    /// [`with_defect`](Delivery::with_defect)).
+    pub fn defect(&self) -> Option<&Error> {
+        self.defect.as_deref()
     }
 
     pub(crate) fn attach(&mut self, ack_mode: AckMode, permit: Option<Permit>) {
@@ -291,6 +309,7 @@ impl Delivery {
             topic: self.topic.clone(),
             attempt: self.attempt,
             partition: self.partition,
+            defect: self.defect.take(),
         };
         let acker = self.acker.take();
         // The message goes to the handler; the settle half keeps a copy for a nack.
@@ -318,6 +337,7 @@ impl fmt::Debug for Delivery {
             .field("topic", &self.topic)
             .field("attempt", &self.attempt)
             .field("partition", &self.partition)
+            .field("defect", &self.defect)
             .field("settled", &self.acker.is_none())
             .field("message", &self.message)
             .finish()
@@ -341,6 +361,8 @@ pub struct DeliveryInfo {
     pub attempt: Option<u32>,
     /// The partition, on partitioned backends.
     pub partition: Option<i32>,
+    /// What the backend could not read, if anything (see [`Delivery::with_defect`]).
+    pub defect: Option<Arc<Error>>,
 }
 
 /// The settling half of a [`Delivery`] (see [`Delivery::into_parts`]). Dropped unsettled,

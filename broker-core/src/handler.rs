@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::{BoxError, DeliveryInfo, Message};
+use crate::{BoxError, DeliveryInfo, Error, Message};
 
 /// What a handler gets: the message, the concrete topic and the delivery attempt.
 #[derive(Debug, Clone)]
@@ -16,6 +16,7 @@ pub struct Event {
     message: Message,
     attempt: u32,
     partition: Option<i32>,
+    defect: Option<Arc<Error>>,
 }
 
 impl Event {
@@ -26,6 +27,7 @@ impl Event {
             message,
             attempt: attempt.max(1),
             partition: None,
+            defect: None,
         }
     }
 
@@ -35,6 +37,7 @@ impl Event {
             message,
             attempt: info.attempt.unwrap_or(1),
             partition: info.partition,
+            defect: info.defect,
         }
     }
 
@@ -61,6 +64,15 @@ impl Event {
     /// The partition, on partitioned backends.
     pub fn partition(&self) -> Option<i32> {
         self.partition
+    }
+
+    /// What the backend could not read of this message, if anything: a message that
+    /// another client wrote in a shape the backend cannot carry whole (for example a NATS
+    /// header block that does not parse) arrives with what could be read, and this error
+    /// (of kind [`Codec`](crate::ErrorKind::Codec)) says what is missing. Typed handlers
+    /// and the dead-letter layer treat such a message as a permanent failure.
+    pub fn defect(&self) -> Option<&Error> {
+        self.defect.as_deref()
     }
 }
 

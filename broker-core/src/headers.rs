@@ -1,7 +1,9 @@
-//! Message headers: string keys and values, case-sensitive, in insertion order.
+//! Message headers: names are text, values are bytes with a text face, in insertion order.
 
 use std::fmt;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 /// Header names the framework itself reads and writes.
 ///
@@ -40,8 +42,149 @@ pub mod names {
     }
 }
 
-/// An ordered list of string headers. Keys are case-sensitive; a key may appear more than
-/// once (use [`append`](Headers::append)); order is kept and round-trips on every backend.
+
+/// One header value: bytes, as a producer wrote them, with a text face.
+///
+/// Most values are text, and [`to_str`](HeaderValue::to_str) reads them as such; a value
+/// written by another producer may be any bytes, and [`as_bytes`](HeaderValue::as_bytes)
+/// gives them back exactly. A value can also be *null* (Kafka headers can carry one),
+/// which is not the same as empty. Backends carry every value byte for byte or refuse it
+/// with a typed error at publish; none is changed on the way.
+///
+/// ```
+/// use broker_core::headers::HeaderValue;
+///
+/// let text = HeaderValue::from("acme");
+/// assert_eq!(text.to_str(), Some("acme"));
+/// assert_eq!(text, "acme");
+///
+/// let binary = HeaderValue::from(vec![0xff, 0x00, 0xfe]);
+/// assert_eq!(binary.to_str(), None);
+/// assert_eq!(binary.as_bytes(), [0xff, 0x00, 0xfe]);
+///
+/// let null = HeaderValue::null();
+/// assert!(null.is_null());
+/// assert_ne!(null, HeaderValue::from(""));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HeaderValue(Option<Bytes>);
+
+impl HeaderValue {
+    /// A null value: present, but without bytes (distinct from an empty value).
+    pub const fn null() -> Self {
+        HeaderValue(None)
+    }
+
+    /// A value holding `bytes`.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        HeaderValue(Some(bytes.into()))
+    }
+
+    /// The value as text, if it is UTF-8 (and not null).
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.0.as_deref()?).ok()
+    }
+
+    /// The bytes; empty for a null value.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+
+    /// The bytes, shared; `None` for a null value.
+    pub fn bytes(&self) -> Option<&Bytes> {
+        self.0.as_ref()
+    }
+
+    /// Whether the value is null.
+    pub fn is_null(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// How many bytes the value has.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the value has no bytes (empty or null).
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.0, self.to_str()) {
+            (None, _) => f.write_str("null"),
+            (Some(_), Some(text)) => fmt::Debug::fmt(text, f),
+            (Some(bytes), None) => write!(f, "b\"{}\"", bytes.escape_ascii()),
+        }
+    }
+}
+
+impl From<&str> for HeaderValue {
+    fn from(text: &str) -> Self {
+        HeaderValue(Some(Bytes::copy_from_slice(text.as_bytes())))
+    }
+}
+
+impl From<&String> for HeaderValue {
+    fn from(text: &String) -> Self {
+        HeaderValue::from(text.as_str())
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(text: String) -> Self {
+        HeaderValue(Some(Bytes::from(text)))
+    }
+}
+
+impl From<&[u8]> for HeaderValue {
+    fn from(bytes: &[u8]) -> Self {
+        HeaderValue(Some(Bytes::copy_from_slice(bytes)))
+    }
+}
+
+impl From<Vec<u8>> for HeaderValue {
+    fn from(bytes: Vec<u8>) -> Self {
+        HeaderValue(Some(Bytes::from(bytes)))
+    }
+}
+
+impl From<Bytes> for HeaderValue {
+    fn from(bytes: Bytes) -> Self {
+        HeaderValue(Some(bytes))
+    }
+}
+
+impl From<Option<Bytes>> for HeaderValue {
+    /// `None` is a null value.
+    fn from(bytes: Option<Bytes>) -> Self {
+        HeaderValue(bytes)
+    }
+}
+
+impl PartialEq<str> for HeaderValue {
+    fn eq(&self, other: &str) -> bool {
+        self.0.as_deref() == Some(other.as_bytes())
+    }
+}
+
+impl PartialEq<&str> for HeaderValue {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<[u8]> for HeaderValue {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0.as_deref() == Some(other)
+    }
+}
+
+/// An ordered list of headers. Names are case-sensitive text; values are
+/// [`HeaderValue`]s (bytes with a text face, or null). A name may appear more than once
+/// (use [`append`](Headers::append)); order is kept and round-trips on every backend.
 ///
 /// Cloning is cheap: the list is shared until one of the clones is changed.
 ///
@@ -50,15 +193,18 @@ pub mod names {
 ///
 /// let mut headers = Headers::new();
 /// headers.insert("tenant", "acme");
-/// headers.insert("Tenant", "other"); // a different key: keys are case-sensitive
+/// headers.insert("Tenant", "other"); // a different name: names are case-sensitive
 /// headers.insert("tenant", "acme-2"); // replaces the first value in place
+/// headers.insert("digest", vec![0xde, 0xad]); // any bytes
 /// assert_eq!(headers.get("tenant"), Some("acme-2"));
-/// assert_eq!(headers.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["tenant", "Tenant"]);
+/// assert_eq!(headers.get("digest"), None); // not text
+/// assert_eq!(headers.get_value("digest").map(|v| v.as_bytes()), Some(&[0xde, 0xad][..]));
+/// assert_eq!(headers.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["tenant", "Tenant", "digest"]);
 /// ```
 #[derive(Clone, Default)]
 pub struct Headers {
     /// `None` while empty, so a message without headers allocates nothing for them.
-    entries: Option<Arc<Vec<(String, String)>>>,
+    entries: Option<Arc<Vec<(String, HeaderValue)>>>,
 }
 
 impl Headers {
@@ -67,69 +213,75 @@ impl Headers {
         Headers::default()
     }
 
-    fn entries(&self) -> &[(String, String)] {
+    fn entries(&self) -> &[(String, HeaderValue)] {
         self.entries.as_deref().map_or(&[], Vec::as_slice)
     }
 
-    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+    fn entries_mut(&mut self) -> &mut Vec<(String, HeaderValue)> {
         Arc::make_mut(self.entries.get_or_insert_with(Arc::default))
     }
 
-    /// Sets `key` to `value`: replaces the first entry with that key (and removes any
+    /// Sets `name` to `value`: replaces the first entry with that name (and removes any
     /// later ones), or appends a new entry.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<HeaderValue>) {
+        let name = name.into();
         let value = value.into();
         let entries = self.entries_mut();
-        match entries.iter().position(|(k, _)| *k == key) {
+        match entries.iter().position(|(k, _)| *k == name) {
             Some(first) => {
                 entries[first].1 = value;
                 let mut index = 0;
                 entries.retain(|(k, _)| {
-                    let keep = index <= first || *k != key;
+                    let keep = index <= first || *k != name;
                     index += 1;
                     keep
                 });
             }
-            None => entries.push((key, value)),
+            None => entries.push((name, value)),
         }
     }
 
-    /// Appends an entry, keeping any earlier ones with the same key.
-    pub fn append(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.entries_mut().push((key.into(), value.into()));
+    /// Appends an entry, keeping any earlier ones with the same name.
+    pub fn append(&mut self, name: impl Into<String>, value: impl Into<HeaderValue>) {
+        self.entries_mut().push((name.into(), value.into()));
     }
 
-    /// The first value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    /// The first value of `name` as text: `None` when the name is absent, or when its
+    /// first value is null or not UTF-8 (then [`get_value`](Headers::get_value) has it).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_value(name)?.to_str()
+    }
+
+    /// The first value of `name`, as bytes (or null).
+    pub fn get_value(&self, name: &str) -> Option<&HeaderValue> {
         self.entries()
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
-    /// Every value of `key`, in order.
-    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
         self.entries()
             .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
-    /// Whether `key` is present.
-    pub fn contains(&self, key: &str) -> bool {
-        self.entries().iter().any(|(k, _)| k == key)
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries().iter().any(|(k, _)| k == name)
     }
 
-    /// Removes every entry with `key`, returning the first value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        if !self.contains(key) {
+    /// Removes every entry with `name`, returning the first value.
+    pub fn remove(&mut self, name: &str) -> Option<HeaderValue> {
+        if !self.contains(name) {
             return None;
         }
         let entries = self.entries_mut();
         let mut first = None;
         entries.retain(|(k, v)| {
-            if k == key {
+            if k == name {
                 if first.is_none() {
                     first = Some(v.clone());
                 }
@@ -142,8 +294,8 @@ impl Headers {
     }
 
     /// The entries, in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &HeaderValue)> + '_ {
+        self.entries().iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// How many entries there are.
@@ -173,9 +325,9 @@ impl fmt::Debug for Headers {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
+impl<K: Into<String>, V: Into<HeaderValue>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let entries: Vec<(String, String)> = iter
+        let entries: Vec<(String, HeaderValue)> = iter
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
@@ -185,7 +337,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
+impl<K: Into<String>, V: Into<HeaderValue>> Extend<(K, V)> for Headers {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         let mut iter = iter.into_iter().peekable();
         if iter.peek().is_some() {
@@ -199,6 +351,12 @@ impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
 mod tests {
     use super::*;
 
+    fn texts(h: &Headers) -> Vec<(&str, &str)> {
+        h.iter()
+            .map(|(k, v)| (k, v.to_str().expect("text")))
+            .collect()
+    }
+
     #[test]
     fn insert_replaces_in_place_and_drops_duplicates() {
         let mut h = Headers::new();
@@ -206,7 +364,7 @@ mod tests {
         h.append("b", "2");
         h.append("a", "3");
         h.insert("a", "x");
-        assert_eq!(h.iter().collect::<Vec<_>>(), [("a", "x"), ("b", "2")]);
+        assert_eq!(texts(&h), [("a", "x"), ("b", "2")]);
     }
 
     #[test]
@@ -215,7 +373,7 @@ mod tests {
         h.append("k", "1");
         h.append("k", "2");
         assert_eq!(h.get_all("k").collect::<Vec<_>>(), ["1", "2"]);
-        assert_eq!(h.remove("k").as_deref(), Some("1"));
+        assert_eq!(h.remove("k"), Some(HeaderValue::from("1")));
         assert!(h.is_empty());
     }
 
@@ -240,5 +398,27 @@ mod tests {
         a.insert("x", "2");
         assert_eq!(b.get("x"), Some("1"));
         assert_eq!(a.get("x"), Some("2"));
+    }
+
+    #[test]
+    fn binary_null_and_empty_values_stay_apart() {
+        let mut h = Headers::new();
+        h.append("bin", vec![0xff, 0x00, 0xfe, 0x80, 0x41]);
+        h.append("null", HeaderValue::null());
+        h.append("empty", "");
+        assert_eq!(h.get("bin"), None);
+        assert_eq!(
+            h.get_value("bin").map(HeaderValue::as_bytes),
+            Some(&[0xff, 0x00, 0xfe, 0x80, 0x41][..])
+        );
+        assert_eq!(h.get("null"), None);
+        assert!(h.get_value("null").is_some_and(HeaderValue::is_null));
+        assert_eq!(h.get("empty"), Some(""));
+        assert!(!h.get_value("empty").is_some_and(HeaderValue::is_null));
+        assert_ne!(HeaderValue::null(), HeaderValue::from(""));
+        assert_eq!(
+            format!("{:?}", h),
+            r#"Headers { entries: [("bin", b"\xff\x00\xfe\x80A"), ("null", null), ("empty", "")] }"#
+        );
     }
 }

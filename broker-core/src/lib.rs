@@ -64,7 +64,7 @@ pub use message::{Message, MessageId};
 pub use options::{AckMode, DEFAULT_MAX_IN_FLIGHT, StartPosition, SubscribeOptions};
 pub use registry::{connect, connect_from_env};
 pub use request::Requester;
-pub use subscriber::{HandlerOptions, SubscriberHandle};
+pub use subscriber::{Backoff, HandlerOptions, SubscriberHandle};
 pub use subscription::Subscription;
 pub use typed::{TypedEvent, TypedPublisher, typed_handler};
 

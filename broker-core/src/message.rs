@@ -203,11 +203,14 @@ impl AsRef<str> for MessageId {
     }
 }
 
-/// A message: a payload, ordered string headers, an optional key and an id.
+/// A message: a payload, ordered headers, an optional key and an id.
 ///
 /// The key picks the partition on Kafka (so messages with one key keep their order) and
-/// is carried faithfully by every other backend. Cloning is cheap: the payload and the
-/// headers are shared.
+/// is carried faithfully by every other backend. Keys and header values are bytes with a
+/// text face: what another producer wrote comes back byte for byte, and a message
+/// published again as it arrived writes the same bytes. A *tombstone* (Kafka's null
+/// value, which deletes its key from a compacted topic) is a message of its own kind, not
+/// an empty payload. Cloning is cheap: the payload and the headers are shared.
 ///
 /// ```
 /// use broker_core::Message;
@@ -217,15 +220,17 @@ impl AsRef<str> for MessageId {
 ///     .with_key("order-42");
 /// assert_eq!(msg.payload().as_ref(), b"hello");
 /// assert_eq!(msg.headers().get("tenant"), Some("acme"));
-/// assert_eq!(msg.key(), Some("order-42"));
+/// assert_eq!(msg.key_str(), Some("order-42"));
+/// assert_eq!(msg.key(), Some(&b"order-42"[..]));
 /// assert!(!msg.id().as_str().is_empty());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     id: MessageId,
-    key: Option<Arc<str>>,
+    key: Option<Bytes>,
     headers: Headers,
     payload: Bytes,
+    tombstone: bool,
 }
 
 impl Message {
@@ -236,6 +241,7 @@ impl Message {
             key: None,
             headers: Headers::new(),
             payload: payload.into(),
+            tombstone: false,
         }
     }
 
@@ -249,22 +255,42 @@ impl Message {
             key: None,
             headers: Headers::new(),
             payload: Bytes::new(),
+            tombstone: false,
+        }
+    }
+
+    /// A tombstone: a message without a value, as Kafka's compacted topics use to delete
+    /// a key. Give it the key with [`with_key`](Message::with_key). Backends that cannot
+    /// tell a tombstone from an empty payload refuse it at publish.
+    pub fn tombstone() -> Self {
+        Message {
+            tombstone: true,
+            ..Message::new(Bytes::new())
         }
     }
 
     /// Builds a message from its parts, as a backend does on receipt.
     pub fn from_parts(
         id: MessageId,
-        key: Option<String>,
+        key: Option<Bytes>,
         headers: Headers,
         payload: Bytes,
     ) -> Self {
         Message {
             id,
-            key: key.map(Arc::from),
+            key,
             headers,
             payload,
+            tombstone: false,
         }
+    }
+
+    /// Makes this message a tombstone: its payload is dropped (see
+    /// [`tombstone`](Message::tombstone)).
+    pub fn into_tombstone(mut self) -> Self {
+        self.payload = Bytes::new();
+        self.tombstone = true;
+        self
     }
 
     /// Replaces the id (for idempotent publishing, or to keep an upstream id).
@@ -273,14 +299,24 @@ impl Message {
         self
     }
 
-    /// Sets the key.
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(Arc::from(key.into()));
+    /// Sets the key: text or any bytes.
+    pub fn with_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.key = Some(Bytes::copy_from_slice(key.as_ref()));
+        self
+    }
+
+    /// Sets the key from shared bytes, without copying them.
+    pub fn with_key_bytes(mut self, key: Bytes) -> Self {
+        self.key = Some(key);
         self
     }
 
     /// Sets a header (see [`Headers::insert`]).
-    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_header(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<crate::headers::HeaderValue>,
+    ) -> Self {
         self.headers.insert(key, value);
         self
     }
@@ -296,9 +332,25 @@ impl Message {
         &self.id
     }
 
-    /// The key, if any.
-    pub fn key(&self) -> Option<&str> {
+    /// The key's bytes, if there is a key.
+    pub fn key(&self) -> Option<&[u8]> {
         self.key.as_deref()
+    }
+
+    /// The key as text: `None` without a key or when the key is not UTF-8 (then
+    /// [`key`](Message::key) has its bytes).
+    pub fn key_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.key.as_deref()?).ok()
+    }
+
+    /// The key, shared.
+    pub fn key_bytes(&self) -> Option<&Bytes> {
+        self.key.as_ref()
+    }
+
+    /// Whether this message is a tombstone (see [`tombstone`](Message::tombstone)).
+    pub fn is_tombstone(&self) -> bool {
+        self.tombstone
     }
 
     /// The headers.
@@ -324,7 +376,7 @@ impl Message {
     /// The size a backend has to carry: payload, key, id and headers, in bytes.
     pub fn encoded_len(&self) -> usize {
         self.payload.len()
-            + self.key.as_deref().map_or(0, str::len)
+            + self.key.as_ref().map_or(0, Bytes::len)
             + self.id.text_len()
             + self
                 .headers
@@ -341,6 +393,7 @@ impl fmt::Debug for Message {
             .field("key", &self.key)
             .field("headers", &self.headers)
             .field("payload_len", &self.payload.len())
+            .field("tombstone", &self.tombstone)
             .finish()
     }
 }
@@ -426,6 +479,29 @@ mod tests {
             stamped + 50 >= before && stamped <= after + 50,
             "id time {stamped} outside {before}..={after}"
         );
+    }
+
+    #[test]
+    fn keys_are_bytes_with_a_text_face() {
+        let text = Message::new("x").with_key("user-7");
+        assert_eq!(text.key_str(), Some("user-7"));
+        let binary = Message::new("x").with_key([0xff, 0x00, 0xfe, 0x80, 0x41]);
+        assert_eq!(binary.key(), Some(&[0xff, 0x00, 0xfe, 0x80, 0x41][..]));
+        assert_eq!(binary.key_str(), None);
+        assert_eq!(Message::new("x").key(), None);
+    }
+
+    #[test]
+    fn a_tombstone_is_not_an_empty_payload() {
+        let tombstone = Message::tombstone().with_key("k");
+        assert!(tombstone.is_tombstone());
+        assert!(tombstone.payload().is_empty());
+        assert!(!Message::new("").is_tombstone());
+        assert_ne!(
+            Message::new("").with_id("a"),
+            Message::tombstone().with_id("a")
+        );
+        assert!(Message::new("gone").into_tombstone().payload().is_empty());
     }
 
     #[test]

@@ -16,27 +16,48 @@ use crate::handler::panic_message;
 use crate::{Delivery, Error, ErrorKind, Event, Handler, Redelivery, Result, Subscription};
 
 /// How [`BrokerExt::subscribe_with`](crate::BrokerExt::subscribe_with) runs its handler.
+///
+/// The defaults cannot loop hot on a message that always fails:
+/// - a handler error (or panic) nacks with an exponential backoff: the message comes back
+///   after 500 ms, then 1 s, 2 s, … up to 30 s between attempts;
+/// - a message that cannot be read (an error of kind [`Codec`](ErrorKind::Codec) from the
+///   handler, as a typed handler returns for an undecodable payload) is a permanent
+///   failure: it is never redelivered;
+/// - after 10 failed attempts a message is given up on.
+///
+/// A message given up on goes to the dead-letter topic when the handler has a
+/// [`DeadLetterLayer`](crate::middleware::DeadLetterLayer) (which sends unreadable
+/// messages there at once); without one, it is acked with an ERROR log line and counted
+/// in `broker_messages_dropped_total` (feature `metrics`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandlerOptions {
     /// How many events are handled at once. Events from one partition (Kafka) or with one
     /// key are handled one after another, in order, whatever the concurrency.
     pub concurrency: usize,
-    /// When a failed event should come back.
-    pub redelivery: Redelivery,
+    /// When a failed event comes back.
+    pub backoff: Backoff,
+    /// After how many failed deliveries a message is given up on; `None`: never (on
+    /// backends that count deliveries: every one but core NATS, which does not redeliver).
+    pub max_attempts: Option<u32>,
 }
 
 impl Default for HandlerOptions {
     fn default() -> Self {
         HandlerOptions {
             concurrency: 1,
-            redelivery: Redelivery::Now,
+            backoff: Backoff::default(),
+            max_attempts: Some(DEFAULT_MAX_ATTEMPTS),
         }
     }
 }
 
+/// How many failed deliveries a handler allows a message by default.
+const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
 impl HandlerOptions {
-    /// One event at a time, failures redelivered at once.
+    /// One event at a time, failures redelivered with the default backoff, at most 10
+    /// deliveries.
     pub fn new() -> Self {
         HandlerOptions::default()
     }
@@ -47,10 +68,81 @@ impl HandlerOptions {
         self
     }
 
-    /// Failed events come back after `delay`.
+    /// Failed events come back after `delay`, every time.
     pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.redelivery = Redelivery::After(delay);
+        self.backoff = Backoff::fixed(delay);
         self
+    }
+
+    /// Failed events come back after `backoff`.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Gives up on a message after `attempts` failed deliveries (at least 1); `None`
+    /// never gives up.
+    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts.map(|n| n.max(1));
+        self
+    }
+}
+
+/// When a failed message comes back: `initial` after the first failure, doubling with
+/// each further one, never more than `max`.
+///
+/// ```
+/// use std::time::Duration;
+/// use broker_core::{Backoff, Redelivery};
+///
+/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_millis(350));
+/// let waits: Vec<_> = (1..=4).map(|attempt| backoff.after_attempt(attempt)).collect();
+/// let ms = |n| Redelivery::After(Duration::from_millis(n));
+/// assert_eq!(waits, [ms(100), ms(200), ms(350), ms(350)]);
+/// assert_eq!(Backoff::fixed(Duration::ZERO).after_attempt(3), Redelivery::Now);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    /// 500 ms, doubling up to 30 s.
+    fn default() -> Self {
+        Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30))
+    }
+}
+
+impl Backoff {
+    /// `initial`, doubling with each failure up to `max`.
+    pub fn exponential(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max: max.max(initial),
+        }
+    }
+
+    /// The same `delay` after every failure (zero: at once).
+    pub fn fixed(delay: Duration) -> Self {
+        Backoff {
+            initial: delay,
+            max: delay,
+        }
+    }
+
+    /// When a message that failed on its `attempt`th delivery (1 for the first) comes back.
+    pub fn after_attempt(&self, attempt: u32) -> Redelivery {
+        let doublings = attempt.saturating_sub(1).min(31);
+        let delay = self
+            .initial
+            .checked_mul(1 << doublings)
+            .map_or(self.max, |d| d.min(self.max));
+        if delay.is_zero() {
+            Redelivery::Now
+        } else {
+            Redelivery::After(delay)
+        }
     }
 }
 
@@ -107,13 +199,18 @@ async fn run(
     stop: CancellationToken,
 ) {
     let lanes = options.concurrency.max(1);
+    let policy = Arc::new(Policy {
+        pattern: subscription.pattern().to_owned(),
+        backoff: options.backoff,
+        max_attempts: options.max_attempts,
+    });
     let mut senders = Vec::with_capacity(lanes);
     let mut workers = Vec::with_capacity(lanes);
     for _ in 0..lanes {
         let (tx, rx) = mpsc::channel::<Delivery>(1);
         senders.push(tx);
         workers.push(tokio::spawn(
-            lane(rx, handler.clone(), options.redelivery).in_current_span(),
+            lane(rx, handler.clone(), policy.clone()).in_current_span(),
         ));
     }
     let mut next_lane = 0usize;
@@ -160,7 +257,15 @@ fn ordering_key(delivery: &Delivery) -> Option<u64> {
     Some(hasher.finish())
 }
 
-async fn lane(mut rx: mpsc::Receiver<Delivery>, handler: Arc<dyn Handler>, redelivery: Redelivery) {
+/// What a lane does with a failed event.
+#[derive(Debug)]
+struct Policy {
+    pattern: String,
+    backoff: Backoff,
+    max_attempts: Option<u32>,
+}
+
+async fn lane(mut rx: mpsc::Receiver<Delivery>, handler: Arc<dyn Handler>, policy: Arc<Policy>) {
     while let Some(delivery) = rx.recv().await {
         let span = tracing::debug_span!(
             "deliver",
@@ -168,27 +273,49 @@ async fn lane(mut rx: mpsc::Receiver<Delivery>, handler: Arc<dyn Handler>, redel
             message_id = %delivery.message().id(),
             attempt = delivery.attempt().unwrap_or(1),
         );
-        handle(delivery, &*handler, redelivery)
-            .instrument(span)
-            .await;
+        handle(delivery, &*handler, &policy).instrument(span).await;
     }
 }
 
-async fn handle(delivery: Delivery, handler: &dyn Handler, redelivery: Redelivery) {
+async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
     let (message, info, settle) = delivery.into_parts();
+    let attempt = info.attempt.unwrap_or(1);
     let event = Event::from_delivery(message, info);
+    let id = event.message().id().clone();
     let outcome = AssertUnwindSafe(handler.call(event))
         .catch_unwind()
         .instrument(tracing::debug_span!("handle"))
         .await;
-    let settled = match outcome {
-        Ok(Ok(())) => settle.ack().await,
+    let failure = match outcome {
+        Ok(Ok(())) => None,
         Ok(Err(err)) => {
-            tracing::warn!(error = %err, "handler failed; nacking");
-            settle.nack(redelivery).await
+            let unreadable = err
+                .downcast_ref::<Error>()
+                .is_some_and(|e| e.kind() == ErrorKind::Codec);
+            Some((err.to_string(), unreadable))
         }
-        Err(panic) => {
-            tracing::error!(panic = %panic_message(&*panic), "handler panicked; nacking");
+        Err(panic) => Some((
+            format!("handler panicked: {}", panic_message(&*panic)),
+            false,
+        )),
+    };
+    let settled = match failure {
+        None => settle.ack().await,
+        Some((error, true)) => {
+            tracing::error!(%error, message_id = %id, "message cannot be read; dropping it (acked), as no dead-letter layer took it");
+            #[cfg(feature = "metrics")]
+            crate::observe::count_dropped(&policy.pattern, "unreadable");
+            settle.ack().await
+        }
+        Some((error, false)) if policy.max_attempts.is_some_and(|max| attempt >= max) => {
+            tracing::error!(%error, message_id = %id, attempt, "handler failed on the last allowed attempt; dropping the message (acked), as no dead-letter layer took it");
+            #[cfg(feature = "metrics")]
+            crate::observe::count_dropped(&policy.pattern, "attempts");
+            settle.ack().await
+        }
+        Some((error, false)) => {
+            let redelivery = policy.backoff.after_attempt(attempt);
+            tracing::warn!(%error, attempt, ?redelivery, "handler failed; nacking");
             settle.nack(redelivery).await
         }
     };

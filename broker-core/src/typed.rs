@@ -63,7 +63,7 @@ impl<T, C: Codec<T>> TypedPublisher<T, C> {
         let payload = self.codec.encode(value)?;
         let message = Message::from_parts(
             template.id().clone(),
-            template.key().map(str::to_owned),
+            template.key_bytes().cloned(),
             template.headers().clone(),
             payload,
         )
@@ -93,7 +93,28 @@ pub struct TypedEvent<T> {
 /// Decodes the payload of `event` with `codec`, checking its `content-type` header when
 /// there is one.
 pub fn decode_event<T, C: Codec<T>>(codec: &C, event: &Event) -> Result<T> {
-    if let Some(content_type) = event.message().headers().get(names::CONTENT_TYPE) {
+    if let Some(defect) = event.defect() {
+        return Err(Error::new(
+            ErrorKind::Codec,
+            format!(
+                "message {} on `{}` could not be read whole: {}",
+                event.message().id(),
+                event.topic(),
+                defect.message()
+            ),
+        ));
+    }
+    if let Some(content_type) = event.message().headers().get_value(names::CONTENT_TYPE) {
+        let content_type = content_type.to_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Codec,
+                format!(
+                    "message {} on `{}` has a content-type that is not text: {content_type:?}",
+                    event.message().id(),
+                    event.topic()
+                ),
+            )
+        })?;
         let expected = codec.content_type();
         let base = content_type.split(';').next().unwrap_or_default().trim();
         if !base.eq_ignore_ascii_case(expected) {

@@ -4,16 +4,22 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::headers::names;
-use crate::{BoxError, Broker, Event, Handler, Layer};
+use crate::{BoxError, Broker, Error, ErrorKind, Event, Handler, Layer};
 
 /// Sends an event that keeps failing to a dead-letter topic, and acks it there.
 ///
 /// A failure at attempt `n < max_attempts`, on a backend that redelivers, is passed on:
 /// the message is nacked and comes back as attempt `n + 1`. At the last attempt, or on a
 /// backend that cannot redeliver (core NATS), the message is published to the dead-letter
-/// topic with its id, key, payload and headers, plus `x-dead-letter-error`,
-/// `x-dead-letter-attempts` and `x-dead-letter-topic`; then the event succeeds. If that
-/// publish fails, the original error is passed on, so the message is not lost.
+/// topic with its id, key, payload and headers (the same bytes that arrived), plus
+/// `x-dead-letter-error`, `x-dead-letter-attempts` and `x-dead-letter-topic`; then the
+/// event succeeds. If that publish fails, the original error is passed on, so the message
+/// is not lost.
+///
+/// A message that cannot be read goes there at once, whatever the attempt: one that
+/// arrived with a [`defect`](Event::defect) (the handler is not called), and one whose
+/// handler failed with an error of kind [`Codec`](crate::ErrorKind::Codec), as a typed
+/// handler does for a payload it cannot decode. Redelivering those would fail the same way.
 #[derive(Debug, Clone)]
 pub struct DeadLetterLayer {
     broker: Arc<dyn Broker>,
@@ -60,16 +66,25 @@ impl<H: Handler> Handler for DeadLetter<H> {
     fn call(&self, event: Event) -> BoxFuture<'static, Result<(), BoxError>> {
         let config = self.config.clone();
         let failed = event.clone();
-        self.inner
-            .call(event)
+        let outcome = match event.defect() {
+            Some(defect) => {
+                let err: BoxError = Box::new(Error::new(ErrorKind::Codec, defect.message()));
+                futures::future::ready(Err(err)).boxed()
+            }
+            None => self.inner.call(event),
+        };
+        outcome
             .then(move |result| async move {
                 let err = match result {
                     Ok(()) => return Ok(()),
                     Err(err) => err,
                 };
                 let attempt = failed.attempt();
+                let unreadable = err
+                    .downcast_ref::<Error>()
+                    .is_some_and(|e| e.kind() == ErrorKind::Codec);
                 let can_redeliver = config.broker.capabilities().redelivery;
-                if can_redeliver && attempt < config.max_attempts {
+                if can_redeliver && attempt < config.max_attempts && !unreadable {
                     return Err(err);
                 }
                 let mut message = failed.message().clone();

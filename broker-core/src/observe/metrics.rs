@@ -31,6 +31,10 @@ pub mod names {
     pub const NACKED: &str = "broker_messages_nacked_total";
     /// Counter: messages sent to a dead-letter topic (labels `backend`, `dead_letter_topic`).
     pub const DEAD_LETTERED: &str = "broker_messages_dead_lettered_total";
+    /// Counter: messages a subscriber gave up on and acked without handling them, because
+    /// they could not be read or failed on every allowed attempt, with no dead-letter
+    /// topic to take them (labels `pattern`, `reason`: `unreadable` or `attempts`).
+    pub const DROPPED: &str = "broker_messages_dropped_total";
     /// Histogram: handler duration in seconds (labels `backend`, `pattern`, `outcome`).
     pub const HANDLER_DURATION: &str = "broker_handler_duration_seconds";
     /// Gauge: handlers running (labels `backend`, `pattern`).
@@ -221,6 +225,11 @@ impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
+}
+
+/// Counts a message a subscriber gave up on (see [`names::DROPPED`]).
+pub(crate) fn dropped(pattern: &str, reason: &'static str) {
+    counter!(names::DROPPED, "pattern" => pattern.to_owned(), "reason" => reason).increment(1);
 }
 
 /// Counts a dead letter (used by the dead-letter layer).

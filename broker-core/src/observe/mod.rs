@@ -49,7 +49,7 @@ use crate::Broker;
 
 pub use correlation::{CorrelatingBroker, Correlation, CorrelationLayer, current_correlation_id};
 #[cfg(feature = "metrics")]
-pub(crate) use metrics::dead_lettered as count_dead_letter;
+pub(crate) use metrics::{dead_lettered as count_dead_letter, dropped as count_dropped};
 #[cfg(feature = "metrics")]
 pub use metrics::{MetricsBroker, MetricsHandler, MetricsLayer, names as metric_names};
 pub use observe_layer::ObserveLayer;

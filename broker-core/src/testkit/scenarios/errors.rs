@@ -143,7 +143,7 @@ pub async fn handler_errors_retry_then_dead_letter(kit: Kit) {
         assert_eq!(letter.message.key(), original.key(), "dead letters: key");
         for (name, value) in original.headers().iter() {
             assert_eq!(
-                h.get(name),
+                h.get_value(name),
                 Some(value),
                 "dead letters: header `{name}` kept"
             );
@@ -294,6 +294,11 @@ pub async fn undecodable_payload_goes_to_dead_letter(kit: Kit) {
     assert!(
         error.to_lowercase().contains("decode") || error.to_lowercase().contains("json"),
         "undecodable: the dead letter's error says {error:?}"
+    );
+    assert_eq!(
+        letter.headers().get(names::DEAD_LETTER_ATTEMPTS),
+        Some("1"),
+        "undecodable: dead-lettered at the first delivery, never redelivered"
     );
     must(handle.shutdown().await, "shutdown");
     must(broker.close().await, "close");
