@@ -195,10 +195,10 @@ impl PartialEq<[u8]> for HeaderValue {
 /// headers.insert("tenant", "acme");
 /// headers.insert("Tenant", "other"); // a different name: names are case-sensitive
 /// headers.insert("tenant", "acme-2"); // replaces the first value in place
-/// headers.insert("digest", vec![0xde, 0xad]); // any bytes
+/// headers.insert("digest", vec![0xff, 0xfe]); // any bytes
 /// assert_eq!(headers.get("tenant"), Some("acme-2"));
 /// assert_eq!(headers.get("digest"), None); // not text
-/// assert_eq!(headers.get_value("digest").map(|v| v.as_bytes()), Some(&[0xde, 0xad][..]));
+/// assert_eq!(headers.get_value("digest").map(|v| v.as_bytes()), Some(&[0xff, 0xfe][..]));
 /// assert_eq!(headers.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["tenant", "Tenant", "digest"]);
 /// ```
 #[derive(Clone, Default)]

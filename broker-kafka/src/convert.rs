@@ -7,14 +7,19 @@
 //!   the headers a subscriber sees are exactly the ones published.
 //! - The message key is the record key (it picks the partition, so one key keeps its
 //!   order), and comes back as the message key.
-//! - Records from other producers: a missing id becomes `topic-partition-offset`, so it is
-//!   stable across redeliveries; header values and keys that are not UTF-8 are converted
-//!   lossily, and a null header value becomes the empty string.
+//! - Keys and header values are bytes both ways: what another producer wrote (a binary
+//!   key from an `IntegerSerializer`, an Avro header) comes back byte for byte, and a null
+//!   header value stays null. A record with a null value is a tombstone
+//!   ([`Message::is_tombstone`]), and a tombstone is published with a null value.
+//! - Records from other producers: a missing id (or one that is not text) becomes
+//!   `topic-partition-offset`, so it is stable across redeliveries and subscribers.
+//!
+//! Header names are text on Kafka (Java's `String`); librdkafka hands them over as such.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use broker_core::headers::names;
+use broker_core::headers::HeaderValue;
 use broker_core::{Headers, Message, MessageId};
 use bytes::Bytes;
 use rdkafka::Message as _;
@@ -35,19 +40,10 @@ pub(crate) fn record_headers(message: &Message) -> OwnedHeaders {
         }
         headers = headers.insert(Header {
             key,
-            value: Some(value),
+            value: value.bytes().map(Bytes::as_ref),
         });
     }
     headers
-}
-
-/// `bytes` as text: borrowed when it is UTF-8 (checked once, the common case), else
-/// converted lossily.
-fn text(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
 }
 
 /// A fetched record as our message, with its topic and partition.
@@ -66,29 +62,33 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>, topic: Arc<str>) -> Fetc
     let mut headers = Headers::new();
     if let Some(native) = record.headers() {
         for header in native.iter() {
-            let value = header.value.map(text).unwrap_or_default();
             if header.key == names::MESSAGE_ID {
                 if id.is_none() {
-                    id = Some(MessageId::from(value.as_ref()));
+                    id = header
+                        .value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .filter(|v| !v.is_empty())
+                        .map(MessageId::from);
                 }
                 continue;
             }
             if names::is_reserved(header.key) {
                 continue;
             }
-            headers.append(header.key, value.into_owned());
+            let value = header.value.map(Bytes::copy_from_slice);
+            headers.append(header.key, HeaderValue::from(value));
         }
     }
-    let id = id
-        .filter(|id| !id.as_str().is_empty())
-        .unwrap_or_else(|| MessageId::from(format!("{topic}-{partition}-{offset}")));
-    let key = record.key().map(|k| text(k).into_owned());
-    let payload = record
-        .payload()
-        .map(Bytes::copy_from_slice)
-        .unwrap_or_default();
+    let id = id.unwrap_or_else(|| MessageId::from(format!("{topic}-{partition}-{offset}")));
+    let key = record.key().map(Bytes::copy_from_slice);
+    let message = match record.payload() {
+        Some(payload) => {
+            Message::from_parts(id, key, headers, Bytes::copy_from_slice(payload))
+        }
+        None => Message::from_parts(id, key, headers, Bytes::new()).into_tombstone(),
+    };
     Fetched {
-        message: Message::from_parts(id, key, headers, payload),
+        message,
         topic,
         partition,
         offset,

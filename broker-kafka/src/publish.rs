@@ -124,10 +124,12 @@ impl Inner {
     /// Hands `message`'s record to librdkafka.
     fn try_send<'a>(&self, topic: &'a str, message: &Message) -> Result<Delivered<'a>, Sent> {
         let report = Arc::new(Report::default());
-        let mut record: BaseRecord<'_, str, [u8], Arc<Report>> =
+        let mut record: BaseRecord<'_, [u8], [u8], Arc<Report>> =
             BaseRecord::with_opaque_to(topic, report.clone())
-                .payload(message.payload().as_ref())
                 .headers(convert::record_headers(message));
+        if !message.is_tombstone() {
+            record = record.payload(message.payload().as_ref());
+        }
         if let Some(key) = message.key() {
             record = record.key(key);
         }

@@ -252,7 +252,7 @@ fn per_key_order_is_kept() {
         let mut last: BTreeMap<String, i32> = BTreeMap::new();
         for _ in 0..60 {
             let d = next(&mut sub).await;
-            let key = d.message().key().expect("key").to_owned();
+            let key = d.message().key_str().expect("key").to_owned();
             let n: i32 = std::str::from_utf8(d.message().payload())
                 .expect("utf8")
                 .parse()

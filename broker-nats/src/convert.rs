@@ -3,19 +3,21 @@
 //! Every header travels as a native NATS header. The client keeps headers in a hash map,
 //! which loses the order between different names, so the publisher adds one
 //! transport header, [`ORDER_HEADER`], listing the names in order. NATS trims the
-//! whitespace around header values and cannot carry line breaks; such values travel
-//! percent-encoded and are marked so in the order header. The key and the id travel as
-//! `x-message-key` and `x-message-id`; on JetStream the id is also the `Nats-Msg-Id`,
-//! scoped by topic. Transport headers are removed on receipt, so a message round-trips
-//! exactly.
+//! whitespace around header values and cannot carry line breaks; such values, and values
+//! that are not UTF-8 (the client keeps values as text), travel percent-encoded and are
+//! marked so in the order header: between services of this framework every byte
+//! round-trips, while other clients see the encoded text. A null value and a tombstone
+//! have no NATS form: publishing one fails with [`ErrorKind::Unsupported`]. The key and the
+//! id travel as `x-message-key` and `x-message-id` (percent-encoded where needed); on
+//! JetStream the id is also the `Nats-Msg-Id`, scoped by topic. Transport headers are
+//! removed on receipt, so a message round-trips exactly.
 
-use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 
 use async_nats::HeaderMap;
 use async_nats::header::{HeaderName, HeaderValue};
-use broker_core::headers::names;
+use broker_core::headers::{self, names};
 use broker_core::{Error, ErrorKind, Headers, Message, MessageId, Result};
 use bytes::Bytes;
 
@@ -73,10 +75,10 @@ const HEADER_NAME_SLOTS: usize = 64;
 static HEADER_NAMES: [Mutex<Option<HeaderName>>; HEADER_NAME_SLOTS] =
     [const { Mutex::new(None) }; HEADER_NAME_SLOTS];
 
-/// Whether NATS carries `value` unchanged (no line breaks or control characters, no
-/// whitespace at either end, which the protocol trims).
-fn travels_verbatim(value: &str) -> bool {
-    let bytes = value.as_bytes();
+/// Whether NATS carries `value` unchanged (UTF-8 without line breaks or control
+/// characters, no whitespace at either end, which the protocol trims).
+fn travels_verbatim(value: &[u8]) -> bool {
+    let bytes = value;
     // Without early exits, so that the compiler can check many bytes at a time.
     if bytes
         .iter()
@@ -85,13 +87,16 @@ fn travels_verbatim(value: &str) -> bool {
         // Printable ASCII and spaces (the common case): only the ends need a look.
         return bytes.first() != Some(&b' ') && bytes.last() != Some(&b' ');
     }
+    let Ok(value) = std::str::from_utf8(bytes) else {
+        return false;
+    };
     let ends_ok = !value.starts_with(char::is_whitespace) && !value.ends_with(char::is_whitespace);
     ends_ok && !value.chars().any(char::is_control)
 }
 
-fn percent_encode(value: &str) -> String {
+fn percent_encode(value: &[u8]) -> String {
     let mut out = String::with_capacity(value.len() + 8);
-    for byte in value.bytes() {
+    for &byte in value {
         if byte.is_ascii_graphic() && byte != b'%' {
             out.push(byte as char);
         } else {
@@ -101,8 +106,8 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
-pub(crate) fn percent_decode(value: &str) -> Option<String> {
+/// Decodes `%XX` escapes.
+pub(crate) fn percent_decode(value: &str) -> Vec<u8> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -121,12 +126,29 @@ pub(crate) fn percent_decode(value: &str) -> Option<String> {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8(out).ok()
+    out
 }
 
 fn header_value(value: &str) -> HeaderValue {
     // `travels_verbatim` or percent-encoded: no line breaks, so this cannot fail.
     value.parse().unwrap_or_default()
+}
+
+/// What NATS cannot carry at all: a null header value, a tombstone.
+fn check_carriable(message: &Message) -> Result<()> {
+    if message.is_tombstone() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "NATS has no tombstones: a message without a value cannot be told from an empty payload",
+        ));
+    }
+    if let Some((name, _)) = message.headers().iter().find(|(_, v)| v.is_null()) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the header `{name}` is null, which NATS headers cannot carry (only Kafka can)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Which id headers a publish carries.
@@ -149,6 +171,7 @@ pub(crate) enum IdHeaders {
 /// value travels verbatim and the names are already sorted (the receiver puts headers
 /// the order does not list in name order, keeping the order of one name's values).
 pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) -> Result<HeaderMap> {
+    check_carriable(message)?;
     // Reserved names are carried in message fields, never as user headers.
     let user = || {
         message
@@ -163,7 +186,7 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
     let mut order_len = 0;
     let mut previous: Option<&str> = None;
     for (i, (name, value)) in user().enumerate() {
-        let verbatim = travels_verbatim(value);
+        let verbatim = travels_verbatim(value.as_bytes());
         if verbatim && i < 64 {
             verbatim_bits |= 1 << i;
         }
@@ -180,7 +203,7 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
         let verbatim = if i < 64 {
             verbatim_bits & (1 << i) != 0
         } else {
-            travels_verbatim(value)
+            travels_verbatim(value.as_bytes())
         };
         if !recoverable {
             if !order.is_empty() {
@@ -189,10 +212,9 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
             order.push(if verbatim { '=' } else { '%' });
             order.push_str(name);
         }
-        let value = if verbatim {
-            header_value(value)
-        } else {
-            HeaderValue::from(percent_encode(value))
+        let value = match value.to_str() {
+            Some(text) if verbatim => header_value(text),
+            _ => HeaderValue::from(percent_encode(value.as_bytes())),
         };
         // A name's first value is an insert, one hash lookup where an append takes two;
         // past a few headers, the look back is not worth it.
@@ -208,7 +230,7 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
     if ids != IdHeaders::Omitted {
         map.insert(
             MESSAGE_ID_NAME,
-            HeaderValue::from(percent_encode_if_needed(message.id().as_str())),
+            HeaderValue::from(percent_encode_if_needed(message.id().as_str().as_bytes())),
         );
     }
     if let Some(key) = message.key() {
@@ -228,24 +250,23 @@ const MESSAGE_ID_NAME: HeaderName = HeaderName::from_static(names::MESSAGE_ID);
 const MESSAGE_KEY_NAME: HeaderName = HeaderName::from_static(names::MESSAGE_KEY);
 
 /// `value` percent-decoded when it has an escape, else as it is.
-fn decode(value: &str) -> String {
+fn decode(value: &str) -> Bytes {
     if value.contains('%') {
-        percent_decode(value).unwrap_or_else(|| value.to_owned())
+        Bytes::from(percent_decode(value))
     } else {
-        value.to_owned()
+        Bytes::copy_from_slice(value.as_bytes())
     }
 }
 
 /// Id and key are always percent-decoded on receipt, so `%` itself is escaped too.
-fn percent_encode_if_needed(value: &str) -> String {
+fn percent_encode_if_needed(value: &[u8]) -> String {
     // One pass for the common case (a generated id: hex digits and hyphens).
     let plain = value
-        .bytes()
-        .fold(true, |ok, b| ok & b.is_ascii_graphic() & (b != b'%'));
-    if plain || (travels_verbatim(value) && !value.contains('%')) {
-        value.to_owned()
-    } else {
-        percent_encode(value)
+        .iter()
+        .fold(true, |ok, &b| ok & b.is_ascii_graphic() & (b != b'%'));
+    match std::str::from_utf8(value) {
+        Ok(text) if plain || (travels_verbatim(value) && !text.contains('%')) => text.to_owned(),
+        _ => percent_encode(value),
     }
 }
 
@@ -289,7 +310,7 @@ pub(crate) fn from_nats(
     }
     let id = match id {
         Some(v) if !v.contains('%') && !v.is_empty() => MessageId::from(v),
-        Some(v) if !v.is_empty() => MessageId::from(decode(v)),
+        Some(v) if !v.is_empty() => MessageId::from(String::from_utf8_lossy(&decode(v)).as_ref()),
         _ => MessageId::generate(),
     };
     let key = key.map(decode);
@@ -309,6 +330,7 @@ pub(crate) fn from_nats(
             user.into_iter()
                 .flat_map(|(name, values)| values.iter().map(move |v| (name, v.as_str())))
                 .filter(|&(name, value)| name != NATS_MSG_ID || Some(value) != ours)
+                .map(|(name, value)| (name, headers::HeaderValue::from(value)))
                 .collect()
         }
         Some(order) => in_order(order, user, ours),
@@ -340,7 +362,7 @@ fn in_order(order: &str, mut user: Vec<(&str, &[HeaderValue])>, ours: Option<&st
         None
     };
     let total = user.iter().map(|(_, values)| values.len()).sum();
-    let mut out: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(total);
+    let mut out: Vec<(&str, headers::HeaderValue)> = Vec::with_capacity(total);
     for item in order.split(' ').filter(|s| !s.is_empty()) {
         let (encoded, name) = if let Some(name) = item.strip_prefix('=') {
             (false, name)
@@ -355,16 +377,17 @@ fn in_order(order: &str, mut user: Vec<(&str, &[HeaderValue])>, ours: Option<&st
         let Some(value) = take(i) else {
             continue;
         };
-        let value = match encoded.then(|| percent_decode(value)).flatten() {
-            Some(decoded) => Cow::Owned(decoded),
-            None => Cow::Borrowed(value),
+        let value = if encoded {
+            headers::HeaderValue::from(percent_decode(value))
+        } else {
+            headers::HeaderValue::from(value)
         };
         out.push((user[i].0, value));
     }
     // Headers the order does not list (added by another client): sorted by name.
     for (i, &(name, _)) in user.iter().enumerate() {
         while let Some(value) = take(i) {
-            out.push((name, Cow::Borrowed(value)));
+            out.push((name, headers::HeaderValue::from(value)));
         }
     }
     out.into_iter().collect()
@@ -452,7 +475,7 @@ mod tests {
         let map = to_nats_headers("t", &keyed, IdHeaders::Omitted).expect("headers");
         assert!(map.get(names::MESSAGE_ID).is_none());
         let got = round_trip(&keyed, IdHeaders::Omitted);
-        assert_eq!(got.key(), Some("k"));
+        assert_eq!(got.key_str(), Some("k"));
         assert_eq!(got.headers(), keyed.headers());
         assert_ne!(got.id(), keyed.id());
     }
@@ -478,10 +501,7 @@ mod tests {
         map.append("a", "2");
         map.insert(ORDER_HEADER, "é =b x =a");
         let got = from_nats("t", Some(&map), Bytes::new(), None);
-        assert_eq!(
-            got.headers().iter().collect::<Vec<_>>(),
-            [("b", "1"), ("a", "2")]
-        );
+        assert_eq!(got.headers(), &Headers::from_iter([("b", "1"), ("a", "2")]));
     }
 
     #[test]
@@ -491,8 +511,33 @@ mod tests {
         map.append("a", "2");
         let got = from_nats("t", Some(&map), Bytes::new(), Some("_INBOX.x"));
         assert_eq!(
-            got.headers().iter().collect::<Vec<_>>(),
-            [("a", "2"), ("z", "1"), ("reply-to", "_INBOX.x")]
+            got.headers(),
+            &Headers::from_iter([("a", "2"), ("z", "1"), ("reply-to", "_INBOX.x")])
         );
+    }
+
+    #[test]
+    fn binary_keys_and_values_round_trip_byte_for_byte() {
+        let bytes = [0xff, 0x00, 0xfe, 0x80, 0x41];
+        let m = Message::new("x")
+            .with_key(bytes)
+            .with_header("bin", bytes.to_vec())
+            .with_header("crlf", "a\r\nb")
+            .with_header("text", "plain");
+        for ids in [IdHeaders::MessageId, IdHeaders::WithNatsMsgId, IdHeaders::Omitted] {
+            let got = round_trip(&m, ids);
+            assert_eq!(got.key(), Some(&bytes[..]));
+            assert_eq!(got.headers(), m.headers());
+        }
+    }
+
+    #[test]
+    fn null_values_and_tombstones_have_no_nats_form() {
+        let null = Message::new("x").with_header("n", headers::HeaderValue::null());
+        let err = to_nats_headers("t", &null, IdHeaders::MessageId).expect_err("null");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        let tombstone = Message::tombstone().with_key("k");
+        let err = to_nats_headers("t", &tombstone, IdHeaders::MessageId).expect_err("tombstone");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
     }
 }

@@ -650,7 +650,7 @@ fn split_credentials(server: String) -> (String, Auth) {
 }
 
 fn percent_decode(s: &str) -> String {
-    crate::convert::percent_decode(s).unwrap_or_else(|| s.to_owned())
+    String::from_utf8(crate::convert::percent_decode(s)).unwrap_or_else(|_| s.to_owned())
 }
 
 #[cfg(test)]

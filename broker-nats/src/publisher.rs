@@ -65,7 +65,11 @@ fn publish_core<'a>(
         IdHeaders::Omitted
     };
     // Nothing to carry in headers: no header map to build.
-    let bare = ids == IdHeaders::Omitted && message.headers().is_empty() && message.key().is_none();
+    // (A tombstone goes through the conversion, which refuses it.)
+    let bare = ids == IdHeaders::Omitted
+        && message.headers().is_empty()
+        && message.key().is_none()
+        && !message.is_tombstone();
     let headers = if bare {
         None
     } else {

@@ -105,7 +105,7 @@ async fn headers_round_trip_exactly_and_other_clients_see_native_headers() {
         .expect("ok");
     let got = delivery.message();
     assert_eq!(got.id().as_str(), "id-1");
-    assert_eq!(got.key(), Some("k-1"));
+    assert_eq!(got.key_str(), Some("k-1"));
     assert_eq!(got.headers(), message.headers());
     assert_eq!(delivery.attempt(), Some(1));
 

@@ -35,7 +35,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{self, AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::trace;
 
-use crate::header::{HeaderMap, HeaderName, IntoHeaderValue};
+use crate::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::status::StatusCode;
 use crate::subject::Subject;
 use crate::{ClientOp, ServerError, ServerOp, Statistics};
@@ -331,68 +331,16 @@ impl Connection {
             let payload = self.read_buf.split_to(total_len - header_len).freeze();
             self.read_buf.advance(2);
 
-            let mut lines = std::str::from_utf8(&header)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "header isn't valid utf-8")
-                })?
-                .lines()
-                .peekable();
-            let version_line = lines.next().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-            })?;
-
-            let version_line_suffix = version_line
-                .strip_prefix("NATS/1.0")
-                .map(str::trim)
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "header version line does not begin with `NATS/1.0`",
-                    )
-                })?;
-
-            let (status, description) = version_line_suffix
-                .split_once(' ')
-                .map(|(status, description)| (status.trim(), description.trim()))
-                .unwrap_or((version_line_suffix, ""));
-            let status = if !status.is_empty() {
-                Some(
-                    status
-                        .parse::<StatusCode>()
-                        .map_err(|_| std::io::Error::other("could not parse status parameter"))?,
-                )
-            } else {
-                None
+            // The whole frame has been consumed, so a header block we cannot parse
+            // need not cost the connection: deliver the message without headers.
+            let (headers, status, description) = match parse_header_block(&header) {
+                Ok((status, description, headers)) => (Some(headers), status, description),
+                Err(reason) => (
+                    None,
+                    None,
+                    Some(format!("malformed header block: {reason}")),
+                ),
             };
-            let description = if !description.is_empty() {
-                Some(description.to_owned())
-            } else {
-                None
-            };
-
-            let mut headers = HeaderMap::new();
-            while let Some(line) = lines.next() {
-                if line.is_empty() {
-                    continue;
-                }
-
-                let (name, value) = line.split_once(':').ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-                })?;
-
-                let name = HeaderName::from_str(name)
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-
-                // Read the header value, which might have been split into multiple lines
-                // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
-                let mut value = value.trim_start().to_owned();
-                while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
-                    value.push_str(v);
-                }
-                value.truncate(value.trim_end().len());
-
-                headers.append(name, value.into_header_value());
-            }
 
             trace!(
                 subject = %subject,
@@ -410,7 +358,7 @@ impl Connection {
                 sid,
                 reply,
                 subject,
-                headers: Some(headers),
+                headers,
                 payload,
                 status,
                 description,
@@ -760,6 +708,70 @@ impl Connection {
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
         }
     }
+}
+
+/// Parses an `HMSG` header block: a `NATS/1.0 [status [description]]` line
+/// followed by `Name: value` lines. On failure returns what was wrong.
+fn parse_header_block(
+    header: &[u8],
+) -> Result<(Option<StatusCode>, Option<String>, HeaderMap), String> {
+    let mut lines = str::from_utf8(header)
+        .map_err(|_| "not valid UTF-8".to_string())?
+        .lines()
+        .peekable();
+
+    let version_line_suffix = lines
+        .next()
+        .and_then(|line| line.strip_prefix("NATS/1.0"))
+        .map(str::trim)
+        .ok_or("no NATS/1.0 version line")?;
+
+    let (status, description) = version_line_suffix
+        .split_once(' ')
+        .map(|(status, description)| (status.trim(), description.trim()))
+        .unwrap_or((version_line_suffix, ""));
+    let status = if !status.is_empty() {
+        Some(
+            status
+                .parse::<StatusCode>()
+                .map_err(|_| format!("invalid status: {status:?}"))?,
+        )
+    } else {
+        None
+    };
+    let description = if !description.is_empty() {
+        Some(description.to_owned())
+    } else {
+        None
+    };
+
+    let mut headers = HeaderMap::new();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+
+        let (name, value) = line.split_once(':').ok_or("line without a colon")?;
+
+        let name =
+            HeaderName::from_str(name).map_err(|_| format!("invalid header name: {name:?}"))?;
+
+        // Read the header value, which might have been split into multiple lines
+        // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
+        let mut value = value.trim_start().to_owned();
+        while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
+            value.push_str(v);
+        }
+        value.truncate(value.trim_end().len());
+
+        // `str::lines` leaves a lone `\r` in place; `HeaderValue::from` would panic on it.
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| format!("invalid header value for {name}"))?;
+
+        headers.append(name, value);
+    }
+
+    Ok((status, description, headers))
 }
 
 #[cfg(feature = "websockets")]
@@ -1189,6 +1201,308 @@ mod read_op {
             .await
             .unwrap();
         server.write_all(b"NATS/1.0\r\n\r\nhi\r\n").await.unwrap();
+
+        let err = connection.read_op().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    // nats-server does not validate header blocks, so a message published by a
+    // non-Rust client (or a raw socket) can carry headers this crate cannot
+    // parse. Such a message must be delivered without headers, with the reason
+    // in `description`, instead of resetting the connection; the next message
+    // must still be read correctly (the stream stays in sync).
+
+    /// Builds `HMSG <subject> <sid> [reply] <header len> <total len>` with correct lengths.
+    fn hmsg(
+        subject: &str,
+        sid: u64,
+        reply: Option<&str>,
+        header: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let reply = reply.map(|reply| format!(" {reply}")).unwrap_or_default();
+        let mut frame = format!(
+            "HMSG {subject} {sid}{reply} {} {}\r\n",
+            header.len(),
+            header.len() + payload.len()
+        )
+        .into_bytes();
+        frame.extend_from_slice(header);
+        frame.extend_from_slice(payload);
+        frame.extend_from_slice(b"\r\n");
+        frame
+    }
+
+    /// Reads one op and checks it is the malformed HMSG delivered without headers.
+    async fn assert_malformed(
+        connection: &mut Connection,
+        reply: Option<&str>,
+        header_len: usize,
+        payload: &[u8],
+        reason: &str,
+    ) {
+        let result = connection.read_op().await.unwrap();
+        let Some(ServerOp::Message {
+            sid,
+            subject,
+            reply: got_reply,
+            headers,
+            payload: got_payload,
+            status,
+            description,
+            length,
+        }) = result
+        else {
+            panic!("expected a message, got {result:?}");
+        };
+        assert_eq!(sid, 7);
+        assert_eq!(subject.as_str(), "FOO.BAR");
+        assert_eq!(got_reply.as_deref(), reply);
+        assert_eq!(headers, None);
+        assert_eq!(status, None);
+        let description = description.expect("description explains why headers are missing");
+        assert!(
+            description.starts_with("malformed header block"),
+            "{description}"
+        );
+        assert_eq!(description, format!("malformed header block: {reason}"));
+        assert_eq!(&got_payload[..], payload);
+        assert_eq!(
+            length,
+            "FOO.BAR".len() + reply.map_or(0, str::len) + header_len + payload.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn hmsg_header_line_without_colon_is_delivered_without_headers() {
+        let (stream, mut server) = io::duplex(4096);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let header = b"NATS/1.0\r\nNoColonHere\r\n\r\n";
+        let payload = b"first payload";
+        server
+            .write_all(&hmsg("FOO.BAR", 7, Some("INBOX.1"), header, payload))
+            .await
+            .unwrap();
+        server
+            .write_all(&hmsg(
+                "FOO.BAR",
+                8,
+                None,
+                b"NATS/1.0\r\nGood: yes\r\n\r\n",
+                b"second",
+            ))
+            .await
+            .unwrap();
+
+        assert_malformed(
+            &mut connection,
+            Some("INBOX.1"),
+            header.len(),
+            payload,
+            "line without a colon",
+        )
+        .await;
+
+        let result = connection.read_op().await.unwrap();
+        assert_eq!(
+            result,
+            Some(ServerOp::Message {
+                sid: 8,
+                subject: "FOO.BAR".into(),
+                reply: None,
+                headers: Some(HeaderMap::from_iter([(
+                    "Good".parse().unwrap(),
+                    "yes".parse().unwrap()
+                )])),
+                payload: "second".into(),
+                status: None,
+                description: None,
+                length: 7 + 23 + 6,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn hmsg_non_ascii_header_name_is_delivered_without_headers() {
+        let (stream, mut server) = io::duplex(4096);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let header = "NATS/1.0\r\nÜnï: x\r\n\r\n".as_bytes();
+        let payload = b"caf\xc3\xa9";
+        server
+            .write_all(&hmsg("FOO.BAR", 7, None, header, payload))
+            .await
+            .unwrap();
+        server
+            .write_all(b"MSG FOO.BAR 9 11\r\nHello World\r\n")
+            .await
+            .unwrap();
+
+        assert_malformed(
+            &mut connection,
+            None,
+            header.len(),
+            payload,
+            "invalid header name: \"Ünï\"",
+        )
+        .await;
+
+        let result = connection.read_op().await.unwrap();
+        assert_eq!(
+            result,
+            Some(ServerOp::Message {
+                sid: 9,
+                subject: "FOO.BAR".into(),
+                reply: None,
+                headers: None,
+                payload: "Hello World".into(),
+                status: None,
+                description: None,
+                length: 7 + 11,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn hmsg_non_utf8_header_value_is_delivered_without_headers() {
+        let (stream, mut server) = io::duplex(4096);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let header = b"NATS/1.0\r\nX-Bin: \xff\xfe\r\n\r\n";
+        // The payload contains CRLF: framing must come from the lengths only.
+        let payload = b"line one\r\nMSG FOO.BAR 1 1\r\n";
+        server
+            .write_all(&hmsg("FOO.BAR", 7, Some("INBOX.2"), header, payload))
+            .await
+            .unwrap();
+        server
+            .write_all(b"MSG FOO.BAR 9 INBOX.34 11\r\nHello World\r\n")
+            .await
+            .unwrap();
+
+        assert_malformed(
+            &mut connection,
+            Some("INBOX.2"),
+            header.len(),
+            payload,
+            "not valid UTF-8",
+        )
+        .await;
+
+        let result = connection.read_op().await.unwrap();
+        assert_eq!(
+            result,
+            Some(ServerOp::Message {
+                sid: 9,
+                subject: "FOO.BAR".into(),
+                reply: Some("INBOX.34".into()),
+                headers: None,
+                payload: "Hello World".into(),
+                status: None,
+                description: None,
+                length: 7 + 8 + 11,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn hmsg_garbage_version_line_is_delivered_without_headers() {
+        let (stream, mut server) = io::duplex(4096);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let header = b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n";
+        let payload = b"";
+        server
+            .write_all(&hmsg("FOO.BAR", 7, None, header, payload))
+            .await
+            .unwrap();
+        // A version line that starts with NATS/1.0 but has an unparsable status.
+        let header_bad_status = b"NATS/1.0 abc Whatever\r\n\r\n";
+        server
+            .write_all(&hmsg("FOO.BAR", 7, None, header_bad_status, b"x"))
+            .await
+            .unwrap();
+        server
+            .write_all(b"HMSG FOO.BAR 10 INBOX.35 28 28\r\n")
+            .await
+            .unwrap();
+        server
+            .write_all(b"NATS/1.0 404 No Messages\r\n\r\n\r\n")
+            .await
+            .unwrap();
+
+        assert_malformed(
+            &mut connection,
+            None,
+            header.len(),
+            payload,
+            "no NATS/1.0 version line",
+        )
+        .await;
+        assert_malformed(
+            &mut connection,
+            None,
+            header_bad_status.len(),
+            b"x",
+            "invalid status: \"abc\"",
+        )
+        .await;
+
+        // A well-formed status message right after is still parsed as one.
+        let result = connection.read_op().await.unwrap();
+        assert_eq!(
+            result,
+            Some(ServerOp::Message {
+                sid: 10,
+                subject: "FOO.BAR".into(),
+                reply: Some("INBOX.35".into()),
+                headers: Some(HeaderMap::default()),
+                payload: "".into(),
+                status: Some(StatusCode::NOT_FOUND),
+                description: Some("No Messages".to_string()),
+                length: 7 + 8 + 28,
+            })
+        );
+    }
+
+    // A lone `\r` inside a value survives `str::lines()`; it used to hit the
+    // `assert!` in `HeaderValue::from(String)` and panic the reader.
+    #[tokio::test]
+    async fn hmsg_header_value_with_lone_cr_is_delivered_without_headers() {
+        let (stream, mut server) = io::duplex(4096);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let header = b"NATS/1.0\r\nX-Cr: a\rb\r\n\r\n";
+        let payload = b"payload";
+        server
+            .write_all(&hmsg("FOO.BAR", 7, None, header, payload))
+            .await
+            .unwrap();
+        server.write_all(b"PING\r\n").await.unwrap();
+
+        assert_malformed(
+            &mut connection,
+            None,
+            header.len(),
+            payload,
+            "invalid header value for X-Cr",
+        )
+        .await;
+        assert_eq!(connection.read_op().await.unwrap(), Some(ServerOp::Ping));
+    }
+
+    // Errors in the control line itself still fail: the stream cannot be
+    // resynchronised when the lengths are unknown.
+    #[tokio::test]
+    async fn hmsg_with_unparsable_lengths_still_returns_error() {
+        let (stream, mut server) = io::duplex(128);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        server
+            .write_all(b"HMSG FOO.BAR 7 twelve 14\r\nNATS/1.0\r\n\r\nhi\r\n")
+            .await
+            .unwrap();
 
         let err = connection.read_op().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
