@@ -42,7 +42,6 @@ pub mod names {
     }
 }
 
-
 /// One header value: bytes, as a producer wrote them, with a text face.
 ///
 /// Most values are text, and [`to_str`](HeaderValue::to_str) reads them as such; a value

@@ -270,12 +270,7 @@ impl Message {
     }
 
     /// Builds a message from its parts, as a backend does on receipt.
-    pub fn from_parts(
-        id: MessageId,
-        key: Option<Bytes>,
-        headers: Headers,
-        payload: Bytes,
-    ) -> Self {
+    pub fn from_parts(id: MessageId, key: Option<Bytes>, headers: Headers, payload: Bytes) -> Self {
         Message {
             id,
             key,

@@ -18,8 +18,8 @@
 
 use std::sync::Arc;
 
-use broker_core::headers::names;
 use broker_core::headers::HeaderValue;
+use broker_core::headers::names;
 use broker_core::{Headers, Message, MessageId};
 use bytes::Bytes;
 use rdkafka::Message as _;
@@ -82,9 +82,7 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>, topic: Arc<str>) -> Fetc
     let id = id.unwrap_or_else(|| MessageId::from(format!("{topic}-{partition}-{offset}")));
     let key = record.key().map(Bytes::copy_from_slice);
     let message = match record.payload() {
-        Some(payload) => {
-            Message::from_parts(id, key, headers, Bytes::copy_from_slice(payload))
-        }
+        Some(payload) => Message::from_parts(id, key, headers, Bytes::copy_from_slice(payload)),
         None => Message::from_parts(id, key, headers, Bytes::new()).into_tombstone(),
     };
     Fetched {

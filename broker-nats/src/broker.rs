@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     pub(crate) closed: AtomicBool,
     /// Core NATS messages dropped for slow consumers (see `dropped_messages`).
     pub(crate) dropped: Arc<AtomicU64>,
+    /// How many times the connection was lost; core subscriptions compare it with the
+    /// count they saw last and report each loss (see `subscriber::CoreDeliveries`).
+    pub(crate) disconnects: Arc<AtomicU64>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     /// Subjects of recent core publishes.
@@ -133,6 +136,7 @@ impl NatsBroker {
         options.validate()?;
         let shown = redact_url(&options.server);
         let dropped = Arc::new(AtomicU64::new(0));
+        let disconnects = Arc::new(AtomicU64::new(0));
         let mut connect = async_nats::ConnectOptions::new()
             .connection_timeout(options.connection_timeout)
             .request_timeout(Some(options.request_timeout))
@@ -150,12 +154,15 @@ impl NatsBroker {
             .event_callback({
                 let server = shown.clone();
                 let dropped = dropped.clone();
+                let disconnects = disconnects.clone();
                 move |event| {
                     let server = server.clone();
                     let dropped = dropped.clone();
+                    let disconnects = disconnects.clone();
                     async move {
                         match event {
                             async_nats::Event::Disconnected => {
+                                disconnects.fetch_add(1, Ordering::AcqRel);
                                 tracing::warn!(%server, "NATS connection lost; reconnecting")
                             }
                             async_nats::Event::Connected => {
@@ -244,6 +251,7 @@ impl NatsBroker {
                 streams: Mutex::default(),
                 closed: AtomicBool::new(false),
                 dropped,
+                disconnects,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 subjects: publisher::Subjects::new(),

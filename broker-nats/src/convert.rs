@@ -145,7 +145,9 @@ fn check_carriable(message: &Message) -> Result<()> {
     if let Some((name, _)) = message.headers().iter().find(|(_, v)| v.is_null()) {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("the header `{name}` is null, which NATS headers cannot carry (only Kafka can)"),
+            format!(
+                "the header `{name}` is null, which NATS headers cannot carry (only Kafka can)"
+            ),
         ));
     }
     Ok(())
@@ -282,6 +284,22 @@ pub(crate) fn headers_wire_len(headers: &HeaderMap) -> usize {
         }
     }
     len
+}
+
+/// What could not be read of a NATS message: its header block, when another client wrote
+/// one that does not parse (the patched client then delivers the message without headers,
+/// with a description saying why, instead of dropping the connection).
+pub(crate) fn defect(message: &async_nats::Message) -> Option<Error> {
+    if message.headers.is_some() || message.status.is_some() {
+        return None;
+    }
+    let description = message.description.as_deref()?;
+    Some(Error::new(
+        ErrorKind::Codec,
+        format!(
+            "the NATS header block of this message could not be read ({description}); it arrived without headers"
+        ),
+    ))
 }
 
 /// Rebuilds a message from a NATS message's headers and payload. `reply` is the native
@@ -524,7 +542,11 @@ mod tests {
             .with_header("bin", bytes.to_vec())
             .with_header("crlf", "a\r\nb")
             .with_header("text", "plain");
-        for ids in [IdHeaders::MessageId, IdHeaders::WithNatsMsgId, IdHeaders::Omitted] {
+        for ids in [
+            IdHeaders::MessageId,
+            IdHeaders::WithNatsMsgId,
+            IdHeaders::Omitted,
+        ] {
             let got = round_trip(&m, ids);
             assert_eq!(got.key(), Some(&bytes[..]));
             assert_eq!(got.headers(), m.headers());

@@ -99,6 +99,17 @@ impl std::fmt::Display for SlowConsumer {
 
 impl std::error::Error for SlowConsumer {}
 
+/// The error item a core subscription yields after the connection was lost `times` times:
+/// core NATS keeps nothing for a client that is away, so messages may have been lost.
+pub(crate) fn connection_lost(pattern: &str, times: u64) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!(
+            "the NATS connection was lost ({times} time(s)) since the last delivery to `{pattern}`; core NATS messages published meanwhile may be lost"
+        ),
+    )
+}
+
 /// The error item a core subscription yields after `slow.dropped` messages were dropped.
 pub(crate) fn slow_consumer(slow: SlowConsumer) -> Error {
     Error::with_source(

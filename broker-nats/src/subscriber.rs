@@ -75,6 +75,8 @@ pub(crate) async fn subscribe_core(
         pattern: pattern.to_owned(),
         capacity,
         last_topic: Arc::from(pattern),
+        disconnects: inner.disconnects.clone(),
+        disconnects_seen: inner.disconnects.load(Ordering::Acquire),
     }
     .take_until(inner.shutdown.clone().cancelled_owned());
     Ok(Subscription::new(pattern, &options, deliveries))
@@ -180,10 +182,21 @@ struct CoreDeliveries {
     /// The topic of the last delivery, shared with the next one to the same subject (a
     /// subscription without wildcards always sees the same one) instead of copied.
     last_topic: Arc<str>,
+    /// The broker's count of lost connections, and the count this subscription reported.
+    disconnects: Arc<AtomicU64>,
+    disconnects_seen: u64,
 }
 
 impl CoreDeliveries {
-    fn report(&self) -> Option<Result<Delivery>> {
+    /// An error item for a lost connection or for dropped messages, when there is one to
+    /// report. A lost connection comes first: it is reported before the next message.
+    fn report(&mut self) -> Option<Result<Delivery>> {
+        let disconnects = self.disconnects.load(Ordering::Acquire);
+        if disconnects != self.disconnects_seen {
+            let lost = disconnects - self.disconnects_seen;
+            self.disconnects_seen = disconnects;
+            return Some(Err(error::connection_lost(&self.pattern, lost)));
+        }
         let dropped = self.pending.swap(0, Ordering::AcqRel);
         (dropped > 0).then(|| {
             Err(error::slow_consumer(SlowConsumer {
@@ -215,15 +228,18 @@ impl Stream for CoreDeliveries {
                     self.last_topic = Arc::from(msg.subject.as_str());
                 }
                 let topic = self.last_topic.clone();
+                let defect = convert::defect(&msg);
                 let message = convert::from_nats(
                     &topic,
                     msg.headers.as_ref(),
                     msg.payload,
                     msg.reply.as_deref(),
                 );
-                Poll::Ready(Some(Ok(
-                    Delivery::new(message, topic, Box::new(CoreAcker)).with_attempt(1)
-                )))
+                let delivery = Delivery::new(message, topic, Box::new(CoreAcker)).with_attempt(1);
+                Poll::Ready(Some(Ok(match defect {
+                    Some(defect) => delivery.with_defect(defect),
+                    None => delivery,
+                })))
             }
             // Drops counted just before the forwarding task ended are still reported.
             Poll::Ready(None) => Poll::Ready(self.report()),
@@ -535,15 +551,29 @@ impl Drop for JetStreamDeliveries {
     }
 }
 
+/// A JetStream message as a delivery. A message without the framework's id (another
+/// client published it) gets `STREAM-SEQUENCE` as its id, the same for every subscriber
+/// and every redelivery.
 fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Delivery {
-    let attempt = message
-        .info()
-        .map(|info| u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX))
-        .unwrap_or(1);
+    let (attempt, position) = match message.info() {
+        Ok(info) => (
+            u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
+            Some(format!("{}-{}", info.stream, info.stream_sequence)),
+        ),
+        Err(_) => (1, None),
+    };
     let (message, acker) = message.split();
+    let defect = convert::defect(&message);
+    let has_id = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(broker_core::headers::names::MESSAGE_ID).is_some());
     let topic = message.subject.to_string();
-    let converted = convert::from_nats(&topic, message.headers.as_ref(), message.payload, None);
-    Delivery::new(
+    let mut converted = convert::from_nats(&topic, message.headers.as_ref(), message.payload, None);
+    if let Some(position) = position.filter(|_| !has_id) {
+        converted = converted.with_id(position);
+    }
+    let delivery = Delivery::new(
         converted,
         topic,
         Box::new(JetStreamAcker {
@@ -551,7 +581,11 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
             confirm_acks,
         }),
     )
-    .with_attempt(attempt)
+    .with_attempt(attempt);
+    match defect {
+        Some(defect) => delivery.with_defect(defect),
+        None => delivery,
+    }
 }
 
 /// Settles one JetStream delivery: ack waits for the server's confirmation (unless

@@ -14,18 +14,35 @@ use futures::StreamExt;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Reads a subscription in the background, acking, and records the ids that arrive.
-fn collect(mut sub: Subscription) -> Arc<Mutex<HashSet<String>>> {
+fn collect(sub: Subscription) -> Arc<Mutex<HashSet<String>>> {
+    collect_with_errors(sub).0
+}
+
+/// The ids of the deliveries, and the error items, of `sub`.
+fn collect_with_errors(
+    mut sub: Subscription,
+) -> (
+    Arc<Mutex<HashSet<String>>>,
+    Arc<Mutex<Vec<broker_core::Error>>>,
+) {
     let ids: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let record = ids.clone();
+    let errors: Arc<Mutex<Vec<broker_core::Error>>> = Arc::default();
+    let (record, record_error) = (ids.clone(), errors.clone());
     tokio::spawn(async move {
         while let Some(item) = sub.next().await {
-            let Ok(delivery) = item else { continue };
+            let delivery = match item {
+                Ok(delivery) => delivery,
+                Err(err) => {
+                    record_error.lock().expect("errors").push(err);
+                    continue;
+                }
+            };
             let id = delivery.message().id().to_string();
             let _ = delivery.ack().await;
             record.lock().expect("ids").insert(id);
         }
     });
-    ids
+    (ids, errors)
 }
 
 fn count(ids: &Arc<Mutex<HashSet<String>>>) -> usize {
@@ -47,7 +64,7 @@ async fn core_publishing_resumes_after_a_restart() {
         .expect("start a private nats-server");
     let broker = connect(&format!("nats://127.0.0.1:{PORT}")).await;
     let topic = format!("reconnect.core.{}", uuid::Uuid::now_v7().simple());
-    let ids = collect(
+    let (ids, errors) = collect_with_errors(
         broker
             .subscribe(&topic, SubscribeOptions::new())
             .await
@@ -102,6 +119,15 @@ async fn core_publishing_resumes_after_a_restart() {
         (0..50).all(|i| got.contains(&format!("a{i}"))),
         "a message published after the restart is missing"
     );
+    // The subscription was told that messages may have been lost, before the next one.
+    let errors = errors.lock().expect("errors");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.kind() == ErrorKind::Connect && e.to_string().contains("may be lost")),
+        "no connection-lost item: {errors:?}"
+    );
+    drop(errors);
     broker.close().await.expect("close");
 }
 

@@ -49,9 +49,9 @@ use crate::Broker;
 
 pub use correlation::{CorrelatingBroker, Correlation, CorrelationLayer, current_correlation_id};
 #[cfg(feature = "metrics")]
-pub(crate) use metrics::{dead_lettered as count_dead_letter, dropped as count_dropped};
-#[cfg(feature = "metrics")]
 pub use metrics::{MetricsBroker, MetricsHandler, MetricsLayer, names as metric_names};
+#[cfg(feature = "metrics")]
+pub(crate) use metrics::{dead_lettered as count_dead_letter, dropped as count_dropped};
 pub use observe_layer::ObserveLayer;
 #[cfg(feature = "otel")]
 pub use trace_context::{TraceContextBroker, TraceContextHandler, TraceContextLayer};
