@@ -39,14 +39,20 @@ impl RawClient {
     async fn connect() -> RawClient {
         let url = common::nats_url();
         let address = url.trim_start_matches("nats://").to_owned();
-        let stream = TcpStream::connect(&address)
-            .await
-            .unwrap_or_else(|e| panic!("raw connect to {address}: {e}; start it with: {}", common::START_HINT));
+        let stream = TcpStream::connect(&address).await.unwrap_or_else(|e| {
+            panic!(
+                "raw connect to {address}: {e}; start it with: {}",
+                common::START_HINT
+            )
+        });
         let mut client = RawClient {
             stream: BufReader::new(stream),
         };
         let info = client.line().await;
-        assert!(info.starts_with("INFO "), "the server greets with INFO: {info}");
+        assert!(
+            info.starts_with("INFO "),
+            "the server greets with INFO: {info}"
+        );
         client
             .write(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\n")
             .await;
@@ -72,7 +78,10 @@ impl RawClient {
         self.write(b"PING\r\n").await;
         loop {
             let line = self.line().await;
-            assert!(!line.starts_with("-ERR"), "the server refused a frame: {line}");
+            assert!(
+                !line.starts_with("-ERR"),
+                "the server refused a frame: {line}"
+            );
             if line.starts_with("PONG") {
                 return;
             }
@@ -130,9 +139,13 @@ fn frames(subject: &str, good: usize) -> Vec<u8> {
 }
 
 async fn connect(url: &str) -> NatsBroker {
-    NatsBroker::connect_url(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {}; start it with: {}", e.display_chain(), common::START_HINT))
+    NatsBroker::connect_url(url).await.unwrap_or_else(|e| {
+        panic!(
+            "connect {url}: {}; start it with: {}",
+            e.display_chain(),
+            common::START_HINT
+        )
+    })
 }
 
 /// Reads `sub` until `good` good messages and every bad one arrived; returns the good
@@ -164,9 +177,15 @@ async fn read_all(sub: &mut Subscription, good: usize) -> (usize, Vec<Delivery>)
 fn assert_bad_deliveries(bad: &[Delivery]) {
     let mut payloads: Vec<_> = bad.iter().map(|d| d.message().payload().clone()).collect();
     payloads.sort();
-    assert_eq!(payloads, ["bad-0", "bad-1", "bad-2"], "each bad message arrives once");
+    assert_eq!(
+        payloads,
+        ["bad-0", "bad-1", "bad-2"],
+        "each bad message arrives once"
+    );
     for delivery in bad {
-        let defect = delivery.defect().expect("a bad message says what could not be read");
+        let defect = delivery
+            .defect()
+            .expect("a bad message says what could not be read");
         assert_eq!(defect.kind(), ErrorKind::Codec);
         assert!(
             defect.message().contains("malformed header block"),
@@ -232,7 +251,10 @@ async fn jetstream_malformed_headers_are_redelivered_with_a_stable_id_up_to_max_
             let id = delivery.message().id().to_string();
             let attempt = delivery.attempt().expect("JetStream counts deliveries");
             let entry = seen.entry(payload.clone()).or_insert((id.clone(), 0));
-            assert_eq!(entry.0, id, "{payload}: the id is stable across redeliveries");
+            assert_eq!(
+                entry.0, id,
+                "{payload}: the id is stable across redeliveries"
+            );
             assert!(id.contains('-'), "the stream position as id: {id}");
             entry.1 = entry.1.max(attempt);
             delivery.nack().await.expect("nack");
@@ -240,7 +262,10 @@ async fn jetstream_malformed_headers_are_redelivered_with_a_stable_id_up_to_max_
         if seen.values().all(|(_, attempts)| *attempts == MAX_DELIVER) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "redeliveries stalled: {seen:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redeliveries stalled: {seen:?}"
+        );
         match tokio::time::timeout(WAIT, sub.next()).await {
             Ok(Some(Ok(delivery))) => pending.push(delivery),
             other => panic!("expected a redelivery, got {other:?}"),
@@ -260,9 +285,8 @@ struct Numbered {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
     const GOOD: usize = 1_000;
-    let broker = std::sync::Arc::new(
-        connect(&common::jetstream_url("?max_age_secs=3600")).await,
-    ) as std::sync::Arc<dyn Broker>;
+    let broker = std::sync::Arc::new(connect(&common::jetstream_url("?max_age_secs=3600")).await)
+        as std::sync::Arc<dyn Broker>;
     let token = format!("foreignjs{}", uuid::Uuid::now_v7().simple());
     let subject = format!("{token}.orders");
     let dead_topic = format!("{token}.dead");
@@ -311,9 +335,14 @@ async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
     }
     for letter in &letters {
         let h = letter.message().headers();
-        assert_eq!(h.get(names::DEAD_LETTER_ATTEMPTS), Some("1"), "dead-lettered at once");
+        assert_eq!(
+            h.get(names::DEAD_LETTER_ATTEMPTS),
+            Some("1"),
+            "dead-lettered at once"
+        );
         assert!(
-            h.get(names::DEAD_LETTER_ERROR).is_some_and(|e| e.contains("header block")),
+            h.get(names::DEAD_LETTER_ERROR)
+                .is_some_and(|e| e.contains("header block")),
             "{h:?}"
         );
         assert!(letter.message().payload().starts_with(b"bad-"));

@@ -292,6 +292,7 @@ macro_rules! conformance_suite {
             handler_errors_retry_then_dead_letter,
             handler_panic_is_survived,
             undecodable_payload_goes_to_dead_letter,
+            poison_messages_never_loop_hot,
             graceful_shutdown_loses_nothing,
             request_gets_a_reply,
             request_without_responder_times_out,

@@ -387,3 +387,110 @@ pub async fn graceful_shutdown_loses_nothing(kit: Kit) {
     }
     must(broker.close().await, "close");
 }
+
+/// With the default handler options, poison cannot loop hot:
+/// - a message whose handler always fails comes back with a growing backoff: at most 4
+///   deliveries in its first 4 s (500 ms, then 1 s, then 2 s between them), where an
+///   immediate redelivery makes thousands;
+/// - a payload that cannot be decoded (a go-micro JSON envelope where an order is
+///   expected) is a permanent failure: delivered once, acked, never again;
+/// - with `max_attempts(2)`, a failing message is given up on after its second delivery.
+pub async fn poison_messages_never_loop_hot(kit: Kit) {
+    const WINDOW: Duration = Duration::from_secs(4);
+    let broker = kit.connect().await;
+    let redelivers = broker.capabilities().redelivery;
+    let calls: Calls = Arc::default();
+    let handler = {
+        let calls = calls.clone();
+        move |event: Event| {
+            let calls = calls.clone();
+            async move {
+                record(&calls, event.message().id());
+                if event.message().payload().as_ref() == b"always fails" {
+                    return Err(BoxError::from(HandlerError(
+                        "this message always fails".into(),
+                    )));
+                }
+                crate::typed::decode_event::<Order, _>(&Json, &event)?;
+                Ok(())
+            }
+        }
+    };
+
+    let topic = kit.topic("poison_defaults");
+    let defaults = must(
+        broker
+            .subscribe_with(
+                &topic,
+                SubscribeOptions::new(),
+                HandlerOptions::new(),
+                handler.clone(),
+            )
+            .await,
+        "subscribe_with",
+    );
+    let started = tokio::time::Instant::now();
+    let poison = Message::new("always fails");
+    let envelope = Message::new(
+        r#"{"Header":{"Micro-From":"gomicro-peer","Micro-Topic":"orders"},"Body":"eyJpZCI6MSwiaXRlbSI6ImJvb2sifQ=="}"#,
+    );
+    let good = Message::new(r#"{"id":1,"item":"book"}"#);
+    for message in [&poison, &envelope, &good] {
+        publish(&broker, &topic, message.clone()).await;
+    }
+    let arrived = wait_until(kit.features.timeout, || {
+        [&poison, &envelope, &good]
+            .iter()
+            .all(|m| calls_of(&calls, m.id()) >= 1)
+    })
+    .await;
+    assert!(arrived, "poison: the three messages were not all handled");
+    // The window is what is measured: how often the poison came back within it.
+    tokio::time::sleep_until(started + WINDOW).await;
+    let poison_calls = calls_of(&calls, poison.id());
+    if redelivers {
+        assert!(
+            (2..=4).contains(&poison_calls),
+            "poison: {poison_calls} deliveries of an always-failing message in {WINDOW:?} (default backoff allows 2 to 4)"
+        );
+    } else {
+        assert_eq!(poison_calls, 1, "poison: delivered once without redelivery");
+    }
+    assert_eq!(
+        calls_of(&calls, envelope.id()),
+        1,
+        "poison: an undecodable payload is never redelivered"
+    );
+    assert_eq!(
+        calls_of(&calls, good.id()),
+        1,
+        "poison: the good message once"
+    );
+    must(defaults.shutdown().await, "shutdown");
+
+    if redelivers {
+        let topic = kit.topic("poison_bounded");
+        let options = HandlerOptions::new()
+            .retry_after(Duration::from_millis(50))
+            .max_attempts(Some(2));
+        let bounded = must(
+            broker
+                .subscribe_with(&topic, SubscribeOptions::new(), options, handler)
+                .await,
+            "subscribe_with",
+        );
+        let poison = Message::new("always fails");
+        publish(&broker, &topic, poison.clone()).await;
+        let twice = wait_until(kit.features.timeout, || calls_of(&calls, poison.id()) >= 2).await;
+        assert!(twice, "poison: the bounded message was not delivered twice");
+        // Given up on (acked) after the second delivery: it does not come back.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            calls_of(&calls, poison.id()),
+            2,
+            "poison: delivered again after max_attempts"
+        );
+        must(bounded.shutdown().await, "shutdown");
+    }
+    must(broker.close().await, "close");
+}

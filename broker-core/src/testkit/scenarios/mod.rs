@@ -12,7 +12,7 @@
 //! | ack | [`nack_twice_then_everything_arrives`], [`nacking_member_then_acking_member`], [`manual_ack_holds_the_next_message`], [`unacked_messages_come_back_after_drop`], [`reopened_subscribers_lose_nothing`] | redelivery; queue groups; ordering; persistence |
 //! | close | [`concurrent_subscribe_and_unsubscribe`], [`unsubscribe_stops_delivery`], [`close_semantics`], [`publish_then_close_loses_nothing`] | |
 //! | restart | [`restart_mid_stream`] | a restart command |
-//! | errors | [`invalid_subjects_are_rejected`], [`handler_errors_retry_then_dead_letter`], [`handler_panic_is_survived`], [`undecodable_payload_goes_to_dead_letter`], [`graceful_shutdown_loses_nothing`] | |
+//! | errors | [`invalid_subjects_are_rejected`], [`handler_errors_retry_then_dead_letter`], [`handler_panic_is_survived`], [`undecodable_payload_goes_to_dead_letter`], [`poison_messages_never_loop_hot`], [`graceful_shutdown_loses_nothing`] | |
 //! | request/reply | [`request_gets_a_reply`], [`request_without_responder_times_out`] | |
 //! | observability | [`trace_context_crosses_the_broker`], [`correlation_id_reaches_the_second_hop`], [`metrics_count_what_happened`] | |
 //!
@@ -51,7 +51,7 @@ pub use close::{
 pub use concurrency::{concurrent_publishers_and_subscribers, many_topics_stay_isolated};
 pub use errors::{
     graceful_shutdown_loses_nothing, handler_errors_retry_then_dead_letter,
-    handler_panic_is_survived, invalid_subjects_are_rejected,
+    handler_panic_is_survived, invalid_subjects_are_rejected, poison_messages_never_loop_hot,
     undecodable_payload_goes_to_dead_letter,
 };
 pub use groups::{
