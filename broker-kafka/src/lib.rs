@@ -81,8 +81,10 @@
 //! key. The commit point cannot pass a nacked message, so if the consumer goes away while
 //! a redelivery is pending, the next owner of the partition reads it again. Nothing is
 //! written to the topic, so other consumer groups never see a copy. The attempt count is kept per
-//! offset by the consumer that handed the message out, and starts at 1 again on another
-//! consumer.
+//! offset by the consumer that handed the message out; the commit of a partition whose
+//! first unacked offset was delivered before carries that count in the commit metadata
+//! (`broker-rs:deliveries=N`), so the next owner, after a rebalance or a crash, goes on
+//! counting (`kafka::the_attempt_count_survives_a_change_of_owner`).
 //!
 //! A plain subscriber's own consumer group (`broker-rs-<uuid>`) is deleted when its
 //! subscription ends (best effort: if that fails, the broker drops its offsets after

@@ -75,6 +75,11 @@ type PartitionKey = (Arc<str>, i32);
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// The commit metadata that carries how many times the committed offset was delivered
+/// (`broker-rs:deliveries=N`), so that the next owner of the partition, after a
+/// rebalance or a crash, goes on counting attempts instead of starting at 1 again.
+const DELIVERIES_METADATA: &str = "broker-rs:deliveries=";
+
 /// One assigned partition.
 #[derive(Debug)]
 struct Part {
@@ -99,15 +104,25 @@ impl Shared {
         self.parts.lock().ok().map(|mut parts| f(&mut parts))
     }
 
-    fn assign(&self, keys: impl IntoIterator<Item = PartitionKey>) {
+    /// Starts tracking `keys`; `priors` has, per partition, how many times its earlier
+    /// owner delivered its committed offset (see [`DELIVERIES_METADATA`]).
+    fn assign(
+        &self,
+        keys: impl IntoIterator<Item = PartitionKey>,
+        priors: &HashMap<PartitionKey, (i64, u32)>,
+    ) {
         self.with_parts(|parts| {
             for key in keys {
                 let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                let tracker = match priors.get(&key) {
+                    Some(&(offset, deliveries)) => PartitionTracker::with_prior(offset, deliveries),
+                    None => PartitionTracker::new(),
+                };
                 parts.insert(
                     key,
                     Part {
                         generation,
-                        tracker: PartitionTracker::new(),
+                        tracker,
                         dirty: false,
                         position: None,
                     },
@@ -126,7 +141,12 @@ impl Shared {
                         }
                     }
                     Some(due) => {
-                        part.tracker.nack(offset, due);
+                        // A nacked commit point is committed again, with its count.
+                        if part.tracker.nack(offset, due).is_some()
+                            && part.tracker.commit_point() == Some(offset)
+                        {
+                            part.dirty = true;
+                        }
                     }
                 }
             }
@@ -147,6 +167,12 @@ impl Shared {
                         .add_partition_offset(&key.0, key.1, Offset::Offset(point))
                         .is_ok()
                 {
+                    if let Some((offset, deliveries)) = part.tracker.head_deliveries()
+                        && offset == point
+                        && let Some(mut elem) = tpl.find_partition(&key.0, key.1)
+                    {
+                        elem.set_metadata(format!("{DELIVERIES_METADATA}{deliveries}"));
+                    }
                     part.dirty = false;
                 }
             }
@@ -198,7 +224,7 @@ impl ConsumerContext for SubContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.position_new_partitions(consumer, tpl);
+                let priors = self.position_new_partitions(consumer, tpl);
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -207,7 +233,7 @@ impl ConsumerContext for SubContext {
                 if let Err(err) = result {
                     tracing::warn!(group = %self.group, error = %err, "assigning partitions failed");
                 }
-                self.shared.assign(keys(tpl));
+                self.shared.assign(keys(tpl), &priors);
                 tracing::debug!(group = %self.group, partitions = tpl.count(), "partitions assigned");
                 if let Some(ready) = self.ready.lock().ok().and_then(|mut r| r.take()) {
                     let _ = ready.send(());
@@ -256,14 +282,21 @@ impl SubContext {
     /// later rebalance, or another member of the group, resumes from there instead of
     /// from a later end. Beginnings are looked up here too, all in one request (see
     /// [`resolve_beginnings`](Self::resolve_beginnings)).
-    fn position_new_partitions(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+    ///
+    /// Returns, per partition with a committed offset that carries
+    /// [`DELIVERIES_METADATA`], that offset and how many times it was delivered.
+    fn position_new_partitions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> HashMap<PartitionKey, (i64, u32)> {
         let live_guard = self.live.lock();
         let live = live_guard.as_deref().copied().unwrap_or(true);
-        let committed = match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
-            Ok(committed) => committed.to_topic_map(),
+        let (committed, priors) = match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
+            Ok(committed) => (committed.to_topic_map(), committed_deliveries(&committed)),
             Err(err) => {
                 tracing::warn!(group = %self.group, error = %err, "cannot read committed offsets; falling back to auto.offset.reset");
-                return;
+                return HashMap::default();
             }
         };
         let mut starts = self.starts.lock().ok();
@@ -315,6 +348,7 @@ impl SubContext {
         if to_commit.count() > 0 {
             commit(consumer, &to_commit, CommitMode::Sync);
         }
+        priors
     }
 
     /// Replaces [`Offset::Beginning`] in `tpl` by the offsets where the `beginnings`
@@ -402,6 +436,30 @@ fn keys(tpl: &TopicPartitionList) -> impl Iterator<Item = PartitionKey> + '_ {
     tpl.elements()
         .into_iter()
         .map(|e| (Arc::from(e.topic()), e.partition()))
+}
+
+/// The delivery counts that committed offsets carry in their metadata.
+fn committed_deliveries(committed: &TopicPartitionList) -> HashMap<PartitionKey, (i64, u32)> {
+    committed
+        .elements()
+        .iter()
+        .filter_map(|elem| {
+            let Offset::Offset(offset) = elem.offset() else {
+                return None;
+            };
+            // librdkafka's metadata accessor panics on bytes that are not UTF-8, which
+            // another client could have committed: read it only where it is text.
+            let deliveries = std::panic::catch_unwind(|| elem.metadata().to_owned())
+                .ok()?
+                .strip_prefix(DELIVERIES_METADATA)?
+                .parse::<u32>()
+                .ok()?;
+            Some((
+                (Arc::from(elem.topic()), elem.partition()),
+                (offset, deliveries),
+            ))
+        })
+        .collect()
 }
 
 fn commit<C: ConsumerContext>(

@@ -48,6 +48,9 @@ pub(crate) struct PartitionTracker {
     /// The offsets in `offsets` that are nacked, so that finding a due redelivery does
     /// not walk everything in flight.
     nacked: BTreeSet<i64>,
+    /// How many times an earlier owner of the partition delivered one offset (its commit
+    /// point): that offset's first delivery here continues the count.
+    prior: Option<(i64, u32)>,
 }
 
 impl PartitionTracker {
@@ -56,14 +59,46 @@ impl PartitionTracker {
         PartitionTracker::default()
     }
 
+    /// An empty tracker for a partition whose earlier owner delivered `offset`
+    /// `deliveries` times without acking it.
+    pub(crate) fn with_prior(offset: i64, deliveries: u32) -> Self {
+        PartitionTracker {
+            prior: Some((offset, deliveries)),
+            ..PartitionTracker::default()
+        }
+    }
+
+    /// The attempt number of `offset`'s first delivery here.
+    fn first_attempt(&mut self, offset: i64) -> u32 {
+        match self.prior {
+            Some((prior, deliveries)) if prior == offset => {
+                self.prior = None;
+                deliveries.saturating_add(1)
+            }
+            _ => 1,
+        }
+    }
+
+    /// The commit point and how many times it was delivered, when it was delivered and
+    /// not acked: what the next owner of the partition needs to keep counting.
+    pub(crate) fn head_deliveries(&self) -> Option<(i64, u32)> {
+        match self.offsets.front()? {
+            (offset, State::InFlight { attempt } | State::Nacked { attempt, .. }) => {
+                Some((*offset, *attempt))
+            }
+            (_, State::Acked) => None,
+        }
+    }
+
     /// Records that the consumer fetched `offset` at `now`, and says whether to hand it out.
     pub(crate) fn on_fetch(&mut self, offset: i64, now: Instant) -> Verdict {
         // The common case: past everything received, so past the commit point too.
         if self.next.is_none_or(|next| offset >= next) {
             self.next = Some(offset + 1);
+            let attempt = self.first_attempt(offset);
             self.offsets
-                .push_back((offset, State::InFlight { attempt: 1 }));
-            return Verdict::Deliver { attempt: 1 };
+                .push_back((offset, State::InFlight { attempt }));
+            return Verdict::Deliver { attempt };
         }
         match self.find(offset) {
             Ok(index) => {
@@ -83,9 +118,10 @@ impl PartitionTracker {
                 Some(point) if offset < point => Verdict::Skip,
                 // In a stretch that never arrived before: hand it out.
                 _ => {
+                    let attempt = self.first_attempt(offset);
                     self.offsets
-                        .insert(index, (offset, State::InFlight { attempt: 1 }));
-                    Verdict::Deliver { attempt: 1 }
+                        .insert(index, (offset, State::InFlight { attempt }));
+                    Verdict::Deliver { attempt }
                 }
             },
         }
@@ -294,6 +330,25 @@ mod tests {
         assert_eq!(t.due(later), Some(0));
         assert_eq!(t.on_fetch(0, later), Verdict::Deliver { attempt: 2 });
         assert_eq!(t.next_due(), None);
+    }
+
+    #[test]
+    fn an_earlier_owners_count_continues_and_is_handed_on() {
+        let now = Instant::now();
+        let mut t = PartitionTracker::with_prior(5, 3);
+        assert_eq!(t.on_fetch(5, now), Verdict::Deliver { attempt: 4 });
+        assert_eq!(t.on_fetch(6, now), Verdict::Deliver { attempt: 1 });
+        assert_eq!(t.head_deliveries(), Some((5, 4)));
+        t.nack(5, now);
+        assert_eq!(t.head_deliveries(), Some((5, 4)));
+        assert_eq!(t.on_fetch(5, now), Verdict::Deliver { attempt: 5 });
+        t.ack(5);
+        assert_eq!(t.head_deliveries(), Some((6, 1)));
+        t.ack(6);
+        assert_eq!(t.head_deliveries(), None);
+        // A prior count for an offset never fetched again is not applied elsewhere.
+        let mut t = PartitionTracker::with_prior(2, 9);
+        assert_eq!(t.on_fetch(3, now), Verdict::Deliver { attempt: 1 });
     }
 
     #[test]

@@ -722,3 +722,40 @@ fn connect_errors_say_what_is_wrong() {
         );
     });
 }
+
+#[test]
+fn the_attempt_count_survives_a_change_of_owner() {
+    run(async {
+        let broker = connect().await;
+        let topic = topic("attempts");
+        let group = topic.replace('.', "-");
+        let options = || SubscribeOptions::new().queue(&group).manual_ack();
+        let mut first = broker
+            .subscribe(&topic, options())
+            .await
+            .expect("first member");
+        broker
+            .publish(&topic, Message::new("poison").with_id("p"))
+            .await
+            .expect("publish");
+        let d = next(&mut first).await;
+        assert_eq!(d.attempt(), Some(1));
+        d.nack().await.expect("nack");
+        let d = next(&mut first).await;
+        assert_eq!(d.attempt(), Some(2));
+        // The member goes away with the second delivery unsettled: the partition moves on,
+        // and its committed offset carries the count.
+        drop(d);
+        drop(first);
+        let mut second = broker
+            .subscribe(&topic, options())
+            .await
+            .expect("second member");
+        let d = next(&mut second).await;
+        assert_eq!(d.message().id().as_str(), "p");
+        assert_eq!(d.attempt(), Some(3), "the count goes on with the new owner");
+        d.ack().await.expect("ack");
+        drop(second);
+        broker.close().await.expect("close");
+    });
+}
