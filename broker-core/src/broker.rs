@@ -93,6 +93,10 @@ pub struct Capabilities {
     pub queue_groups: bool,
     /// The largest message the backend accepts, in bytes, when known.
     pub max_message_bytes: Option<usize>,
+    /// Whether a topic costs nothing once nobody uses it (NATS subjects, in-process
+    /// queues). Where it does not (a Kafka topic is a log kept until deleted), the
+    /// [`Requester`](crate::Requester)s share one inbox topic instead of making one each.
+    pub disposable_topics: bool,
 }
 
 impl Capabilities {
@@ -107,6 +111,7 @@ impl Capabilities {
             redelivery: false,
             queue_groups: false,
             max_message_bytes: None,
+            disposable_topics: true,
         }
     }
 
@@ -143,6 +148,12 @@ impl Capabilities {
     /// Sets the largest message accepted.
     pub fn max_message_bytes(mut self, max: Option<usize>) -> Self {
         self.max_message_bytes = max;
+        self
+    }
+
+    /// Sets whether topics are free to leave behind.
+    pub fn disposable_topics(mut self, disposable: bool) -> Self {
+        self.disposable_topics = disposable;
         self
     }
 }

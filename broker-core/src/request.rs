@@ -16,7 +16,9 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
 
 /// Sends requests and waits for their replies, on any backend.
 ///
-/// It subscribes once to a private inbox topic. Each request is published with a
+/// It subscribes once to a private inbox topic (on a backend whose topics outlive their
+/// use, such as Kafka, to the one inbox all requesters share, [`Requester::SHARED_INBOX`], and
+/// keeps the replies to its own requests). Each request is published with a
 /// `reply-to` header naming that inbox; a responder answers with
 /// [`BrokerExt::reply`](crate::BrokerExt::reply), which marks the reply with the request's
 /// id. On NATS the `reply-to` header travels as the native reply subject, so NATS's own
@@ -43,9 +45,17 @@ pub struct Requester {
 }
 
 impl Requester {
+    /// The inbox topic that the requesters of a backend whose topics outlive their use
+    /// share.
+    pub const SHARED_INBOX: &'static str = "_inbox.shared";
+
     /// Subscribes a fresh inbox on `broker`.
     pub async fn new(broker: Arc<dyn Broker>) -> Result<Self> {
-        let inbox = format!("_inbox.{}", uuid::Uuid::now_v7().simple());
+        let inbox = if broker.capabilities().disposable_topics {
+            format!("_inbox.{}", uuid::Uuid::now_v7().simple())
+        } else {
+            Requester::SHARED_INBOX.to_owned()
+        };
         let mut replies = broker.subscribe(&inbox, SubscribeOptions::new()).await?;
         let pending: Pending = Arc::default();
         let routes = pending.clone();

@@ -501,5 +501,6 @@ impl Broker for KafkaBroker {
             .redelivery(true)
             .queue_groups(true)
             .max_message_bytes(Some(self.inner.options.max_message_bytes))
+            .disposable_topics(false)
     }
 }

@@ -759,3 +759,48 @@ fn the_attempt_count_survives_a_change_of_owner() {
         broker.close().await.expect("close");
     });
 }
+
+/// The `_inbox.*` topics the cluster has.
+fn inbox_topics() -> HashSet<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .create()
+        .expect("metadata client");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|name| name.starts_with("_inbox."))
+        .collect()
+}
+
+#[test]
+fn requesters_leave_no_topic_behind() {
+    run(async {
+        let broker: Arc<dyn Broker> = Arc::new(connect().await);
+        let before = inbox_topics();
+        let mut inboxes = HashSet::new();
+        for _ in 0..3 {
+            let requester = broker_core::Requester::new(broker.clone())
+                .await
+                .expect("requester");
+            inboxes.insert(requester.inbox().to_owned());
+        }
+        assert_eq!(
+            inboxes,
+            HashSet::from([broker_core::Requester::SHARED_INBOX.to_owned()]),
+            "every requester uses the shared inbox"
+        );
+        let created: Vec<_> = inbox_topics()
+            .difference(&before)
+            .filter(|name| name.as_str() != broker_core::Requester::SHARED_INBOX)
+            .cloned()
+            .collect();
+        assert!(created.is_empty(), "inbox topics left behind: {created:?}");
+        broker.close().await.expect("close");
+    });
+}

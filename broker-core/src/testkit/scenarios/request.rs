@@ -10,7 +10,8 @@ use crate::{
 };
 
 /// A responder answers three requests; each reply carries the answer and names the
-/// request it answers.
+/// request it answers. A second requester's requests, sent at the same time, get their
+/// own replies (requesters may share one inbox topic).
 pub async fn request_gets_a_reply(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("request");
@@ -39,6 +40,19 @@ pub async fn request_gets_a_reply(kit: Kit) {
         "subscribe the responder",
     );
     let requester = must(Requester::new(broker.clone()).await, "requester");
+    let other = must(Requester::new(broker.clone()).await, "second requester");
+    let others = {
+        let topic = topic.clone();
+        let timeout = kit.features.timeout;
+        tokio::spawn(async move {
+            let mut replies = Vec::new();
+            for word in ["other-1", "other-2", "other-3"] {
+                let reply = other.request(&topic, Message::new(word), timeout).await;
+                replies.push((word, reply.map(|r| r.payload().clone())));
+            }
+            replies
+        })
+    };
     for word in ["ping", "list", "submit"] {
         let request = Message::new(word);
         let id = request.id().clone();
@@ -57,6 +71,18 @@ pub async fn request_gets_a_reply(kit: Kit) {
             reply.headers().get(names::IN_REPLY_TO),
             Some(id.as_str()),
             "request: the reply names its request"
+        );
+    }
+    let others = match others.await {
+        Ok(replies) => replies,
+        Err(err) => panic!("request: the second requester's task failed: {err}"),
+    };
+    for (word, reply) in others {
+        let reply = must(reply, format!("second requester: `{word}`"));
+        assert_eq!(
+            reply.as_ref(),
+            word.to_uppercase().as_bytes(),
+            "request: the second requester's reply"
         );
     }
     drop(requester);
