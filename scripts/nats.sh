@@ -143,16 +143,6 @@ take_lock() {
     HELD_LOCKS[$lock]="$fd"
 }
 
-run_as_root() {
-    if [[ "$(id -u)" == 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        return 1
-    fi
-}
-
 # ---------------------------------------------------------------------------
 # install
 
@@ -177,35 +167,24 @@ install_with_go() {
     return 1
 }
 
-install_with_apt() {
-    command -v apt-get >/dev/null 2>&1 || { log "apt-get is not available"; return 1; }
-    log "falling back to Debian's nats-server package (2.9.x; consumer options added after 2.9 will not work)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! run_as_root apt-get install -y nats-server >&2; then
-        log "apt-get install failed; running apt-get update and retrying"
-        run_as_root apt-get update >&2 || return 1
-        run_as_root apt-get install -y nats-server >&2 || return 1
-    fi
-    local sys_bin
-    sys_bin="$(dpkg -L nats-server 2>/dev/null | grep -E '/bin/nats-server$' | head -n 1 || true)"
-    [[ -n "$sys_bin" ]] || sys_bin="$(command -v nats-server || true)"
-    [[ -n "$sys_bin" && -x "$sys_bin" ]] || { log "nats-server package installed but binary not found"; return 1; }
-    # The package ships a systemd unit; on hosts running systemd it gets
-    # started on port 4222. We run our own instances, so stop it.
-    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1 \
-        && systemctl is-active --quiet nats-server.service 2>/dev/null; then
-        log "stopping and disabling the package's nats-server.service (this script runs its own instances)"
-        run_as_root systemctl disable --now nats-server.service >&2 || true
-    fi
-    mkdir -p "$NATS_BIN_DIR"
-    # A symlink marks the cache entry as coming from apt.
-    ln -sfn "$sys_bin" "$NATS_CACHED_BIN"
+# Whether the nats-server binary $1 is 2.10 or newer: async-nats' JetStream API needs
+# fields that older servers (Debian's 2.9 package among them) do not send.
+recent_enough() {
+    local v major minor
+    v="$(binary_version "$1")"
+    v="${v#v}"
+    major="${v%%.*}"
+    minor="${v#*.}"
+    minor="${minor%%.*}"
+    is_uint "$major" && is_uint "$minor" && ((major > 2 || (major == 2 && minor >= 10)))
 }
 
 # Sets NATS_SERVER to a usable binary, installing one if needed.
 ensure_installed() {
     if [[ -n "${NATS_SERVER_BIN:-}" ]]; then
         [[ -x "$NATS_SERVER_BIN" ]] || die "NATS_SERVER_BIN=$NATS_SERVER_BIN is not an executable file"
+        recent_enough "$NATS_SERVER_BIN" \
+            || die "NATS_SERVER_BIN=$NATS_SERVER_BIN is nats-server $(binary_version "$NATS_SERVER_BIN"); 2.10 or newer is needed"
         NATS_SERVER="$NATS_SERVER_BIN"
         log "using NATS_SERVER_BIN=$NATS_SERVER ($(binary_version "$NATS_SERVER"))"
         return 0
@@ -214,7 +193,7 @@ ensure_installed() {
     local v
     if [[ -x "$NATS_CACHED_BIN" ]]; then
         v="$(binary_version "$NATS_CACHED_BIN")"
-        if [[ -L "$NATS_CACHED_BIN" || "$v" == "$NATS_SERVER_VERSION" ]]; then
+        if [[ "$v" == "$NATS_SERVER_VERSION" ]]; then
             NATS_SERVER="$NATS_CACHED_BIN"
             log "using cached $NATS_SERVER ($v)"
             return 0
@@ -225,7 +204,7 @@ ensure_installed() {
     # Another process may have installed it while we waited for the lock.
     if [[ -x "$NATS_CACHED_BIN" ]]; then
         v="$(binary_version "$NATS_CACHED_BIN")"
-        if [[ -L "$NATS_CACHED_BIN" || "$v" == "$NATS_SERVER_VERSION" ]]; then
+        if [[ "$v" == "$NATS_SERVER_VERSION" ]]; then
             NATS_SERVER="$NATS_CACHED_BIN"
             log "using cached $NATS_SERVER ($v)"
             return 0
@@ -235,11 +214,12 @@ ensure_installed() {
 
     if install_with_go; then
         :
-    elif [[ -x "$NATS_CACHED_BIN" ]]; then
+    elif [[ -x "$NATS_CACHED_BIN" ]] && recent_enough "$NATS_CACHED_BIN"; then
         log "go install failed; keeping the existing cached binary ($(binary_version "$NATS_CACHED_BIN"))"
     else
-        log "go install of $NATS_SERVER_MODULE@$NATS_SERVER_VERSION failed"
-        install_with_apt || die "could not install nats-server with go or apt-get"
+        # No fallback to a distribution package: Debian's is 2.9, which JetStream
+        # clients of today cannot use.
+        die "go install of $NATS_SERVER_MODULE@$NATS_SERVER_VERSION failed, and no nats-server 2.10 or newer is cached"
     fi
     NATS_SERVER="$NATS_CACHED_BIN"
     log "installed $NATS_SERVER ($(binary_version "$NATS_SERVER"))"

@@ -229,6 +229,7 @@ impl NatsBroker {
         let js = match options.mode {
             Mode::Core => None,
             Mode::JetStream => {
+                check_jetstream_version(&client.server_info().version, &shown)?;
                 let js = jetstream::ContextBuilder::new()
                     .timeout(options.request_timeout)
                     .build(client.clone());
@@ -493,5 +494,48 @@ impl Broker for NatsBroker {
                 .queue_groups(true)
                 .max_message_bytes(max),
         }
+    }
+}
+
+/// The oldest nats-server whose JetStream API the client can use: async-nats needs
+/// account fields that 2.9 does not send, and then blames JetStream for being off.
+const JETSTREAM_MIN_SERVER: (u64, u64) = (2, 10);
+
+/// Fails, naming the version needed, when the server at `shown` runs `version`, older
+/// than [`JETSTREAM_MIN_SERVER`]. A version that does not parse is let through.
+fn check_jetstream_version(version: &str, shown: &str) -> Result<()> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let (Some(Ok(major)), Some(Ok(minor))) = (
+        parts.next().map(str::parse::<u64>),
+        parts.next().map(str::parse::<u64>),
+    ) else {
+        return Ok(());
+    };
+    if (major, minor) >= JETSTREAM_MIN_SERVER {
+        return Ok(());
+    }
+    let (need_major, need_minor) = JETSTREAM_MIN_SERVER;
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "jetstream:// needs nats-server {need_major}.{need_minor} or newer; {shown} runs {version}"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn servers_older_than_2_10_are_named_and_refused() {
+        let err = check_jetstream_version("2.9.10", "nats://h:4222").expect_err("2.9");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.message().contains("2.10 or newer"), "{err}");
+        assert!(err.message().contains("runs 2.9.10"), "{err}");
+        for ok in ["2.10.0", "2.12.15", "v2.11.3-beta.1", "3.0.0", "weird"] {
+            assert!(check_jetstream_version(ok, "x").is_ok(), "{ok}");
+        }
+        assert!(check_jetstream_version("1.4.1", "x").is_err());
     }
 }

@@ -350,3 +350,48 @@ async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
     handle.shutdown().await.expect("shutdown");
     broker.close().await.expect("close");
 }
+
+/// A server that says it is nats-server 2.9.10 (Debian's package), spoken by a raw
+/// socket: `jetstream://` refuses it, naming the version it needs, instead of failing
+/// later with an error that blames JetStream being off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_names_the_server_version_it_needs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut stream = BufReader::new(stream);
+        let info = format!(
+            "INFO {{\"server_id\":\"old\",\"version\":\"2.9.10\",\"go\":\"go1.19\",\"host\":\"127.0.0.1\",\"port\":{port},\"headers\":true,\"max_payload\":1048576,\"proto\":1}}\r\n"
+        );
+        stream
+            .get_mut()
+            .write_all(info.as_bytes())
+            .await
+            .expect("INFO");
+        let mut line = String::new();
+        while stream.read_line(&mut line).await.is_ok_and(|n| n > 0) {
+            if line.starts_with("PING") {
+                stream.get_mut().write_all(b"PONG\r\n").await.expect("PONG");
+            }
+            line.clear();
+        }
+    });
+    let err = NatsBroker::connect_url(&format!("jetstream://127.0.0.1:{port}"))
+        .await
+        .expect_err("a 2.9 server cannot serve jetstream://");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Unsupported,
+        "{}",
+        err.display_chain()
+    );
+    assert!(
+        err.message().contains("needs nats-server 2.10 or newer")
+            && err.message().contains("2.9.10"),
+        "{err}"
+    );
+    server.abort();
+}
