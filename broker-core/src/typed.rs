@@ -104,6 +104,16 @@ pub fn decode_event<T, C: Codec<T>>(codec: &C, event: &Event) -> Result<T> {
             ),
         ));
     }
+    if event.message().is_tombstone() {
+        return Err(Error::new(
+            ErrorKind::Codec,
+            format!(
+                "message {} on `{}` is a tombstone: it has no value to decode",
+                event.message().id(),
+                event.topic()
+            ),
+        ));
+    }
     if let Some(content_type) = event.message().headers().get_value(names::CONTENT_TYPE) {
         let content_type = content_type.to_str().ok_or_else(|| {
             Error::new(

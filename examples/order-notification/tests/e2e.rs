@@ -350,6 +350,66 @@ async fn metrics_count_the_orders(backend: Backend) {
     assert_eq!(value(&after, metric_names::DELIVERED, &labels), expected);
 }
 
+/// What another service may put on the topic, and the notification service cannot
+/// read: a go-micro JSON envelope where a protobuf order is expected, and a tombstone
+/// where the backend carries one. Each goes to `<topic>.dead` at its first delivery;
+/// the orders after them are notified as usual.
+async fn unreadable_messages_are_dead_lettered_and_orders_keep_flowing(backend: Backend) {
+    use broker::headers::names;
+    use broker::{Message, SubscribeOptions};
+    use futures::StreamExt;
+
+    let mut shop = Shop::start(backend, 1).await;
+    let dead_topic = format!("{}.dead", shop.topics.submit);
+    let mut dead = shop
+        .broker
+        .subscribe(&dead_topic, SubscribeOptions::new())
+        .await
+        .expect("subscribe to the dead letters");
+    let envelope = Message::new(
+        r#"{"Header":{"Micro-From":"gomicro-peer","Micro-Topic":"notification.submit"},"Body":"eyJvcmRlcklkIjoiMSJ9"}"#,
+    );
+    let mut unreadable = vec![envelope];
+    if !matches!(backend, Backend::Nats | Backend::JetStream) {
+        unreadable.push(Message::tombstone().with_key("order-1"));
+    }
+    for message in &unreadable {
+        shop.broker
+            .publish(&shop.topics.submit, message.clone())
+            .await
+            .expect("publish an unreadable message");
+    }
+    let (status, answer) = shop
+        .submit(json!({"productId": 1, "count": 1, "uid": 7}))
+        .await;
+    let id = order_id(status, &answer);
+    let seen = shop.wait_for_orders(std::slice::from_ref(&id)).await;
+    assert!(
+        seen.iter().all(|n| n.uid == 7),
+        "only the real order: {seen:?}"
+    );
+    for _ in 0..unreadable.len() {
+        let letter = tokio::time::timeout(WAIT, dead.next())
+            .await
+            .expect("a dead letter in time")
+            .expect("the subscription is open")
+            .expect("a dead letter");
+        let original = unreadable
+            .iter()
+            .find(|m| m.id() == letter.message().id())
+            .expect("a dead letter of one of the unreadable messages");
+        assert_eq!(letter.message().payload(), original.payload());
+        assert_eq!(letter.message().is_tombstone(), original.is_tombstone());
+        assert_eq!(
+            letter.message().headers().get(names::DEAD_LETTER_ATTEMPTS),
+            Some("1"),
+            "dead-lettered at its first delivery"
+        );
+    }
+    let rest = shop.stop().await;
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 macro_rules! backend_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
@@ -368,6 +428,12 @@ macro_rules! backend_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn queue_group_notifies_each_order_once() {
                 super::queue_group_notifies_each_order_once($backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unreadable_messages_are_dead_lettered_and_orders_keep_flowing() {
+                super::unreadable_messages_are_dead_lettered_and_orders_keep_flowing($backend)
+                    .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

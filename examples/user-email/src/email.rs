@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use broker::codec::Json;
+use broker::middleware::DeadLetterLayer;
 use broker::observe::ObserveLayer;
 use broker::{
     BoxError, Broker, BrokerExt, HandlerExt, HandlerOptions, SubscribeOptions, SubscriberHandle,
@@ -145,6 +146,12 @@ pub async fn run_email(
             Ok::<_, BoxError>(())
         }
     })
+    // A message that cannot be decoded, or that fails on every attempt, is parked on
+    // `<topic>.dead` with the error, instead of being redelivered forever.
+    .with(DeadLetterLayer::new(
+        broker.clone(),
+        format!("{}.dead", topics.created),
+    ))
     .with(ObserveLayer::new(
         broker.capabilities().backend,
         &topics.created,
