@@ -29,11 +29,25 @@
 //! - Headers are native NATS headers, case and repeated names kept. The client keeps
 //!   headers in a hash map, so the publisher adds the header `x-broker-header-order`
 //!   listing the names in order; values that NATS would alter (leading or trailing
-//!   whitespace, line breaks) travel percent-encoded and are marked there. The key and
+//!   whitespace, line breaks) or that are not UTF-8 travel percent-encoded and are marked
+//!   there. A null header value and a tombstone have no NATS form: `publish` refuses them
+//!   with `ErrorKind::Unsupported`. The key and
 //!   the id travel as `x-message-key` and `x-message-id`. On JetStream `Nats-Msg-Id` is
 //!   `<topic>:<id>` for duplicate detection (scoped by topic, so a dead letter that keeps
 //!   the id is not a duplicate in a stream shared with its topic). These transport
 //!   headers are removed on receipt: a message arrives exactly as it was sent.
+//! - Another client's message whose header block the client cannot parse (a line
+//!   without a colon, a non-ASCII name, a value that is not UTF-8) arrives without
+//!   headers, with a [`Delivery::defect`](broker_core::Delivery::defect) of kind `Codec`;
+//!   it costs neither the connection nor any other message (this workspace builds
+//!   async-nats with the small fix in `patches/async-nats`). On JetStream it is
+//!   redelivered and bounded by `max_deliver` like any message. A JetStream message
+//!   without this crate's id gets `STREAM-SEQUENCE` as its id, stable across
+//!   redeliveries; on core NATS such a message gets an id generated on receipt.
+//! - Core NATS keeps nothing for a client that is away: after each lost connection, a
+//!   core subscription yields one `ErrorKind::Connect` item, before its next message,
+//!   saying that messages may have been lost.
+//! - `jetstream://` needs nats-server 2.10 or newer, and says so when the server is older.
 //! - Core NATS with `message_ids=off` leaves the id off the wire: a message without
 //!   user headers and key then goes out as a plain `PUB`, without a header block, which
 //!   the client sends and parses several times faster (BENCHMARKS.md), and the receiver
