@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use broker::{Broker, Headers, Message, StartPosition, SubscribeOptions, Subscription};
+use broker::options::StartPosition;
+use broker::{Broker, Headers, Message, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 

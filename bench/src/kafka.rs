@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use broker::kafka::{KafkaBroker, KafkaOptions};
-use broker::{Broker, ErrorKind, StartPosition};
+use broker::options::StartPosition;
+use broker::{Broker, ErrorKind};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use crate::options::AckMode;
 use crate::subscription::Permit;
-use crate::{AckMode, Error, Message, Result};
+use crate::{Error, Message, Result};
 
 /// When a nacked message should come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,7 +30,7 @@ pub trait Acknowledger: Send + 'static {
     /// The message was processed: the backend may forget it.
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
     /// The message was not processed: the backend delivers it again as `redelivery` says,
-    /// where it can (see [`Capabilities::redelivery`](crate::Capabilities::redelivery)).
+    /// where it can (see [`Capabilities::redelivery`](crate::backend::Capabilities::redelivery)).
     fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>>;
 
     /// Whether [`ack`](Acknowledger::ack) has nothing to do and always succeeds (an
@@ -48,7 +49,9 @@ pub trait Acknowledger: Send + 'static {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use broker_core::{Delivery, Message, Redelivery, Requeue, Result};
+/// use broker_core::{Delivery, Message, Result};
+/// use broker_core::backend::Requeue;
+/// use broker_core::delivery::Redelivery;
 /// use futures::future::BoxFuture;
 ///
 /// struct Drop;
@@ -93,7 +96,9 @@ enum Acker {
 /// `Box::pin(futures::future::ready(Ok(())))` allocates per call).
 ///
 /// ```
-/// use broker_core::{Acknowledger, Redelivery, Result, settled};
+/// use broker_core::Result;
+/// use broker_core::backend::{Acknowledger, settled};
+/// use broker_core::delivery::Redelivery;
 /// use futures::future::BoxFuture;
 ///
 /// struct Forget;
@@ -434,18 +439,20 @@ impl Drop for Settle {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> broker_core::Result<()> {
 /// use std::sync::Arc;
-/// use broker_core::{Delivery, Message, Redelivery, Requeue, Result};
+/// use broker_core::{Delivery, Message, Result};
+/// use broker_core::backend::Requeue;
+/// use broker_core::delivery::Redelivery;
 /// use futures::future::BoxFuture;
 ///
 /// struct Forget;
 /// impl Requeue for Forget {
 ///     fn requeue(&self, _: Message, _: Arc<str>, _: u32, _: Redelivery) -> BoxFuture<'static, Result<()>> {
-///         broker_core::settled()
+///         broker_core::backend::settled()
 ///     }
 /// }
 ///
 /// let delivery = Delivery::requeued(Message::new("hi"), "greetings", 1, Arc::new(Forget));
-/// let ack: broker_core::Ack = delivery.ack();
+/// let ack: broker_core::delivery::Ack = delivery.ack();
 /// ack.await?;
 /// # Ok(()) }
 /// ```

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::{BoxError, DeliveryInfo, Error, Message};
+use crate::delivery::DeliveryInfo;
+use crate::{BoxError, Error, Message};
 
 /// What a handler gets: the message, the concrete topic and the delivery attempt.
 #[derive(Debug, Clone)]

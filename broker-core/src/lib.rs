@@ -2,9 +2,11 @@
 //! marrying one broker.
 //!
 //! - [`Broker`] is the whole contract a backend implements: `publish`, `subscribe`,
-//!   `close`, plus the [`Capabilities`] it guarantees.
-//! - [`Message`] carries ordered string [`Headers`], a `bytes` payload, an optional key and
-//!   an id. A [`Subscription`] is a stream of [`Delivery`]s, each acked or nacked.
+//!   `close`, plus the [`Capabilities`](backend::Capabilities) it guarantees.
+//! - [`Message`] carries ordered [`Headers`] (values are bytes with a text face), a
+//!   `bytes` payload, an optional key and an id. A [`Subscription`] is a stream of
+//!   [`Delivery`]s, each acked or nacked; a handler sees each as an [`Event`].
+//! - Writing a backend: [`backend`] has what only backend authors need.
 //! - [`BrokerExt::subscribe_with`] runs a [`Handler`] with bounded concurrency and a
 //!   graceful [`shutdown`](SubscriberHandle::shutdown); [`middleware`] adds retry, dead
 //!   letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed messages;
@@ -32,17 +34,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod backend;
 mod broker;
 pub mod codec;
-mod delivery;
+pub mod delivery;
 mod error;
 mod ext;
-mod handler;
+pub mod handler;
 pub mod headers;
 mod message;
 pub mod middleware;
 pub mod observe;
-mod options;
+pub mod options;
 pub mod registry;
 mod request;
 pub mod subject;
@@ -52,28 +55,23 @@ mod subscription;
 pub mod testkit;
 pub mod typed;
 
-pub use broker::{Broker, Capabilities, DeliveryGuarantee, OrderingGuarantee};
-pub use delivery::{
-    Ack, Acknowledger, Delivery, DeliveryInfo, Redelivery, Requeue, Settle, settled,
-};
+// The user's vocabulary: what a service names to publish, subscribe and handle. What
+// only backend authors need is in [`backend`]; the rest sits in its module.
+pub use broker::Broker;
+pub use delivery::Delivery;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ext::BrokerExt;
-pub use handler::{Event, Handler, HandlerError, HandlerExt, Layer};
+pub use handler::{Event, Handler, HandlerExt};
 pub use headers::Headers;
 pub use message::{Message, MessageId};
-pub use options::{AckMode, DEFAULT_MAX_IN_FLIGHT, StartPosition, SubscribeOptions};
+pub use options::SubscribeOptions;
 pub use registry::{connect, connect_from_env};
 pub use request::Requester;
-pub use subscriber::{Backoff, HandlerOptions, SubscriberHandle};
+pub use subscriber::{HandlerOptions, SubscriberHandle};
 pub use subscription::Subscription;
-pub use typed::{TypedEvent, TypedPublisher, typed_handler};
 
 /// Re-exports for this crate's macros. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
 }
-
-/// The `async_trait` attribute, re-exported so backends implement [`Broker`] with the same
-/// version.
-pub use async_trait::async_trait;

@@ -1,4 +1,7 @@
-//! Subscribe options.
+//! How a subscription and its handler behave: [`SubscribeOptions`] (queue group, ack
+//! mode, start position, in-flight bound) and the handler's [`Backoff`].
+
+pub use crate::subscriber::Backoff;
 
 /// Who settles a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,7 +33,8 @@ pub enum StartPosition {
 /// (every subscriber gets every message) with auto-ack and at most 256 deliveries in flight.
 ///
 /// ```
-/// use broker_core::{AckMode, SubscribeOptions};
+/// use broker_core::SubscribeOptions;
+/// use broker_core::options::AckMode;
 ///
 /// let options = SubscribeOptions::new()
 ///     .queue("notification-service")

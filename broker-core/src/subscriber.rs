@@ -12,8 +12,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::delivery::Redelivery;
 use crate::handler::panic_message;
-use crate::{Delivery, Error, ErrorKind, Event, Handler, Redelivery, Result, Subscription};
+use crate::{Delivery, Error, ErrorKind, Event, Handler, Result, Subscription};
 
 /// How [`BrokerExt::subscribe_with`](crate::BrokerExt::subscribe_with) runs its handler.
 ///
@@ -93,7 +94,8 @@ impl HandlerOptions {
 ///
 /// ```
 /// use std::time::Duration;
-/// use broker_core::{Backoff, Redelivery};
+/// use broker_core::delivery::Redelivery;
+/// use broker_core::options::Backoff;
 ///
 /// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_millis(350));
 /// let waits: Vec<_> = (1..=4).map(|attempt| backoff.after_attempt(attempt)).collect();

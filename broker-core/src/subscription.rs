@@ -10,7 +10,8 @@ use futures::Stream;
 use futures::stream::BoxStream;
 use futures::task::AtomicWaker;
 
-use crate::{AckMode, Delivery, Result, SubscribeOptions};
+use crate::options::AckMode;
+use crate::{Delivery, Result, SubscribeOptions};
 
 /// A live subscription: a [`Stream`] of deliveries. Dropping it unsubscribes.
 ///

@@ -16,7 +16,7 @@ use crate::{BoxError, Broker, Error, ErrorKind, Event, Handler, Message, Result}
 ///
 /// ```
 /// # async fn demo(broker: std::sync::Arc<dyn broker_core::Broker>) -> broker_core::Result<()> {
-/// use broker_core::TypedPublisher;
+/// use broker_core::typed::TypedPublisher;
 /// use broker_core::codec::Json;
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
@@ -147,7 +147,8 @@ pub fn decode_event<T, C: Codec<T>>(codec: &C, event: &Event) -> Result<T> {
 /// it); `f` is not called.
 ///
 /// ```
-/// use broker_core::{BoxError, Handler, TypedEvent, typed_handler};
+/// use broker_core::{BoxError, Handler};
+/// use broker_core::typed::{TypedEvent, typed_handler};
 /// use broker_core::codec::Json;
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]

@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use broker_core::{
-    Broker, Capabilities, DeliveryGuarantee, Error, ErrorKind, Message, OrderingGuarantee, Result,
-    SubscribeOptions, Subscription, async_trait,
-};
+use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
+use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;

@@ -20,6 +20,20 @@
 //! (one port for all) or `?bootstrap.servers=h1:9092,h2:9093`. A binary that names no item of this crate must call
 //! [`link`] (or `use broker_kafka as _;`) so that the `kafka` scheme is registered.
 //!
+//! # Keys, headers, tombstones
+//!
+//! Keys and header values are bytes both ways: a binary key or header value another
+//! producer wrote comes back byte for byte, a null header value stays null, and a record
+//! with a null value arrives as a tombstone ([`Message::is_tombstone`](broker_core::Message::is_tombstone));
+//! `Message::tombstone()` publishes one. A message published again as it arrived writes
+//! the same bytes, so it lands on the same partition. The id travels as `x-message-id`;
+//! a record without it gets `TOPIC-PARTITION-OFFSET`.
+//!
+//! Request/reply: a topic is a log that stays until deleted, so every
+//! [`Requester`](broker_core::Requester) on Kafka replies through the one topic
+//! `_inbox.shared` and keeps the replies to its own requests, instead of creating a topic
+//! each.
+//!
 //! # Publishing
 //!
 //! One idempotent producer per broker. `publish` hands the record to librdkafka when it

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use broker_core::{
-    Acknowledger, Delivery, Error, ErrorKind, Redelivery, Result, StartPosition, SubscribeOptions,
-    Subscription,
-};
+use broker_core::backend::Acknowledger;
+use broker_core::delivery::Redelivery;
+use broker_core::options::StartPosition;
+use broker_core::{Delivery, Error, ErrorKind, Result, SubscribeOptions, Subscription};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -672,6 +672,7 @@ fn tokio_stream(
             partition,
             offset,
             message,
+            defect,
         } = pending.fetched;
         let acker = KafkaAcker {
             shared: shared.clone(),
@@ -679,9 +680,13 @@ fn tokio_stream(
             generation: pending.generation,
             offset,
         };
-        Ok(Delivery::new(message, topic, Box::new(acker))
+        let delivery = Delivery::new(message, topic, Box::new(acker))
             .with_attempt(pending.attempt)
-            .with_partition(partition))
+            .with_partition(partition);
+        Ok(match defect {
+            Some(defect) => delivery.with_defect(defect),
+            None => delivery,
+        })
     });
     deliveries.take_until(token.cancelled_owned())
 }
@@ -698,7 +703,7 @@ impl Acknowledger for KafkaAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         self.shared
             .settle(&self.key, self.generation, self.offset, None);
-        broker_core::settled()
+        broker_core::backend::settled()
     }
 
     fn nack(self: Box<Self>, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
@@ -712,7 +717,7 @@ impl Acknowledger for KafkaAcker {
             self.offset,
             Some(Instant::now() + delay),
         );
-        broker_core::settled()
+        broker_core::backend::settled()
     }
 }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use broker_core::{Broker, Delivery, Message, StartPosition, SubscribeOptions};
+use broker_core::options::StartPosition;
+use broker_core::{Broker, Delivery, Message, SubscribeOptions};
 use broker_kafka::KafkaBroker;
 use futures::StreamExt;
 use rdkafka::ClientConfig;
@@ -359,6 +360,112 @@ fn confluent_kafka_records_keep_their_bytes_through_a_republish() {
             records.into_iter().collect(),
             "what confluent-kafka reads back after the republish"
         );
+        broker.close().await.expect("close");
+    });
+}
+
+/// A header name that is not UTF-8 (another client wrote it; Java's `String` cannot, but
+/// the wire format and librdkafka's C API take any bytes) no longer breaks the consumer:
+/// the record arrives without that header and with a defect, and later records keep
+/// coming.
+#[test]
+fn a_header_name_that_is_not_utf8_is_left_out_with_a_defect_and_later_records_keep_coming() {
+    const BAD_NAME: [u8; 3] = [0xff, 0xfe, 0x41];
+    run(async {
+        let topic = topic("foreign.badname");
+        create_topics(&[&topic]).await;
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("producer");
+        // One key: one partition, so the order of arrival is the order written.
+        let values = ["good-1", "good-2", "bad", "good-3", "good-4"];
+        for value in values {
+            let headers = if value == "bad" {
+                OwnedHeaders::new()
+                    .insert_raw(b"ok", Some(b"1"))
+                    .insert_raw(&BAD_NAME, Some(b"x"))
+                    .insert_raw(b"after", Some(b"2"))
+            } else {
+                OwnedHeaders::new().insert(Header {
+                    key: "n",
+                    value: Some(value),
+                })
+            };
+            let record: FutureRecord<'_, str, str> = FutureRecord::to(&topic)
+                .key("one-key")
+                .payload(value)
+                .headers(headers);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("raw produce");
+        }
+
+        let broker = connect().await;
+        let mut sub = broker
+            .subscribe(
+                &topic,
+                SubscribeOptions::new()
+                    .queue(format!("foreign-{}", uuid::Uuid::now_v7().simple()))
+                    .start(StartPosition::Earliest),
+            )
+            .await
+            .expect("subscribe");
+        let mut got = Vec::new();
+        while got.len() < values.len() {
+            let item = tokio::time::timeout(Duration::from_secs(30), sub.next())
+                .await
+                .expect("a delivery within 30 s")
+                .expect("the subscription is open");
+            let delivery: Delivery = item.expect("a delivery, not an error");
+            let headers: Vec<(String, Option<Vec<u8>>)> = delivery
+                .message()
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.bytes().map(|b| b.to_vec())))
+                .collect();
+            let defect = delivery.defect().map(|e| (e.kind(), e.to_string()));
+            let payload = String::from_utf8_lossy(delivery.message().payload()).into_owned();
+            got.push((payload, headers, defect));
+            delivery.ack().await.expect("ack");
+        }
+        let payloads: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            payloads, values,
+            "every record arrives, in order, the good ones after the bad one too"
+        );
+        for (payload, headers, defect) in &got {
+            if payload == "bad" {
+                let (kind, text) = defect.as_ref().expect("the bad record has a defect");
+                assert_eq!(*kind, broker_core::ErrorKind::Codec);
+                assert!(text.contains(r#"b"\xff\xfeA""#), "{text}");
+                assert_eq!(
+                    *headers,
+                    vec![
+                        ("ok".to_owned(), Some(b"1".to_vec())),
+                        ("after".to_owned(), Some(b"2".to_vec())),
+                    ],
+                    "the header with the bad name is left out, the others stay in order"
+                );
+            } else {
+                assert_eq!(*defect, None, "{payload:?}");
+                assert_eq!(
+                    *headers,
+                    vec![("n".to_owned(), Some(payload.as_bytes().to_vec()))]
+                );
+            }
+        }
+
+        // rdkafka itself (patched) reads the record too: the name shows as U+FFFD.
+        let raw = consume_raw(&topic, values.len());
+        let bad = raw
+            .iter()
+            .find(|(_, r)| r.value.as_deref() == Some(&b"bad"[..]))
+            .expect("the bad record, read raw");
+        let names: Vec<&str> = bad.1.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ok", "\u{FFFD}", "after"]);
         broker.close().await.expect("close");
     });
 }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use broker_core::options::StartPosition;
 use broker_core::{
-    Broker, BrokerExt, ErrorKind, Event, HandlerOptions, Headers, Message, StartPosition,
-    SubscribeOptions,
+    Broker, BrokerExt, ErrorKind, Event, HandlerOptions, Headers, Message, SubscribeOptions,
 };
 use futures::StreamExt;
 

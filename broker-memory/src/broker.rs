@@ -4,11 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::subject::{Pattern, validate_topic};
-use broker_core::{
-    Broker, Capabilities, DeliveryGuarantee, Error, ErrorKind, Message, OrderingGuarantee, Result,
-    SubscribeOptions, Subscription, async_trait,
-};
+use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use tracing::Instrument;
 
 use crate::options::{MemoryOptions, Overflow};
@@ -431,7 +429,7 @@ impl Broker for MemoryBroker {
         Self: 'c,
     {
         match self.inner.publish_now(topic, message) {
-            Ok(None) => broker_core::settled(),
+            Ok(None) => broker_core::backend::settled(),
             Ok(Some(wait)) => wait,
             Err(err) => Box::pin(std::future::ready(Err(err))),
         }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use broker_core::{Delivery, Message, Redelivery, Requeue, Result, SubscribeOptions, Subscription};
+use broker_core::backend::Requeue;
+use broker_core::delivery::Redelivery;
+use broker_core::{Delivery, Message, Result, SubscribeOptions, Subscription};
 use futures::Stream;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -124,6 +126,6 @@ impl Requeue for MemoryRequeue {
             }
             queue.requeue(entry).await;
         });
-        broker_core::settled()
+        broker_core::backend::settled()
     }
 }

@@ -7,13 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::headers::names;
 use broker_core::registry::redact_url;
 use broker_core::subject::{validate_pattern, validate_topic};
-use broker_core::{
-    Broker, Capabilities, DeliveryGuarantee, Error, ErrorKind, Message, OrderingGuarantee, Result,
-    SubscribeOptions, Subscription, async_trait,
-};
+use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

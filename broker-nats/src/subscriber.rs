@@ -10,9 +10,10 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
 use async_nats::jetstream::message::Acker;
-use broker_core::{
-    Acknowledger, Delivery, Redelivery, Result, StartPosition, SubscribeOptions, Subscription,
-};
+use broker_core::backend::Acknowledger;
+use broker_core::delivery::Redelivery;
+use broker_core::options::StartPosition;
+use broker_core::{Delivery, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -253,7 +254,7 @@ struct CoreAcker;
 
 impl Acknowledger for CoreAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        broker_core::settled()
+        broker_core::backend::settled()
     }
 
     fn ack_is_noop(&self) -> bool {
@@ -262,7 +263,7 @@ impl Acknowledger for CoreAcker {
 
     fn nack(self: Box<Self>, _redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
         tracing::debug!("nack on core NATS: the message is not redelivered (at-most-once)");
-        broker_core::settled()
+        broker_core::backend::settled()
     }
 }
 

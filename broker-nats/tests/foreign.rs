@@ -12,9 +12,10 @@ use std::time::Duration;
 use broker_core::headers::names;
 use broker_core::middleware::DeadLetterLayer;
 use broker_core::typed::TypedEvent;
+use broker_core::typed::typed_handler;
 use broker_core::{
     Broker, BrokerExt, Delivery, ErrorKind, HandlerExt, HandlerOptions, SubscribeOptions,
-    Subscription, codec::Json, typed_handler,
+    Subscription, codec::Json,
 };
 use broker_nats::NatsBroker;
 use futures::StreamExt;

@@ -4,7 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use broker_core::{Broker, ErrorKind, Message, Redelivery, SubscribeOptions};
+use broker_core::delivery::Redelivery;
+use broker_core::{Broker, ErrorKind, Message, SubscribeOptions};
 use broker_nats::{NatsBroker, NatsOptions};
 use futures::StreamExt;
 
@@ -351,7 +352,10 @@ async fn options_builder_connects() {
     let caps = broker.capabilities();
     assert_eq!(caps.backend, "jetstream");
     assert!(caps.persistence && caps.redelivery && caps.queue_groups);
-    assert_eq!(caps.delivery, broker_core::DeliveryGuarantee::AtLeastOnce);
+    assert_eq!(
+        caps.delivery,
+        broker_core::backend::DeliveryGuarantee::AtLeastOnce
+    );
     broker.close().await.expect("close");
 }
 

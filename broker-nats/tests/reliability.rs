@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use broker_core::{AckMode, Broker, Delivery, ErrorKind, Message, SubscribeOptions, Subscription};
+use broker_core::options::AckMode;
+use broker_core::{Broker, Delivery, ErrorKind, Message, SubscribeOptions, Subscription};
 use broker_nats::{NatsBroker, SlowConsumer};
 use futures::StreamExt;
 

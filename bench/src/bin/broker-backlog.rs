@@ -21,7 +21,8 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use broker::{Message, StartPosition, SubscribeOptions};
+use broker::options::StartPosition;
+use broker::{Message, SubscribeOptions};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use futures::StreamExt;

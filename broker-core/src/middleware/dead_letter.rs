@@ -3,8 +3,9 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::handler::Layer;
 use crate::headers::names;
-use crate::{BoxError, Broker, Error, ErrorKind, Event, Handler, Layer};
+use crate::{BoxError, Broker, Error, ErrorKind, Event, Handler};
 
 /// Sends an event that keeps failing to a dead-letter topic, and acks it there.
 ///

@@ -1,4 +1,4 @@
-//! Handler middleware: each a [`Layer`](crate::Layer) in its own file. They compose with
+//! Handler middleware: each a [`Layer`](crate::handler::Layer) in its own file. They compose with
 //! [`HandlerExt::with`](crate::HandlerExt::with); a sound order, innermost first, is
 //! recover → timeout → retry → dead letter:
 //!

@@ -2,8 +2,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::panic::AssertUnwindSafe;
 
+use crate::handler::Layer;
 use crate::handler::{HandlerError, panic_message};
-use crate::{BoxError, Event, Handler, Layer};
+use crate::{BoxError, Event, Handler};
 
 /// Turns a handler panic into an error, so the layers around it (retry, dead letter) treat
 /// it as a failure. The handler runner catches panics anyway; this layer is for composing.
@@ -54,4 +55,181 @@ impl<H: Handler> Handler for Recover<H> {
 fn panicked(id: &crate::MessageId, text: &str) -> BoxError {
     tracing::error!(message_id = %id, panic = %text, "handler panicked");
     Box::new(HandlerError(format!("handler panicked: {text}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{HandlerExt, Message};
+
+    /// How long any one call may take before it is a failure (a hang, not a slow machine).
+    const BOUND: Duration = Duration::from_secs(5);
+
+    fn event(payload: &'static str) -> Event {
+        Event::new("orders.created", Message::new(payload), 1)
+    }
+
+    async fn run(handler: &impl Handler, payload: &'static str) -> Result<(), BoxError> {
+        tokio::time::timeout(BOUND, handler.call(event(payload)))
+            .await
+            .expect("the handler finished within the bound")
+    }
+
+    /// An error type of the test's own, to tell it apart after passing through the layer.
+    #[derive(Debug)]
+    struct Marker(u32);
+
+    impl fmt::Display for Marker {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "marker {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Marker {}
+
+    /// A handler that panics while it is polled, in the way its payload names:
+    /// `str` (a `&'static str` payload), `string` (a `String` payload), `number` (an
+    /// `i32` payload); `fail` returns an error, anything else succeeds. Counts its calls.
+    fn panicky(calls: Arc<AtomicUsize>) -> impl Handler {
+        move |event: Event| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // Yield once, so the panic comes from a later poll, not the first.
+                tokio::task::yield_now().await;
+                match &event.message().payload()[..] {
+                    b"str" => panic!("static str payload"),
+                    b"string" => {
+                        let n = 42;
+                        panic!("formatted String payload {n}")
+                    }
+                    b"number" => std::panic::panic_any(7_i32),
+                    b"fail" => Err(Marker(3)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn handler_error_text(err: &BoxError) -> String {
+        let err = err
+            .downcast_ref::<HandlerError>()
+            .expect("a panic comes out as a HandlerError");
+        err.0.clone()
+    }
+
+    #[tokio::test]
+    async fn str_panic_becomes_an_error_naming_it() {
+        let handler = panicky(Arc::default()).with(RecoverLayer::new());
+        let err = run(&handler, "str")
+            .await
+            .expect_err("a panic is a failure");
+        assert_eq!(
+            handler_error_text(&err),
+            "handler panicked: static str payload"
+        );
+        assert_eq!(err.to_string(), "handler panicked: static str payload");
+    }
+
+    #[tokio::test]
+    async fn string_panic_becomes_an_error_naming_it() {
+        let handler = panicky(Arc::default()).with(RecoverLayer::new());
+        let err = run(&handler, "string")
+            .await
+            .expect_err("a panic is a failure");
+        assert_eq!(
+            handler_error_text(&err),
+            "handler panicked: formatted String payload 42"
+        );
+    }
+
+    #[tokio::test]
+    async fn non_string_panic_becomes_an_error() {
+        let handler = panicky(Arc::default()).with(RecoverLayer::new());
+        let err = run(&handler, "number")
+            .await
+            .expect_err("a panic is a failure");
+        assert_eq!(
+            handler_error_text(&err),
+            "handler panicked: a non-string panic payload"
+        );
+    }
+
+    #[tokio::test]
+    async fn panic_while_building_the_future_becomes_an_error() {
+        /// Panics in `call` itself, before there is a future to poll.
+        struct PanicsInCall;
+
+        impl Handler for PanicsInCall {
+            fn call(&self, event: Event) -> BoxFuture<'static, Result<(), BoxError>> {
+                if &event.message().payload()[..] == b"str" {
+                    panic!("panicked in call");
+                }
+                futures::future::ready(Ok(())).boxed()
+            }
+        }
+
+        let handler = PanicsInCall.with(RecoverLayer::new());
+        let err = run(&handler, "str")
+            .await
+            .expect_err("a panic is a failure");
+        assert_eq!(
+            handler_error_text(&err),
+            "handler panicked: panicked in call"
+        );
+        // And the next event is handled normally.
+        run(&handler, "ok").await.expect("the next event succeeds");
+    }
+
+    #[tokio::test]
+    async fn ok_and_err_pass_through_unchanged() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler = panicky(calls.clone()).with(RecoverLayer::new());
+
+        run(&handler, "ok").await.expect("Ok passes through");
+
+        let err = run(&handler, "fail").await.expect_err("Err passes through");
+        let marker = err
+            .downcast_ref::<Marker>()
+            .expect("the handler's own error, not a wrapper");
+        assert_eq!(marker.0, 3);
+        assert!(err.downcast_ref::<HandlerError>().is_none());
+
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn handler_stays_usable_after_a_panic() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler = panicky(calls.clone()).with(RecoverLayer::new());
+
+        for payload in ["str", "string", "number"] {
+            run(&handler, payload)
+                .await
+                .expect_err("a panic is a failure");
+            run(&handler, "ok")
+                .await
+                .expect("the event after a panic is handled normally");
+        }
+        let err = run(&handler, "fail").await.expect_err("Err passes through");
+        assert!(err.downcast_ref::<Marker>().is_some());
+        assert_eq!(calls.load(Ordering::SeqCst), 7);
+    }
+
+    #[tokio::test]
+    async fn shared_state_survives_a_panic_in_another_call() {
+        // Two clones of one wrapped handler share the inner state (an Arc); a panic in one
+        // call does not poison or break what the other calls use.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler = Arc::new(panicky(calls.clone()).with(RecoverLayer::new()));
+        let (a, b) = tokio::join!(run(&handler, "str"), run(&handler.clone(), "ok"));
+        assert!(a.is_err());
+        assert!(b.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 }

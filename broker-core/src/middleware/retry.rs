@@ -4,7 +4,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::{BoxError, Event, Handler, Layer};
+use crate::handler::Layer;
+use crate::{BoxError, Event, Handler};
 
 /// Calls the handler again when it fails, up to `retries` more times, waiting with
 /// exponential backoff between tries (by default 100 ms, doubling, at most 10 s).

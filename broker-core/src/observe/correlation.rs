@@ -7,11 +7,10 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::backend::Capabilities;
+use crate::handler::Layer;
 use crate::headers::names;
-use crate::{
-    BoxError, Broker, Capabilities, Event, Handler, Layer, Message, Result, SubscribeOptions,
-    Subscription,
-};
+use crate::{BoxError, Broker, Event, Handler, Message, Result, SubscribeOptions, Subscription};
 
 tokio::task_local! {
     static CURRENT: Arc<str>;

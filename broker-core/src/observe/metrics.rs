@@ -10,9 +10,10 @@ use futures::future::BoxFuture;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::wrap::{DeliveryHooks, wrap_subscription};
+use crate::backend::Capabilities;
+use crate::handler::Layer;
 use crate::{
-    BoxError, Broker, Capabilities, Delivery, Event, Handler, Layer, Message, Result,
-    SubscribeOptions, Subscription,
+    BoxError, Broker, Delivery, Event, Handler, Message, Result, SubscribeOptions, Subscription,
 };
 
 /// The metric names.

@@ -1,7 +1,7 @@
 //! Observability as layers: nothing here changes the `Broker` trait.
 //!
 //! Each concern comes as a broker decorator (for what happens on `publish` and on
-//! `subscribe`) and, where a handler is involved, a handler [`Layer`](crate::Layer):
+//! `subscribe`) and, where a handler is involved, a handler [`Layer`](crate::handler::Layer):
 //!
 //! | concern | broker side | handler side | feature |
 //! |---|---|---|---|

@@ -1,6 +1,7 @@
 //! Every observing handler layer compiled in, as one.
 
-use crate::{Handler, Layer};
+use crate::Handler;
+use crate::handler::Layer;
 
 use super::CorrelationLayer;
 

@@ -12,9 +12,10 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::backend::Capabilities;
+use crate::handler::Layer;
 use crate::{
-    BoxError, Broker, Capabilities, Event, Handler, Headers, Layer, Message, Result,
-    SubscribeOptions, Subscription,
+    BoxError, Broker, Event, Handler, Headers, Message, Result, SubscribeOptions, Subscription,
 };
 
 struct HeaderInjector<'a>(&'a mut Headers);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
-use crate::{Acknowledger, Delivery, Redelivery, Result, Settle, SubscribeOptions, Subscription};
+use crate::backend::Acknowledger;
+use crate::delivery::{Redelivery, Settle};
+use crate::{Delivery, Result, SubscribeOptions, Subscription};
 
 /// What a decorator wants to hear about the deliveries of one subscription.
 pub(crate) trait DeliveryHooks: Send + Sync + 'static {

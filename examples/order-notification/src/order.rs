@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use broker::codec::Protobuf;
-use broker::{Broker, Message, TypedPublisher};
+use broker::typed::TypedPublisher;
+use broker::{Broker, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{SubmitRequest, Topics};

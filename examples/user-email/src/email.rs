@@ -7,9 +7,9 @@ use std::sync::Arc;
 use broker::codec::Json;
 use broker::middleware::DeadLetterLayer;
 use broker::observe::ObserveLayer;
+use broker::typed::{TypedEvent, typed_handler};
 use broker::{
     BoxError, Broker, BrokerExt, HandlerExt, HandlerOptions, SubscribeOptions, SubscriberHandle,
-    TypedEvent, typed_handler,
 };
 use tokio::sync::mpsc;
 

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use broker::codec::Json as JsonCodec;
-use broker::{Broker, Message, TypedPublisher};
+use broker::typed::TypedPublisher;
+use broker::{Broker, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Topics, USER_ID_HEADER, UserCreated, UserDeleted};

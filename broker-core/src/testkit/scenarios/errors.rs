@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use super::{must, numbered, publish, subscribe, wait_until};
 use crate::codec::Json;
+use crate::handler::HandlerError;
 use crate::headers::names;
 use crate::middleware::{DeadLetterLayer, RetryLayer};
 use crate::testkit::{Collector, Kit};
+use crate::typed::{TypedEvent, TypedPublisher, typed_handler};
 use crate::{
-    BoxError, BrokerExt, ErrorKind, Event, HandlerError, HandlerExt, HandlerOptions, Message,
-    MessageId, SubscribeOptions, TypedEvent, TypedPublisher, typed_handler,
+    BoxError, BrokerExt, ErrorKind, Event, HandlerExt, HandlerOptions, Message, MessageId,
+    SubscribeOptions,
 };
 
 /// Calls per message id, shared between a handler and the scenario.
