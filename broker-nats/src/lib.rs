@@ -40,7 +40,7 @@
 //!   without a colon, a non-ASCII name, a value that is not UTF-8) arrives without
 //!   headers, with a [`Delivery::defect`](broker_core::Delivery::defect) of kind `Codec`;
 //!   it costs neither the connection nor any other message (this workspace builds
-//!   async-nats with the small fix in `patches/async-nats`). On JetStream it is
+//!   async-nats with the small fix in `vendor/async-nats`). On JetStream it is
 //!   redelivered and bounded by `max_deliver` like any message. A JetStream message
 //!   without this crate's id gets `STREAM-SEQUENCE` as its id, stable across
 //!   redeliveries; on core NATS such a message gets an id generated on receipt.
