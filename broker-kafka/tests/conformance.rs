@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_core::testkit::{Features, Kit, broker_address};
+use broker_core::testkit::{Kit, broker_address};
 use broker_core::{Broker, Error, ErrorKind, Result};
 use broker_kafka::{KafkaBroker, KafkaOptions};
 
@@ -94,17 +94,13 @@ async fn kit() -> Kit {
     broker_kafka::link();
     let main = broker_address("KAFKA_BROKERS", "127.0.0.1:9092");
     let second = broker_address("KAFKA_RESTART_BROKERS", "127.0.0.1:19092");
-    let features = Features::new("kafka")
-        .queue_groups()
-        .persistence()
-        .ordering()
-        .redelivery()
-        .at_least_once()
-        .restart(move || connect_restartable(second.clone()), restart)
-        .start_hint("scripts/kafka.sh start")
-        .timeout(Duration::from_secs(30));
-    Kit::new(features, move || {
+    Kit::from_backend(Some("scripts/kafka.sh start"), move || {
         connect(main.clone(), "scripts/kafka.sh start")
+    })
+    .await
+    .with_features(|f| {
+        f.restart(move || connect_restartable(second.clone()), restart)
+            .timeout(Duration::from_secs(30))
     })
 }
 

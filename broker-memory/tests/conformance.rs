@@ -4,20 +4,17 @@
 
 use std::time::Duration;
 
-use broker_core::testkit::{Features, Kit};
+use broker_core::testkit::Kit;
 
 async fn kit() -> Kit {
     broker_memory::link();
     let url = format!("memory://kit-{}", uuid::Uuid::now_v7().simple());
-    let features = Features::new("memory")
-        .queue_groups()
-        .ordering()
-        .redelivery()
-        .timeout(Duration::from_secs(10));
-    Kit::new(features, move || {
+    Kit::from_backend(None, move || {
         let url = url.clone();
         async move { broker_core::connect(&url).await }
     })
+    .await
+    .with_features(|f| f.timeout(Duration::from_secs(10)))
 }
 
 broker_core::conformance_suite!(kit);

@@ -6,16 +6,18 @@ mod common;
 use std::sync::Arc;
 
 use broker_core::Broker;
-use broker_core::testkit::{Features, Kit};
+use broker_core::testkit::Kit;
 use broker_nats::NatsBroker;
 
 const RESTART_PORT: u16 = 14222;
 
 async fn kit() -> Kit {
-    let features = Features::new("nats")
-        .queue_groups()
-        .ordering()
-        .restart(
+    Kit::from_backend(Some(common::START_HINT), || async {
+        Ok(Arc::new(NatsBroker::connect_url(&common::nats_url()).await?) as Arc<dyn Broker>)
+    })
+    .await
+    .with_features(|f| {
+        f.restart(
             || async {
                 common::nats_sh("start", RESTART_PORT).await?;
                 let url = format!("nats://127.0.0.1:{RESTART_PORT}");
@@ -23,9 +25,6 @@ async fn kit() -> Kit {
             },
             || common::nats_sh("restart", RESTART_PORT),
         )
-        .start_hint(common::START_HINT);
-    Kit::new(features, || async {
-        Ok(Arc::new(NatsBroker::connect_url(&common::nats_url()).await?) as Arc<dyn Broker>)
     })
 }
 

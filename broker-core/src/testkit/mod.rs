@@ -9,12 +9,11 @@
 //!
 //! ```ignore
 //! // broker-memory/tests/conformance.rs
-//! use broker_core::testkit::{Features, Kit};
+//! use broker_core::testkit::Kit;
 //!
 //! async fn kit() -> Kit {
-//!     Kit::new(Features::new("memory").queue_groups().redelivery().ordering(), || async {
-//!         Ok(std::sync::Arc::new(broker_memory::MemoryBroker::new()) as _)
-//!     })
+//!     // The features come from the backend's own capabilities.
+//!     Kit::from_backend(None, || async { broker_core::connect("memory://kit").await }).await
 //! }
 //!
 //! broker_core::conformance_suite!(kit);
@@ -32,6 +31,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 use crate::{Broker, Result};
 
 pub use collect::{Collector, Received};
@@ -58,8 +58,11 @@ impl fmt::Debug for Restart {
     }
 }
 
-/// What a backend guarantees, as far as the kit is concerned. Start with
-/// [`Features::new`] (nothing claimed) and claim what the backend offers.
+/// What a backend guarantees, as far as the kit is concerned: derived from the backend's
+/// own [`Capabilities`] by [`Features::of`] (what [`Kit::from_backend`] does), so the kit
+/// tests what the backend tells its users; the kit's own settings (a server to restart,
+/// waits, a start hint) are added with the builder methods. [`Features::new`] claims
+/// nothing.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Features {
@@ -99,6 +102,20 @@ impl Features {
             restart: None,
             timeout: Duration::from_secs(30),
             start_hint: None,
+        }
+    }
+
+    /// What a backend with `capabilities` claims: queue groups, persistence, ordering
+    /// (any but [`OrderingGuarantee::None`]), redelivery and at-least-once delivery as the
+    /// capabilities say.
+    pub fn of(capabilities: &Capabilities) -> Self {
+        Features {
+            queue_groups: capabilities.queue_groups,
+            persistence: capabilities.persistence,
+            ordering: capabilities.ordering != OrderingGuarantee::None,
+            redelivery: capabilities.redelivery,
+            at_least_once: capabilities.delivery == DeliveryGuarantee::AtLeastOnce,
+            ..Features::new(capabilities.backend)
         }
     }
 
@@ -222,6 +239,31 @@ impl Kit {
             features,
             connect: Arc::new(move || connect().boxed()),
         }
+    }
+
+    /// A kit for the backend `connect` reaches, with the [`Features`] its
+    /// [`capabilities`](Broker::capabilities) claim (it connects once to read them).
+    /// `start_hint` says how to start the broker when it cannot be reached. Add the
+    /// kit's own settings with [`with_features`](Kit::with_features).
+    pub async fn from_backend<C, CF>(start_hint: Option<&'static str>, connect: C) -> Self
+    where
+        C: Fn() -> CF + Send + Sync + 'static,
+        CF: Future<Output = Result<Arc<dyn Broker>>> + Send + 'static,
+    {
+        let mut kit = Kit::new(Features::new("backend"), connect);
+        kit.features.start_hint = start_hint;
+        let probe = kit.connect().await;
+        let mut features = Features::of(&probe.capabilities());
+        features.start_hint = start_hint;
+        let _ = probe.close().await;
+        kit.features = features;
+        kit
+    }
+
+    /// The kit with its features changed by `change` (a server to restart, a wait).
+    pub fn with_features(mut self, change: impl FnOnce(Features) -> Features) -> Self {
+        self.features = change(self.features);
+        self
     }
 
     /// A fresh broker handle.
