@@ -49,18 +49,73 @@ pub fn link_backends() {
     broker_kafka::link();
 }
 
+/// The backends this crate can compile in: scheme, the cargo feature that adds it, and
+/// its crate.
+const BACKENDS: &[(&str, &str, &str)] = &[
+    ("memory", "memory", "broker-memory"),
+    ("nats", "nats", "broker-nats"),
+    ("jetstream", "nats", "broker-nats"),
+    ("kafka", "kafka", "broker-kafka"),
+];
+
 /// Connects to the broker `url` names, with the backend that registered its scheme. See
-/// [`broker_core::connect`].
+/// [`broker_core::connect`]. A scheme that is not compiled in is an
+/// [`ErrorKind::UnknownScheme`] error that names the feature that adds it.
 pub async fn connect(url: &str) -> Result<Arc<dyn Broker>> {
     link_backends();
-    broker_core::connect(url).await
+    broker_core::connect(url).await.map_err(with_feature_hint)
 }
 
 /// Connects to the broker in `BROKER_URL`, or to `memory://` when it is unset. See
 /// [`broker_core::connect_from_env`].
 pub async fn connect_from_env() -> Result<Arc<dyn Broker>> {
     link_backends();
-    broker_core::connect_from_env().await
+    broker_core::connect_from_env()
+        .await
+        .map_err(with_feature_hint)
+}
+
+/// An unknown-scheme error, told which cargo feature adds the scheme.
+fn with_feature_hint(err: Error) -> Error {
+    if err.kind() != ErrorKind::UnknownScheme {
+        return err;
+    }
+    let scheme = err.message().split('`').nth(1).unwrap_or_default();
+    let hint = match BACKENDS.iter().find(|(s, _, _)| *s == scheme) {
+        Some((_, feature, krate)) => format!(
+            "enable the `{feature}` cargo feature of the `broker` crate (or depend on `{krate}` and call its `link()`)"
+        ),
+        None => {
+            let known: Vec<_> = BACKENDS.iter().map(|(s, _, _)| *s).collect();
+            format!("schemes this project knows: {}", known.join(", "))
+        }
+    };
+    Error::new(
+        ErrorKind::UnknownScheme,
+        format!("{}; {hint}", err.message()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_scheme_is_told_its_feature() {
+        let missing = Error::new(
+            ErrorKind::UnknownScheme,
+            "no backend for the URL scheme `jetstream`; compiled in: memory",
+        );
+        let told = with_feature_hint(missing);
+        assert_eq!(told.kind(), ErrorKind::UnknownScheme);
+        assert!(told.message().contains("compiled in: memory"), "{told}");
+        assert!(
+            told.message().contains("enable the `nats` cargo feature"),
+            "{told}"
+        );
+        let other = Error::new(ErrorKind::InvalidUrl, "bad `kafka`");
+        assert_eq!(with_feature_hint(other).message(), "bad `kafka`");
+    }
 }
 
 /// The README's code, compiled and run as a doc test.

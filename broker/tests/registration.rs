@@ -30,6 +30,11 @@ fn a_missing_scheme_names_the_feature_that_adds_it() {
             .expect_err("no such backend");
         assert_eq!(err.kind(), broker::ErrorKind::UnknownScheme);
         assert!(err.to_string().contains("rabbitmq"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("schemes this project knows: memory, nats, jetstream, kafka"),
+            "{err}"
+        );
         if !cfg!(feature = "kafka") {
             let err = broker::connect("kafka://127.0.0.1:9092")
                 .await
