@@ -219,6 +219,27 @@ pub fn install_tracing() {
     });
 }
 
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
+/// held. The caller asserts, with a message saying what was expected. For the kit's
+/// scenarios and the backends' own tests alike.
+pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A topic no other test uses: `test.<name>.<unique>`.
+pub fn unique_topic(name: &str) -> String {
+    format!("test.{name}.{}", uuid::Uuid::now_v7().simple())
+}
+
 /// What the kit needs from a backend: its features and how to connect.
 #[derive(Clone)]
 pub struct Kit {

@@ -139,20 +139,7 @@ async fn next_delivery(
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
-/// held. The caller asserts, with a message saying what was expected.
-async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use super::wait_until;
 
 /// Panics if a backend claiming exactly-once delivered any id twice.
 fn check_duplicates(kit: &super::Kit, received: &[super::Received], what: &str) {
