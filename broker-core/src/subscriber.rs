@@ -304,13 +304,13 @@ async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
     let settled = match failure {
         None => settle.ack().await,
         Some((error, true)) => {
-            tracing::error!(%error, message_id = %id, "message cannot be read; dropping it (acked), as no dead-letter layer took it");
+            tracing::error!(%error, message_id = %id, pattern = %policy.pattern, "message cannot be read; dropping it (acked), as no dead-letter layer took it");
             #[cfg(feature = "metrics")]
             crate::observe::count_dropped(&policy.pattern, "unreadable");
             settle.ack().await
         }
         Some((error, false)) if policy.max_attempts.is_some_and(|max| attempt >= max) => {
-            tracing::error!(%error, message_id = %id, attempt, "handler failed on the last allowed attempt; dropping the message (acked), as no dead-letter layer took it");
+            tracing::error!(%error, message_id = %id, attempt, pattern = %policy.pattern, "handler failed on the last allowed attempt; dropping the message (acked), as no dead-letter layer took it");
             #[cfg(feature = "metrics")]
             crate::observe::count_dropped(&policy.pattern, "attempts");
             settle.ack().await
