@@ -1,19 +1,19 @@
-//! The Kafka broker: the producer, the admin client, topic creation.
+//! The Kafka broker: the producer, the admin client, the connection check, closing
+//! (topic creation is in [`topics`](crate::topics)).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::util::Timeout;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::LogContext;
@@ -21,6 +21,7 @@ use crate::error::{check_topic, config, kafka, publish_kind};
 use crate::options::{FRAMING_ALLOWANCE, KafkaOptions};
 use crate::publish::{Producer, Publish, PublishContext};
 use crate::subscriber;
+use crate::topics::KnownTopics;
 
 /// A Kafka broker: an idempotent producer shared by every publish, an admin client that
 /// creates topics on demand, and one consumer per subscription. Cloning gives another
@@ -55,7 +56,7 @@ pub(crate) struct Inner {
     /// found here with its name checked (and created, when creation is on) costs one
     /// lookup under a read lock (hashed with foldhash, several times cheaper than std's
     /// SipHash on a topic name) instead of the checks, a mutex, an allocation and an await.
-    known_topics: RwLock<HashMap<Box<str>, Arc<KnownTopic>, foldhash::fast::RandomState>>,
+    pub(crate) known_topics: KnownTopics,
     closed: AtomicBool,
     pub(crate) shutdown: CancellationToken,
     /// How many consumer threads are running.
@@ -92,7 +93,7 @@ impl KafkaBroker {
                 options,
                 producer,
                 admin: Arc::new(admin),
-                known_topics: RwLock::new(HashMap::default()),
+                known_topics: KnownTopics::default(),
                 closed: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 consumers: Arc::new(watch::channel(0).0),
@@ -138,16 +139,6 @@ impl std::fmt::Debug for KafkaBroker {
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
-}
-
-/// What this broker knows of one topic.
-#[derive(Default)]
-struct KnownTopic {
-    /// Set once the topic exists: created at most once at a time (concurrent first
-    /// publishes to a new topic share one creation).
-    created: OnceCell<()>,
-    /// Whether the name passed [`check_topic`].
-    checked: AtomicBool,
 }
 
 /// Whether a client error means the broker refused the credentials.
@@ -270,176 +261,20 @@ impl Inner {
         };
         Err(kafka(kind, what, err))
     }
-
-    /// The names of the topics in the cluster.
-    pub(crate) async fn topic_names(&self) -> Result<Vec<String>> {
-        let producer = self.producer.clone();
-        let timeout = self.options.subscribe_timeout.min(Duration::from_secs(10));
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|metadata| {
-                    metadata
-                        .topics()
-                        .iter()
-                        .map(|t| t.name().to_owned())
-                        .collect()
-                })
-        })
-        .await
-        .map_err(|e| Error::with_source(ErrorKind::Subscribe, "metadata request panicked", e))?
-        .map_err(|e| kafka(ErrorKind::Connect, "cannot list the cluster's topics", e))
-    }
-
-    /// Creates `topic` if topic creation is on and it is not known yet.
-    pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<()> {
-        if !self.options.create_topics {
-            return Ok(());
-        }
-        self.create_topic(topic).await
-    }
-
-    async fn create_topic(&self, topic: &str) -> Result<()> {
-        self.known(topic)
-            .created
-            .get_or_try_init(|| self.create_topic_once(topic))
-            .await
-            .map(|_| ())
-    }
-
-    /// The entry of `topic`, added if missing.
-    fn known(&self, topic: &str) -> Arc<KnownTopic> {
-        if let Ok(known) = self.known_topics.read()
-            && let Some(entry) = known.get(topic)
-        {
-            return entry.clone();
-        }
-        match self.known_topics.write() {
-            Ok(mut known) => known.entry(topic.into()).or_default().clone(),
-            Err(_) => Arc::default(),
-        }
-    }
-
-    /// Whether a publish to `topic` may skip the name check and the creation: both were
-    /// done before.
-    pub(crate) fn ready_to_publish(&self, topic: &str) -> bool {
-        let Ok(known) = self.known_topics.read() else {
-            return false;
-        };
-        known.get(topic).is_some_and(|entry| {
-            entry.checked.load(Ordering::Acquire)
-                && (!self.options.create_topics || entry.created.initialized())
-        })
-    }
-
-    /// Records that `topic` passed [`check_topic`].
-    fn mark_checked(&self, topic: &str) {
-        self.known(topic).checked.store(true, Ordering::Release);
-    }
-
-    /// Records that `topic` passed [`check_topic`], and creates it when creation is on.
-    pub(crate) async fn prepare_publish(&self, topic: &str) -> Result<()> {
-        self.mark_checked(topic);
-        self.ensure_topic(topic).await
-    }
-
-    async fn create_topic_once(&self, topic: &str) -> Result<()> {
-        let max = (self.options.max_message_bytes + FRAMING_ALLOWANCE).to_string();
-        let new_topic = NewTopic::new(
-            topic,
-            self.options.partitions,
-            TopicReplication::Fixed(self.options.replication),
-        )
-        .set("max.message.bytes", &max);
-        let admin_options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(10)));
-        let results = self
-            .admin
-            .create_topics([&new_topic], &admin_options)
-            .await
-            .map_err(|e| {
-                kafka(
-                    ErrorKind::Connect,
-                    format!("cannot create topic `{topic}`"),
-                    e,
-                )
-            })?;
-        let mut created = false;
-        let mut exists = false;
-        for result in results {
-            match result {
-                Ok(_) => created = true,
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => exists = true,
-                Err((
-                    _,
-                    code @ (RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::ClusterAuthorizationFailed),
-                )) => {
-                    tracing::warn!(topic, error = %code, "not allowed to create the topic; assuming it exists");
-                }
-                Err((_, code)) => {
-                    return Err(Error::with_source(
-                        if code == RDKafkaErrorCode::InvalidTopic {
-                            ErrorKind::InvalidSubject
-                        } else {
-                            ErrorKind::Publish
-                        },
-                        format!("cannot create topic `{topic}`"),
-                        rdkafka::error::KafkaError::AdminOp(code),
-                    ));
-                }
-            }
-        }
-        if created {
-            tracing::debug!(topic, partitions = self.options.partitions, "created topic");
-        }
-        if created || exists {
-            // It may have been created a moment ago, by us or by another client.
-            self.wait_for_leaders(topic).await;
-        }
-        Ok(())
-    }
-
-    /// Waits (bounded) until the metadata shows every partition of a new topic with a
-    /// leader, so that a consumer subscribing right after sees the topic.
-    async fn wait_for_leaders(&self, topic: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let producer = self.producer.clone();
-            let name = topic.to_owned();
-            let metadata = tokio::task::spawn_blocking(move || {
-                producer
-                    .client()
-                    .fetch_metadata(Some(&name), Duration::from_secs(2))
-            })
-            .await;
-            let ready = metadata
-                .ok()
-                .and_then(|m| m.ok())
-                .map(|metadata| {
-                    metadata.topics().iter().any(|t| {
-                        t.name() == topic
-                            && t.error().is_none()
-                            && !t.partitions().is_empty()
-                            && t.partitions().iter().all(|p| p.leader() >= 0)
-                    })
-                })
-                .unwrap_or(false);
-            if ready || Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 #[async_trait]
 impl Broker for KafkaBroker {
     /// Hands the record to librdkafka when called; the future waits for its delivery
-    /// report (see the [crate documentation](crate)). Written out instead of `async fn`,
-    /// so that the box the object-safe trait requires holds a small future.
+    /// report (see the [crate documentation](crate)).
+    //
+    // Written as `#[async_trait]` expands the trait's `async fn publish` (an impl must
+    // repeat those three lifetimes, or it is error E0195), not as an `async fn`. An
+    // `async fn` would hand the record over only when its future is first polled: the
+    // records of publishes awaited out of order would leave out of order
+    // (`kafka::publish_hands_the_record_over_when_called` fails, the records arriving in
+    // reverse), and the box would hold a larger future (BENCHMARKS.md, "Kafka publish,
+    // second pass", which measured this form with callgrind).
     fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> Publish<'c>
     where
         'a: 'c,

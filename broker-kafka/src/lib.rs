@@ -112,9 +112,11 @@ mod broker;
 mod context;
 mod convert;
 mod error;
+mod kafka_url;
 mod options;
 mod publish;
 mod subscriber;
+mod topics;
 mod tracker;
 
 use std::sync::Arc;

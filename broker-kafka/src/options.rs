@@ -1,12 +1,11 @@
-//! Options of the Kafka broker, from a builder or from the URL.
+//! Options of the Kafka broker, from a builder (reading them from a URL is in
+//! [`kafka_url`](crate::kafka_url)).
 
 use std::fmt;
 use std::time::Duration;
 
 use broker_core::registry::is_secret_key;
-use broker_core::{Error, ErrorKind, Result};
 use rdkafka::ClientConfig;
-use url::Url;
 
 /// The URL scheme this crate registers.
 pub const SCHEME: &str = "kafka";
@@ -30,10 +29,12 @@ pub const SCHEME: &str = "kafka";
 /// | `commit_interval_ms` | [`commit_interval`](Self::commit_interval) | 100 ms |
 /// | `pattern_refresh_ms` | [`pattern_refresh`](Self::pattern_refresh) | 1 s |
 /// | `client_id` | [`client_id`](Self::client_id) | `broker-rs` |
+/// | `bootstrap.servers`, `hosts` | [`brokers`](Self::brokers) | `127.0.0.1:9092` |
 ///
-/// Any query key containing a dot is a librdkafka property, passed to every client the
-/// broker makes (producer, consumers, admin), as with rdkafka's `ClientConfig`; so is
-/// anything given to [`set`](Self::set). Credentials in the URL's user-info become
+/// The URL's own hosts set [`brokers`](Self::brokers) too. Any other query key containing
+/// a dot is a librdkafka property, passed to every client the broker makes (producer,
+/// consumers, admin), as with rdkafka's `ClientConfig`; so is anything given to
+/// [`set`](Self::set). Credentials in the URL's user-info become
 /// `sasl.username` / `sasl.password`. Secrets never appear in `Debug` output or logs.
 ///
 /// ```
@@ -191,160 +192,6 @@ impl KafkaOptions {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Reads options from a `kafka://` URL string. Unlike [`from_url`](Self::from_url),
-    /// this accepts a comma-separated list of `host:port` pairs, which a parsed
-    /// [`Url`] cannot hold.
-    pub fn from_url_str(url: &str) -> Result<Self> {
-        let redacted = broker_core::registry::redact_url(url);
-        let invalid = |why: &str| {
-            Error::new(
-                ErrorKind::InvalidUrl,
-                format!("invalid Kafka URL `{redacted}`: {why}"),
-            )
-        };
-        let rest = url
-            .strip_prefix("kafka://")
-            .ok_or_else(|| invalid("it must start with kafka://"))?;
-        let (authority, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let authority = authority.trim_end_matches('/');
-        if authority.contains('/') {
-            return Err(invalid("a Kafka URL has no path"));
-        }
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let mut options = KafkaOptions::default();
-        if !hosts.is_empty() {
-            options.brokers = parse_hosts(hosts, None).map_err(|why| invalid(&why))?;
-        }
-        if let Some(userinfo) = userinfo {
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            let decode = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            };
-            options = options.set("sasl.username", decode(user));
-            if let Some(password) = password {
-                options = options.set("sasl.password", decode(password));
-            }
-        }
-        if let Some(query) = query {
-            options.apply_query(url::form_urlencoded::parse(query.as_bytes()))?;
-        }
-        Ok(options)
-    }
-
-    /// Reads options from a parsed `kafka://` URL (as the registry hands it over). Several
-    /// hosts sharing one port can be written `kafka://h1,h2,h3:9092`; for other lists use
-    /// [`from_url_str`](Self::from_url_str) or the `bootstrap.servers` query key.
-    pub fn from_url(url: &Url) -> Result<Self> {
-        if url.scheme() != SCHEME {
-            return Err(Error::new(
-                ErrorKind::InvalidUrl,
-                format!(
-                    "not a kafka:// URL: `{}`",
-                    broker_core::registry::redact_url(url.as_str())
-                ),
-            ));
-        }
-        let mut options = KafkaOptions::default();
-        if let Some(hosts) = url.host_str().filter(|h| !h.is_empty()) {
-            options.brokers = parse_hosts(hosts, url.port()).map_err(|why| {
-                Error::new(ErrorKind::InvalidUrl, format!("invalid Kafka URL: {why}"))
-            })?;
-        }
-        if !url.username().is_empty() {
-            let user = url::form_urlencoded::parse(format!("x={}", url.username()).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            options = options.set("sasl.username", user);
-        }
-        if let Some(password) = url.password() {
-            let password = url::form_urlencoded::parse(format!("x={password}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            options = options.set("sasl.password", password);
-        }
-        options.apply_query(url.query_pairs())?;
-        Ok(options)
-    }
-
-    fn apply_query<'a>(
-        &mut self,
-        pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
-    ) -> Result<()> {
-        for (key, value) in pairs {
-            let number = || {
-                value.parse::<u64>().map_err(|_| {
-                    Error::new(
-                        ErrorKind::InvalidConfig,
-                        format!("Kafka URL option `{key}` must be a whole number, got `{value}`"),
-                    )
-                })
-            };
-            let millis = || number().map(Duration::from_millis);
-            let count = || {
-                number().and_then(|n| {
-                    i32::try_from(n).map_err(|_| {
-                        Error::new(
-                            ErrorKind::InvalidConfig,
-                            format!("Kafka URL option `{key}` is too large: {n}"),
-                        )
-                    })
-                })
-            };
-            let flag = || match &*value {
-                "true" | "1" | "yes" => Ok(true),
-                "false" | "0" | "no" => Ok(false),
-                other => Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("Kafka URL option `{key}` is true or false, got `{other}`"),
-                )),
-            };
-            let this = std::mem::take(self);
-            *self = match &*key {
-                "partitions" => this.partitions(count()?),
-                "replication" => this.replication(count()?),
-                "create_topics" => this.create_topics(flag()?),
-                "max_message_bytes" => this.max_message_bytes(number()? as usize),
-                "publish_timeout_ms" => this.publish_timeout(millis()?),
-                "subscribe_timeout_ms" => this.subscribe_timeout(millis()?),
-                "commit_interval_ms" => this.commit_interval(millis()?),
-                "pattern_refresh_ms" => this.pattern_refresh(millis()?),
-                "client_id" => this.client_id(value.into_owned()),
-                // `hosts` is where the registry puts the host list of
-                // `kafka://h1:9092,h2:9093`, which the URL standard cannot parse.
-                key @ ("bootstrap.servers" | "hosts") => {
-                    let brokers = parse_hosts(&value, None).map_err(|why| {
-                        Error::new(ErrorKind::InvalidConfig, format!("`{key}`: {why}"))
-                    })?;
-                    this.brokers(brokers)
-                }
-                dotted if dotted.contains('.') => this.set(dotted, value.into_owned()),
-                other => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidConfig,
-                        format!(
-                            "unknown Kafka URL option `{other}` (known: partitions, replication, create_topics, max_message_bytes, publish_timeout_ms, subscribe_timeout_ms, commit_interval_ms, pattern_refresh_ms, client_id; librdkafka properties contain a dot)"
-                        ),
-                    ));
-                }
-            };
-        }
-        Ok(())
-    }
-
     /// The base configuration of every client: bootstrap servers, client id and the
     /// pass-through properties (applied last, so they win).
     pub(crate) fn client_config(&self, role_defaults: &[(&str, String)]) -> ClientConfig {
@@ -359,28 +206,6 @@ impl KafkaOptions {
         }
         config
     }
-}
-
-fn parse_hosts(hosts: &str, default_port: Option<u16>) -> std::result::Result<Vec<String>, String> {
-    hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(|host| {
-            if host.contains(':') && !host.starts_with('[') || host.contains("]:") {
-                Ok(host.to_owned())
-            } else {
-                Ok(format!("{host}:{}", default_port.unwrap_or(9092)))
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, String>>()
-        .and_then(|list| {
-            if list.is_empty() {
-                Err("no broker address".to_owned())
-            } else {
-                Ok(list)
-            }
-        })
 }
 
 impl fmt::Debug for KafkaOptions {
@@ -426,75 +251,6 @@ pub(crate) fn is_secret(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_with_several_hosts_and_options() {
-        let o = KafkaOptions::from_url_str(
-            "kafka://a:1,b:2/?partitions=4&replication=2&create_topics=false&linger.ms=5",
-        )
-        .expect("valid");
-        assert_eq!(o.brokers, ["a:1", "b:2"]);
-        assert_eq!(
-            (o.partitions, o.replication, o.create_topics),
-            (4, 2, false)
-        );
-        assert_eq!(o.get("linger.ms"), Some("5"));
-    }
-
-    #[test]
-    fn parsed_url_hosts_share_the_port() {
-        let url = Url::parse("kafka://a,b:19092?commit_interval_ms=50").expect("url");
-        let o = KafkaOptions::from_url(&url).expect("valid");
-        assert_eq!(o.brokers, ["a:19092", "b:19092"]);
-        assert_eq!(o.commit_interval, Duration::from_millis(50));
-        let o = KafkaOptions::from_url(&Url::parse("kafka://h").expect("url")).expect("valid");
-        assert_eq!(o.brokers, ["h:9092"]);
-    }
-
-    #[test]
-    fn a_host_list_with_ports_comes_through_the_registry_parser() {
-        let url =
-            broker_core::registry::parse_url("kafka://h1:9092,h2:9093?client_id=x").expect("url");
-        let o = KafkaOptions::from_url(&url).expect("valid");
-        assert_eq!(o.brokers, ["h1:9092", "h2:9093"]);
-    }
-
-    #[test]
-    fn unknown_and_malformed_options_are_errors() {
-        for bad in [
-            "kafka://h:1?nope=1",
-            "kafka://h:1?partitions=x",
-            "kafka://h:1?create_topics=maybe",
-        ] {
-            let err = KafkaOptions::from_url_str(bad).expect_err(bad);
-            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{bad}");
-        }
-        let err = KafkaOptions::from_url_str("nats://h:1").expect_err("scheme");
-        assert_eq!(err.kind(), ErrorKind::InvalidUrl);
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_and_errors() {
-        let o = KafkaOptions::from_url_str(
-            "kafka://alice:hunter2@h:1?sasl.password=pw1&ssl.key.password=pw2&ssl.key.pem=PEM&sasl.mechanism=PLAIN",
-        )
-        .expect("valid");
-        assert_eq!(o.get("sasl.username"), Some("alice"));
-        assert_eq!(
-            o.get("sasl.password"),
-            Some("pw1"),
-            "query wins over user-info"
-        );
-        let debug = format!("{o:?}");
-        for secret in ["hunter2", "pw1", "pw2", "PEM"] {
-            assert!(!debug.contains(secret), "{debug}");
-        }
-        assert!(debug.contains("PLAIN"), "{debug}");
-        let err = KafkaOptions::from_url_str("kafka://alice:hunter2@h:1?bad=1&sasl.password=pw1")
-            .expect_err("bad option");
-        assert!(!err.display_chain().contains("hunter2"));
-        assert!(!err.display_chain().contains("pw1"));
-    }
 
     #[test]
     fn set_replaces_and_wins() {
