@@ -1,15 +1,18 @@
 //! The Apache Kafka backend (`kafka://`), on rdkafka (librdkafka).
 //!
-//! | guarantee | kafka |
-//! |---|---|
-//! | delivery | at-least-once: `publish` resolves when every in-sync replica has the message (`acks=all`, idempotent producer); an offset is committed only when it and every earlier offset of its partition are acked |
-//! | ordering | per key: a key picks the partition, and a partition is read in order by one member of a group (messages without a key are spread over partitions) |
-//! | persistence | yes: messages stay in the log for the topic's retention; a group resumes from its committed offsets |
-//! | queue groups | yes: the queue name is the consumer group id; without a queue each subscriber gets its own group and sees every message |
-//! | redelivery | `nack` seeks the partition back; only nacked messages come back, with their attempt count; `nack_after` waits first |
-//! | wildcards | `*` and `>` become a regex subscription; new matching topics are found within [`KafkaOptions::pattern_refresh`] and read from their beginning |
-//! | max message | [`KafkaOptions::max_message_bytes`] (8 MiB by default; larger messages fail with `PayloadTooLarge` before sending) |
-//! | credentials, TLS | SASL_SSL through librdkafka properties (this crate's `ssl` feature, `kafka-ssl` on the `broker` crate): a wrong password is `Auth` at connect, within seconds; a wrong CA is `Connect` saying the certificate failed; secrets stay out of `Debug`, errors and logs (`tests/security.rs`: `sasl_ssl_round_trips_with_the_right_password_and_ca`, `a_wrong_password_is_an_auth_error_in_bounded_time`, `a_wrong_ca_is_a_connect_error_naming_the_certificate`, `secrets_stay_out_of_debug_errors_and_logs`) |
+//! What it guarantees (at-least-once with `acks=all` and an idempotent producer, order
+//! per key, offsets committed only over contiguous acks, restarts, crashes, slow
+//! readers, poison and foreign input) is in the `kafka://` column of the project's
+//! GUARANTEES.md, each cell with its test; this page says how it works.
+//!
+//! - Queue groups: the queue name is the consumer group id; without a queue each
+//!   subscriber gets its own group and sees every message.
+//! - Wildcards: `*` and `>` become a regex subscription; new matching topics are found
+//!   within [`KafkaOptions::pattern_refresh`] and read from their beginning.
+//! - Size: [`KafkaOptions::max_message_bytes`] (8 MiB by default; larger messages fail
+//!   with `PayloadTooLarge` before sending).
+//! - Credentials and TLS: SASL_SSL through librdkafka properties (this crate's `ssl`
+//!   feature, `kafka-ssl` on the `broker` crate).
 //!
 //! # Connecting
 //!
