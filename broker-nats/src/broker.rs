@@ -1,4 +1,7 @@
-//! The NATS broker: connection, capabilities, close, and native request/reply.
+//! The NATS broker: its shared state, the `Broker` methods, capabilities, close, and
+//! native request/reply. Connecting is in `connect`.
+
+mod connect;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,17 +12,17 @@ use std::time::Duration;
 use async_nats::jetstream;
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::headers::names;
-use broker_core::registry::redact_url;
 use broker_core::subject::{validate_pattern, validate_topic};
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::convert::IdHeaders;
 use crate::jetstream::is_inbox;
-use crate::options::{Auth, Mode, NatsOptions};
-use crate::{convert, error, publisher, subscriber};
+use crate::options::{Mode, NatsOptions};
+use crate::{convert, core_subscriber, error, jetstream_subscriber, publisher};
 
 /// A broker on NATS: core NATS (`nats://`) or JetStream (`jetstream://`). Cloning gives
 /// another handle to the same connection.
@@ -55,7 +58,7 @@ pub(crate) struct Inner {
     /// Core NATS messages dropped for slow consumers (see `dropped_messages`).
     pub(crate) dropped: Arc<AtomicU64>,
     /// How many times the connection was lost; core subscriptions compare it with the
-    /// count they saw last and report each loss (see `subscriber::CoreDeliveries`).
+    /// count they saw last and report each loss (see `core_subscriber::CoreDeliveries`).
     pub(crate) disconnects: Arc<AtomicU64>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
@@ -124,152 +127,7 @@ impl Inner {
     }
 }
 
-/// How much longer than `connection_timeout` a whole connect may take.
-const CONNECT_GRACE: Duration = Duration::from_secs(1);
-
 impl NatsBroker {
-    /// Connects with `options`. In JetStream mode it also checks that the server has
-    /// JetStream enabled.
-    pub async fn connect(options: NatsOptions) -> Result<Self> {
-        options.validate()?;
-        let shown = redact_url(&options.server);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let disconnects = Arc::new(AtomicU64::new(0));
-        let mut connect = async_nats::ConnectOptions::new()
-            .connection_timeout(options.connection_timeout)
-            .request_timeout(Some(options.request_timeout))
-            .max_reconnects(None)
-            // The client's own per-subscription channel only carries messages to the
-            // subscription's forwarding task, which always keeps up with it; the
-            // subscription's buffer, where slow readers are detected, is
-            // `subscription_capacity` (see subscriber.rs).
-            .subscription_capacity(
-                options
-                    .subscription_capacity
-                    .unwrap_or(0)
-                    .max(subscriber::DEFAULT_CAPACITY),
-            )
-            .event_callback({
-                let server = shown.clone();
-                let dropped = dropped.clone();
-                let disconnects = disconnects.clone();
-                move |event| {
-                    let server = server.clone();
-                    let dropped = dropped.clone();
-                    let disconnects = disconnects.clone();
-                    async move {
-                        match event {
-                            async_nats::Event::Disconnected => {
-                                disconnects.fetch_add(1, Ordering::AcqRel);
-                                tracing::warn!(%server, "NATS connection lost; reconnecting")
-                            }
-                            async_nats::Event::Connected => {
-                                tracing::info!(%server, "NATS connection (re)established")
-                            }
-                            async_nats::Event::SlowConsumer(sid) => {
-                                dropped.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(%server, sid, "slow consumer: the NATS client dropped a message for a subscription whose channel was full")
-                            }
-                            async_nats::Event::ServerError(err) => {
-                                tracing::warn!(%server, error = %err, "NATS server error")
-                            }
-                            other => tracing::debug!(%server, event = %other, "NATS client event"),
-                        }
-                    }
-                }
-            });
-        if let Some(name) = &options.name {
-            connect = connect.name(name);
-        }
-        match &options.auth {
-            Auth::None => {}
-            Auth::Token(token) => connect = connect.token(token.clone()),
-            Auth::UserPassword { user, password } => {
-                connect = connect.user_and_password(user.clone(), password.clone())
-            }
-            Auth::CredentialsFile(path) => {
-                connect = connect.credentials_file(path).await.map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::InvalidConfig,
-                        format!("cannot read the NATS credentials file {}", path.display()),
-                        e,
-                    )
-                })?;
-            }
-        }
-        let tls = &options.tls;
-        if let Some(ca) = &tls.ca_file {
-            connect = connect.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            connect = connect.add_client_certificate(cert.clone(), key.clone());
-        }
-        if tls.required || tls.ca_file.is_some() || tls.cert_file.is_some() {
-            connect = connect.require_tls(true);
-        }
-        // async-nats bounds each attempt by `connection_timeout`; this bounds the whole
-        // of it (address resolution, TCP, TLS and the CONNECT handshake) as well.
-        let limit = options.connection_timeout + CONNECT_GRACE;
-        let client = match tokio::time::timeout(limit, connect.connect(options.server.as_str()))
-            .await
-        {
-            Ok(connected) => connected.map_err(|e| error::connect(&shown, e))?,
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "cannot connect to NATS at {shown}: no complete handshake within {limit:?}"
-                    ),
-                ));
-            }
-        };
-
-        let js = match options.mode {
-            Mode::Core => None,
-            Mode::JetStream => {
-                check_jetstream_version(&client.server_info().version, &shown)?;
-                let js = jetstream::ContextBuilder::new()
-                    .timeout(options.request_timeout)
-                    .build(client.clone());
-                js.query_account().await.map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::Connect,
-                        format!("JetStream is not available on {shown} (is the server started with JetStream?)"),
-                        e,
-                    )
-                })?;
-                Some(js)
-            }
-        };
-        tracing::debug!(server = %shown, mode = ?options.mode, "connected to NATS");
-        Ok(NatsBroker {
-            inner: Arc::new(Inner {
-                options,
-                client,
-                js,
-                streams: Mutex::default(),
-                closed: AtomicBool::new(false),
-                dropped,
-                disconnects,
-                shutdown: CancellationToken::new(),
-                tasks: TaskTracker::new(),
-                subjects: publisher::Subjects::new(),
-            }),
-        })
-    }
-
-    /// Connects to a `nats://` or `jetstream://` URL (see [`NatsOptions::from_url`]).
-    pub async fn connect_url(url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| {
-            Error::with_source(
-                ErrorKind::InvalidUrl,
-                format!("cannot parse NATS URL `{}`", redact_url(url)),
-                e,
-            )
-        })?;
-        NatsBroker::connect(NatsOptions::from_url(&parsed)?).await
-    }
-
     /// The options in force.
     pub fn options(&self) -> &NatsOptions {
         &self.inner.options
@@ -411,7 +269,10 @@ impl Broker for NatsBroker {
     /// Converts the message when called; the future sends it (core NATS) or waits for
     /// the stream's ack (JetStream). Written out instead of `async fn`, so that the box
     /// the object-safe trait requires holds the client's send future, not the message.
-    fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> publisher::Publish<'c>
+    // The signature is the one `#[async_trait]` gives the trait's `async fn publish`.
+    // Measured in BENCHMARKS.md ("core NATS, second pass": `#[async_trait]` copied the
+    // whole publish future into its box; "core NATS, third pass": this written-out form).
+    fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> BoxFuture<'c, Result<()>>
     where
         'a: 'c,
         'b: 'c,
@@ -439,9 +300,9 @@ impl Broker for NatsBroker {
             ));
         }
         if self.inner.uses_jetstream(pattern) {
-            subscriber::subscribe_jetstream(&self.inner, pattern, options).await
+            jetstream_subscriber::subscribe(&self.inner, pattern, options).await
         } else {
-            subscriber::subscribe_core(&self.inner, pattern, options).await
+            core_subscriber::subscribe(&self.inner, pattern, options).await
         }
     }
 
@@ -492,48 +353,5 @@ impl Broker for NatsBroker {
                 .queue_groups(true)
                 .max_message_bytes(max),
         }
-    }
-}
-
-/// The oldest nats-server whose JetStream API the client can use: async-nats needs
-/// account fields that 2.9 does not send, and then blames JetStream for being off.
-const JETSTREAM_MIN_SERVER: (u64, u64) = (2, 10);
-
-/// Fails, naming the version needed, when the server at `shown` runs `version`, older
-/// than [`JETSTREAM_MIN_SERVER`]. A version that does not parse is let through.
-fn check_jetstream_version(version: &str, shown: &str) -> Result<()> {
-    let mut parts = version.trim_start_matches('v').split(['.', '-']);
-    let (Some(Ok(major)), Some(Ok(minor))) = (
-        parts.next().map(str::parse::<u64>),
-        parts.next().map(str::parse::<u64>),
-    ) else {
-        return Ok(());
-    };
-    if (major, minor) >= JETSTREAM_MIN_SERVER {
-        return Ok(());
-    }
-    let (need_major, need_minor) = JETSTREAM_MIN_SERVER;
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        format!(
-            "jetstream:// needs nats-server {need_major}.{need_minor} or newer; {shown} runs {version}"
-        ),
-    ))
-}
-
-#[cfg(test)]
-mod version_tests {
-    use super::*;
-
-    #[test]
-    fn servers_older_than_2_10_are_named_and_refused() {
-        let err = check_jetstream_version("2.9.10", "nats://h:4222").expect_err("2.9");
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
-        assert!(err.message().contains("2.10 or newer"), "{err}");
-        assert!(err.message().contains("runs 2.9.10"), "{err}");
-        for ok in ["2.10.0", "2.12.15", "v2.11.3-beta.1", "3.0.0", "weird"] {
-            assert!(check_jetstream_version(ok, "x").is_ok(), "{ok}");
-        }
-        assert!(check_jetstream_version("1.4.1", "x").is_err());
     }
 }

@@ -4,9 +4,9 @@
 //! which loses the order between different names, so the publisher adds one
 //! transport header, [`ORDER_HEADER`], listing the names in order. NATS trims the
 //! whitespace around header values and cannot carry line breaks; such values, and values
-//! that are not UTF-8 (the client keeps values as text), travel percent-encoded and are
-//! marked so in the order header: between services of this framework every byte
-//! round-trips, while other clients see the encoded text. A null value and a tombstone
+//! that are not UTF-8 (the client keeps values as text), travel percent-encoded (see
+//! [`percent`](crate::percent)) and are marked so in the order header: between services
+//! of this framework every byte round-trips, while other clients see the encoded text. A null value and a tombstone
 //! have no NATS form: publishing one fails with [`ErrorKind::Unsupported`]. The key and the
 //! id travel as `x-message-key` and `x-message-id` (percent-encoded where needed); on
 //! JetStream the id is also the `Nats-Msg-Id`, scoped by topic. Transport headers are
@@ -20,6 +20,8 @@ use async_nats::header::{HeaderName, HeaderValue};
 use broker_core::headers::{self, names};
 use broker_core::{Error, ErrorKind, Headers, Message, MessageId, Result};
 use bytes::Bytes;
+
+use crate::percent;
 
 /// The transport header listing the message's header names in order.
 pub const ORDER_HEADER: &str = "x-broker-header-order";
@@ -75,62 +77,8 @@ const HEADER_NAME_SLOTS: usize = 64;
 static HEADER_NAMES: [Mutex<Option<HeaderName>>; HEADER_NAME_SLOTS] =
     [const { Mutex::new(None) }; HEADER_NAME_SLOTS];
 
-/// Whether NATS carries `value` unchanged (UTF-8 without line breaks or control
-/// characters, no whitespace at either end, which the protocol trims).
-fn travels_verbatim(value: &[u8]) -> bool {
-    let bytes = value;
-    // Without early exits, so that the compiler can check many bytes at a time.
-    if bytes
-        .iter()
-        .fold(true, |ok, b| ok & (b' '..=b'~').contains(b))
-    {
-        // Printable ASCII and spaces (the common case): only the ends need a look.
-        return bytes.first() != Some(&b' ') && bytes.last() != Some(&b' ');
-    }
-    let Ok(value) = std::str::from_utf8(bytes) else {
-        return false;
-    };
-    let ends_ok = !value.starts_with(char::is_whitespace) && !value.ends_with(char::is_whitespace);
-    ends_ok && !value.chars().any(char::is_control)
-}
-
-fn percent_encode(value: &[u8]) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    for &byte in value {
-        if byte.is_ascii_graphic() && byte != b'%' {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes.
-pub(crate) fn percent_decode(value: &str) -> Vec<u8> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
-}
-
 fn header_value(value: &str) -> HeaderValue {
-    // `travels_verbatim` or percent-encoded: no line breaks, so this cannot fail.
+    // `percent::travels_verbatim` or percent-encoded: no line breaks, so this cannot fail.
     value.parse().unwrap_or_default()
 }
 
@@ -188,7 +136,7 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
     let mut order_len = 0;
     let mut previous: Option<&str> = None;
     for (i, (name, value)) in user().enumerate() {
-        let verbatim = travels_verbatim(value.as_bytes());
+        let verbatim = percent::travels_verbatim(value.as_bytes());
         if verbatim && i < 64 {
             verbatim_bits |= 1 << i;
         }
@@ -205,7 +153,7 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
         let verbatim = if i < 64 {
             verbatim_bits & (1 << i) != 0
         } else {
-            travels_verbatim(value.as_bytes())
+            percent::travels_verbatim(value.as_bytes())
         };
         if !recoverable {
             if !order.is_empty() {
@@ -216,7 +164,7 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
         }
         let value = match value.to_str() {
             Some(text) if verbatim => header_value(text),
-            _ => HeaderValue::from(percent_encode(value.as_bytes())),
+            _ => HeaderValue::from(percent::encode(value.as_bytes())),
         };
         // A name's first value is an insert, one hash lookup where an append takes two;
         // past a few headers, the look back is not worth it.
@@ -232,13 +180,13 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
     if ids != IdHeaders::Omitted {
         map.insert(
             MESSAGE_ID_NAME,
-            HeaderValue::from(percent_encode_if_needed(message.id().as_str().as_bytes())),
+            HeaderValue::from(percent::encode_if_needed(message.id().as_str().as_bytes())),
         );
     }
     if let Some(key) = message.key() {
         map.insert(
             MESSAGE_KEY_NAME,
-            HeaderValue::from(percent_encode_if_needed(key)),
+            HeaderValue::from(percent::encode_if_needed(key)),
         );
     }
     if ids == IdHeaders::WithNatsMsgId && !user_msg_id {
@@ -250,27 +198,6 @@ pub(crate) fn to_nats_headers(topic: &str, message: &Message, ids: IdHeaders) ->
 const ORDER_HEADER_NAME: HeaderName = HeaderName::from_static(ORDER_HEADER);
 const MESSAGE_ID_NAME: HeaderName = HeaderName::from_static(names::MESSAGE_ID);
 const MESSAGE_KEY_NAME: HeaderName = HeaderName::from_static(names::MESSAGE_KEY);
-
-/// `value` percent-decoded when it has an escape, else as it is.
-fn decode(value: &str) -> Bytes {
-    if value.contains('%') {
-        Bytes::from(percent_decode(value))
-    } else {
-        Bytes::copy_from_slice(value.as_bytes())
-    }
-}
-
-/// Id and key are always percent-decoded on receipt, so `%` itself is escaped too.
-fn percent_encode_if_needed(value: &[u8]) -> String {
-    // One pass for the common case (a generated id: hex digits and hyphens).
-    let plain = value
-        .iter()
-        .fold(true, |ok, &b| ok & b.is_ascii_graphic() & (b != b'%'));
-    match std::str::from_utf8(value) {
-        Ok(text) if plain || (travels_verbatim(value) && !text.contains('%')) => text.to_owned(),
-        _ => percent_encode(value),
-    }
-}
 
 /// The bytes `headers` take on the wire (the `HPUB` header block; none when empty).
 pub(crate) fn headers_wire_len(headers: &HeaderMap) -> usize {
@@ -328,10 +255,12 @@ pub(crate) fn from_nats(
     }
     let id = match id {
         Some(v) if !v.contains('%') && !v.is_empty() => MessageId::from(v),
-        Some(v) if !v.is_empty() => MessageId::from(String::from_utf8_lossy(&decode(v)).as_ref()),
+        Some(v) if !v.is_empty() => {
+            MessageId::from(String::from_utf8_lossy(&percent::decode_to_bytes(v)).as_ref())
+        }
         _ => MessageId::generate(),
     };
-    let key = key.map(decode);
+    let key = key.map(percent::decode_to_bytes);
     // The `Nats-Msg-Id` the publisher added for this message, which is not a user header.
     let ours = user
         .iter()
@@ -396,7 +325,7 @@ fn in_order(order: &str, mut user: Vec<(&str, &[HeaderValue])>, ours: Option<&st
             continue;
         };
         let value = if encoded {
-            headers::HeaderValue::from(percent_decode(value))
+            headers::HeaderValue::from(percent::decode(value))
         } else {
             headers::HeaderValue::from(value)
         };

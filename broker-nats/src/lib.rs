@@ -116,11 +116,14 @@
 
 mod broker;
 mod convert;
+mod core_subscriber;
 mod error;
 mod jetstream;
+mod jetstream_subscriber;
+mod nats_url;
 mod options;
+mod percent;
 mod publisher;
-mod subscriber;
 
 use std::sync::Arc;
 

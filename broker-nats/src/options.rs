@@ -1,12 +1,15 @@
-//! Options of the NATS backend, from a builder or from the URL.
+//! Options of the NATS backend and their builder. Reading them from a URL is in
+//! `nats_url`.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use broker_core::registry::{is_secret_key, redact_url};
+use broker_core::registry::redact_url;
 use broker_core::{Error, ErrorKind, Result};
 use url::Url;
+
+use crate::percent;
 
 /// The URL scheme of core NATS.
 pub const SCHEME: &str = "nats";
@@ -434,163 +437,6 @@ impl NatsOptions {
         self
     }
 
-    /// Reads options from a `nats://` or `jetstream://` URL: the scheme picks the mode,
-    /// userinfo gives credentials, the query gives the rest (see the crate docs for the
-    /// keys). Unknown keys are an error, and so are JetStream keys on `nats://`.
-    pub fn from_url(url: &Url) -> Result<Self> {
-        let mode = match url.scheme() {
-            SCHEME => Mode::Core,
-            JETSTREAM_SCHEME => Mode::JetStream,
-            other => {
-                return Err(Error::new(
-                    ErrorKind::InvalidUrl,
-                    format!(
-                        "broker-nats handles `nats://` and `jetstream://` URLs, not `{other}://`"
-                    ),
-                ));
-            }
-        };
-        let host = url.host_str().unwrap_or("127.0.0.1");
-        let host = if host.is_empty() { "127.0.0.1" } else { host };
-        let port = url.port().unwrap_or(4222);
-        let mut options = NatsOptions::new(format!("nats://{host}:{port}")).mode(mode);
-
-        let user = percent_decode(url.username());
-        let password = url.password().map(percent_decode);
-        match (user.is_empty(), password) {
-            (true, None) => {}
-            (false, None) => options = options.token(user),
-            (_, Some(password)) => options = options.user_and_password(user, password),
-        }
-
-        let mut query_user = None;
-        let mut query_password = None;
-        for (key, value) in url.query_pairs() {
-            let key = &*key;
-            let shown = if is_secret_key(key) { "***" } else { &value };
-            let invalid = |what: &str| {
-                Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("NATS URL option `{key}` must be {what}, got `{shown}`"),
-                )
-            };
-            let number = || value.parse::<u64>().map_err(|_| invalid("a whole number"));
-            let millis = || number().map(Duration::from_millis);
-            let switch = || match &*value {
-                "on" | "true" | "1" | "yes" => Ok(true),
-                "off" | "false" | "0" | "no" => Ok(false),
-                _ => Err(invalid("`on` or `off`")),
-            };
-            let jetstream_only = matches!(
-                key,
-                "stream"
-                    | "stream_subjects"
-                    | "stream_prefix"
-                    | "create_streams"
-                    | "max_deliver"
-                    | "ack_wait_ms"
-                    | "max_ack_pending"
-                    | "replicas"
-                    | "storage"
-                    | "max_age_secs"
-                    | "duplicate_window_ms"
-                    | "publish_timeout_ms"
-                    | "pull_batch"
-                    | "pull_expires_ms"
-                    | "ephemeral_inactive_ms"
-                    | "confirm_acks"
-            );
-            if key == "message_ids" && mode != Mode::Core {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    "NATS URL option `message_ids` applies to `nats://` URLs only: JetStream publishes always carry the id, which de-duplication needs",
-                ));
-            }
-            if jetstream_only && mode != Mode::JetStream {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("NATS URL option `{key}` applies to `jetstream://` URLs only"),
-                ));
-            }
-            let js = &mut options.jetstream;
-            match key {
-                "name" => options.name = Some(value.into_owned()),
-                "connect_timeout_ms" => options.connection_timeout = millis()?,
-                "request_timeout_ms" => options.request_timeout = millis()?,
-                "token" => options.auth = Auth::Token(value.into_owned()),
-                "user" => query_user = Some(value.into_owned()),
-                "password" => query_password = Some(value.into_owned()),
-                "creds" | "credentials" => {
-                    options.auth = Auth::CredentialsFile(PathBuf::from(&*value))
-                }
-                "tls" => options.tls.required = switch()?,
-                "tls_ca" => options.tls.ca_file = Some(PathBuf::from(&*value)),
-                "tls_cert" => options.tls.cert_file = Some(PathBuf::from(&*value)),
-                "tls_key" => options.tls.key_file = Some(PathBuf::from(&*value)),
-                "subscription_capacity" => {
-                    options.subscription_capacity = Some((number()? as usize).max(1))
-                }
-                "message_ids" => options.message_ids = switch()?,
-                "stream" => js.stream = Some(value.into_owned()),
-                "stream_subjects" => {
-                    js.stream_subjects = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                }
-                "stream_prefix" => js.stream_prefix = value.into_owned(),
-                "create_streams" => js.create_streams = switch()?,
-                "max_deliver" => {
-                    js.max_deliver = Some(i64::try_from(number()?).map_err(|_| invalid("smaller"))?)
-                }
-                "ack_wait_ms" => js.ack_wait = millis()?,
-                "max_ack_pending" => {
-                    js.max_ack_pending =
-                        Some(i64::try_from(number()?).map_err(|_| invalid("smaller"))?)
-                }
-                "replicas" => js.replicas = (number()? as usize).max(1),
-                "storage" => {
-                    js.storage = match &*value {
-                        "file" => Storage::File,
-                        "memory" => Storage::Memory,
-                        _ => return Err(invalid("`file` or `memory`")),
-                    }
-                }
-                "max_age_secs" => js.max_age = Some(Duration::from_secs(number()?)),
-                "duplicate_window_ms" => js.duplicate_window = millis()?,
-                "publish_timeout_ms" => js.publish_timeout = millis()?,
-                "pull_batch" => js.pull_batch = (number()? as usize).max(1),
-                "pull_expires_ms" => js.pull_expires = millis()?,
-                "ephemeral_inactive_ms" => js.ephemeral_inactive = millis()?,
-                "confirm_acks" => js.confirm_acks = switch()?,
-                other => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidConfig,
-                        format!(
-                            "unknown NATS URL option `{other}` (known: name, connect_timeout_ms, request_timeout_ms, token, user, password, creds, tls, tls_ca, tls_cert, tls_key, subscription_capacity, message_ids (nats:// only); jetstream:// also: stream, stream_subjects, stream_prefix, create_streams, max_deliver, ack_wait_ms, max_ack_pending, replicas, storage, max_age_secs, duplicate_window_ms, publish_timeout_ms, pull_batch, pull_expires_ms, ephemeral_inactive_ms, confirm_acks)"
-                        ),
-                    ));
-                }
-            }
-        }
-        match (query_user, query_password) {
-            (None, None) => {}
-            (Some(user), password) => {
-                options = options.user_and_password(user, password.unwrap_or_default())
-            }
-            (None, Some(_)) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    "NATS URL option `password` needs `user` (or `nats://user:password@host`)",
-                ));
-            }
-        }
-        options.validate()?;
-        Ok(options)
-    }
-
     /// Checks combinations the server would reject later.
     pub(crate) fn validate(&self) -> Result<()> {
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
@@ -636,8 +482,8 @@ fn split_credentials(server: String) -> (String, Auth) {
     let Ok(mut url) = Url::parse(&server) else {
         return (server, Auth::None);
     };
-    let user = percent_decode(url.username());
-    let password = url.password().map(percent_decode);
+    let user = percent::decode_text(url.username());
+    let password = url.password().map(percent::decode_text);
     let auth = match (user.is_empty(), password) {
         (true, None) => return (server, Auth::None),
         (false, None) => Auth::Token(user),
@@ -647,127 +493,4 @@ fn split_credentials(server: String) -> (String, Auth) {
         return (redact_url(&server), auth);
     }
     (url.to_string(), auth)
-}
-
-fn percent_decode(s: &str) -> String {
-    String::from_utf8(crate::convert::percent_decode(s)).unwrap_or_else(|_| s.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(url: &str) -> Result<NatsOptions> {
-        NatsOptions::from_url(&Url::parse(url).expect("url"))
-    }
-
-    #[test]
-    fn userinfo_gives_credentials() {
-        let o = parse("nats://alice:p%40ss@h:1234").expect("options");
-        assert_eq!(o.server, "nats://h:1234");
-        assert_eq!(
-            o.auth,
-            Auth::UserPassword {
-                user: "alice".into(),
-                password: "p@ss".into()
-            }
-        );
-        let o = parse("nats://tok@h").expect("options");
-        assert_eq!(o.auth, Auth::Token("tok".into()));
-        assert_eq!(o.server, "nats://h:4222");
-    }
-
-    #[test]
-    fn debug_hides_secrets() {
-        let o = parse("jetstream://alice:hunter2@h?token=t0ken&name=svc").expect("options");
-        let shown = format!("{o:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("t0ken"),
-            "{shown}"
-        );
-        let o = NatsOptions::new("nats://u:hunter2@h:4222");
-        assert!(!format!("{o:?}").contains("hunter2"));
-        assert_eq!(o.server, "nats://h:4222");
-        assert_eq!(
-            o.auth,
-            Auth::UserPassword {
-                user: "u".into(),
-                password: "hunter2".into()
-            }
-        );
-        let o = NatsOptions::new("nats://t0ken@h:4222");
-        assert_eq!(o.server, "nats://h:4222");
-        assert_eq!(o.auth, Auth::Token("t0ken".into()));
-        assert_eq!(NatsOptions::new("h:4222").server, "h:4222");
-    }
-
-    #[test]
-    fn message_ids_can_be_left_off_core_nats_only() {
-        assert!(
-            parse("nats://h").expect("options").message_ids,
-            "on by default"
-        );
-        assert!(
-            !parse("nats://h?message_ids=off")
-                .expect("options")
-                .message_ids
-        );
-        let err = parse("jetstream://h?message_ids=off").expect_err("jetstream");
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-        assert!(err.to_string().contains("de-duplication"), "{err}");
-        let err = parse("nats://h?message_ids=maybe").expect_err("not a switch");
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-        let err = NatsOptions::new("h:4222")
-            .jetstream()
-            .message_ids(false)
-            .validate()
-            .expect_err("jetstream");
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    }
-
-    #[test]
-    fn jetstream_keys_need_jetstream() {
-        let err = parse("nats://h?max_deliver=3").expect_err("core");
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-        let o =
-            parse("jetstream://h?max_deliver=3&ack_wait_ms=1500&create_streams=off&storage=memory")
-                .expect("options");
-        assert_eq!(o.mode, Mode::JetStream);
-        assert_eq!(o.jetstream.max_deliver, Some(3));
-        assert_eq!(o.jetstream.ack_wait, Duration::from_millis(1500));
-        assert!(!o.jetstream.create_streams);
-        assert_eq!(o.jetstream.storage, Storage::Memory);
-        assert!(o.jetstream.confirm_acks, "acks are confirmed by default");
-        let o = parse("jetstream://h?confirm_acks=off").expect("options");
-        assert!(!o.jetstream.confirm_acks);
-        assert!(
-            !NatsOptions::new("h:4222")
-                .jetstream()
-                .confirm_acks(false)
-                .jetstream
-                .confirm_acks
-        );
-        let err = parse("nats://h?confirm_acks=off").expect_err("core");
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    }
-
-    #[test]
-    fn bad_values_are_invalid_config_and_redacted() {
-        for url in [
-            "nats://h?nope=1",
-            "jetstream://h?ack_wait_ms=soon",
-            "jetstream://h?confirm_acks=maybe",
-            "jetstream://h?stream=A.B&stream_subjects=x",
-            "jetstream://h?stream=EVENTS",
-            "nats://h?tls_cert=/a",
-        ] {
-            assert_eq!(
-                parse(url).expect_err(url).kind(),
-                ErrorKind::InvalidConfig,
-                "{url}"
-            );
-        }
-        let err = parse("nats://h?token=").map(|_| ());
-        assert!(err.is_ok());
-    }
 }

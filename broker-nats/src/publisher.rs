@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,23 +12,23 @@ use broker_core::headers::names;
 use broker_core::subject::validate_topic;
 use broker_core::{Error, ErrorKind, Message, Result};
 use futures::TryFutureExt;
-use futures::future::Either;
+use futures::future::{BoxFuture, Either};
 use tokio::time::Instant;
 
 use crate::broker::Inner;
 use crate::convert::IdHeaders;
 use crate::{convert, error};
 
-/// What [`Broker::publish`](broker_core::Broker::publish) returns (the signature that
-/// `#[async_trait]` gives the trait).
-pub(crate) type Publish<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
-
 /// Publishes `message` to `topic` the way the broker's mode says.
 ///
 /// Core NATS converts the message at once, and the box holds only the client's send
 /// future; a conversion error is returned through the future. The JetStream path, whose
 /// future holds the ack wait and the retries, is an `async` block.
-pub(crate) fn publish<'a>(inner: &'a Inner, topic: &'a str, message: Message) -> Publish<'a> {
+pub(crate) fn publish<'a>(
+    inner: &'a Inner,
+    topic: &'a str,
+    message: Message,
+) -> BoxFuture<'a, Result<()>> {
     if inner.uses_jetstream(topic) {
         Box::pin(async move {
             validate_topic(topic)?;

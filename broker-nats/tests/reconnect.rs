@@ -18,13 +18,14 @@ fn collect(sub: Subscription) -> Arc<Mutex<HashSet<String>>> {
     collect_with_errors(sub).0
 }
 
-/// The ids of the deliveries, and the error items, of `sub`.
-fn collect_with_errors(
-    mut sub: Subscription,
-) -> (
+/// What a subscription yielded: the ids of its deliveries, and its error items.
+type Collected = (
     Arc<Mutex<HashSet<String>>>,
     Arc<Mutex<Vec<broker_core::Error>>>,
-) {
+);
+
+/// The ids of the deliveries, and the error items, of `sub`.
+fn collect_with_errors(mut sub: Subscription) -> Collected {
     let ids: Arc<Mutex<HashSet<String>>> = Arc::default();
     let errors: Arc<Mutex<Vec<broker_core::Error>>> = Arc::default();
     let (record, record_error) = (ids.clone(), errors.clone());
@@ -120,14 +121,12 @@ async fn core_publishing_resumes_after_a_restart() {
         "a message published after the restart is missing"
     );
     // The subscription was told that messages may have been lost, before the next one.
-    let errors = errors.lock().expect("errors");
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.kind() == ErrorKind::Connect && e.to_string().contains("may be lost")),
-        "no connection-lost item: {errors:?}"
-    );
-    drop(errors);
+    let lost_reported = errors
+        .lock()
+        .expect("errors")
+        .iter()
+        .any(|e| e.kind() == ErrorKind::Connect && e.to_string().contains("may be lost"));
+    assert!(lost_reported, "no connection-lost item: {errors:?}");
     broker.close().await.expect("close");
 }
 
