@@ -3,13 +3,9 @@
 //! It needs no server, so it is the transport for tests, single-process services and
 //! examples. It is not a stand-in for a real broker: nothing outlives the process.
 //!
-//! | guarantee | memory |
-//! |---|---|
-//! | delivery | at-least-once while the subscriber lives (nack redelivers); a plain subscriber's buffer goes with it |
-//! | ordering | per publisher, per subscriber |
-//! | persistence | none |
-//! | queue groups | yes: round-robin over the members; a member that leaves hands its buffered messages to the others |
-//! | backpressure | `publish` waits while a buffer is full (bounded), never drops unless told to |
+//! What it guarantees (at-least-once while the subscriber lives, order per publisher,
+//! round-robin queue groups, bounded backpressure) is in the `memory://` column of the
+//! project's GUARANTEES.md, each cell with its test.
 //!
 //! `publish` places the message in every buffer with room when it is called; the future
 //! it returns resolves at once, or waits for room in the buffers that were full. A

@@ -1,26 +1,10 @@
 //! The NATS backend: core NATS (`nats://`) and JetStream (`jetstream://`), on async-nats.
 //!
-//! | guarantee | `nats://` (core NATS) | `jetstream://` (JetStream) |
-//! |---|---|---|
-//! | delivery | at-most-once: a subscriber that is not connected misses the message | at-least-once: `publish` returns once the stream stored the message; it is delivered until acked |
-//! | ordering | per publisher (one connection), per subscriber | per publisher, per subscriber, in stream order; a nacked or timed-out message comes back later, out of order |
-//! | persistence | none | file streams (survive a server restart); unacked messages come back to the queue group |
-//! | redelivery | none: `nack` does nothing | `nack` is a NAK (`Redelivery::After(d)` a NAK with delay); unacked deliveries come back after `ack_wait`; at most `max_deliver` deliveries |
-//! | queue groups | native queue subscriptions; a new member sees only new messages | one durable consumer per group and pattern; a new group starts at the earliest retained message, then at the group's position |
-//! | attempt | always 1 | the server's delivery count |
-//! | ack | nothing to do | `ack()` waits for the server's confirmation (`double_ack`), so a lost ack is an error the caller sees; with `confirm_acks=off` it resolves once the ack is sent, like the raw client's, still at-least-once (a lost ack means a redelivery after `ack_wait`; `conformance_jetstream_unconfirmed` runs the whole kit that way) |
-//! | max message | the server's `max_payload`, payload and headers | the same |
-//! | reconnect | automatic; publishes made while disconnected are buffered in the client and sent on reconnect (a message in flight at the moment of the failure can be lost) | automatic; an unacknowledged publish is retried with the same `Nats-Msg-Id` until `publish_timeout`, then fails: never `Ok` for a message the stream did not store |
-//! | broker restart | the client reconnects and resubscribes; messages published around the restart can be lost, publishing resumes (`reconnect::core_publishing_resumes_after_a_restart`) | file streams and durable consumers survive; no acknowledged publish is lost and queue-group and plain subscribers resume (`reconnect::jetstream_loses_no_acknowledged_message_across_restarts`, `reconnect::jetstream_plain_subscriber_survives_a_restart`); a publish while the server is down fails after `publish_timeout` (`reconnect::jetstream_publish_while_the_server_is_down_fails`) |
-//! | consumer crash | what the member had buffered, and what the server routed to it before it noticed, is lost; later messages go to the other members (`reliability::core_queue_member_crash_moves_later_messages_to_the_other`) | nothing is lost: a dropped subscription NAKs what it fetched and did not settle (manual ack: deliveries dropped unsettled are NAKed), so another member gets it at once (`reliability::jetstream_dropped_member_hands_its_unacked_deliveries_to_the_other`); a killed process's unacked deliveries come back after `ack_wait` (`reliability::jetstream_killed_member_process_hands_its_deliveries_to_the_other`) |
-//! | slow consumer | a subscription buffers `subscription_capacity` messages (default 65 536); the next ones are dropped, never silently: counted in [`NatsBroker::dropped_messages`], logged with `warn`, and reported to the subscription as an [`ErrorKind::Subscribe`](broker_core::ErrorKind::Subscribe) item whose source is a [`SlowConsumer`] with the count (`reliability::core_slow_consumer_drops_are_reported_and_counted`) | nothing is dropped: messages are pulled only as the subscription takes them, a backlog waits in the stream (`reliability::jetstream_backlog_of_100k_reaches_a_slow_reader_completely`) |
-//! | no server at connect | `connect` fails with [`ErrorKind::Connect`](broker_core::ErrorKind::Connect) (refused) or [`ErrorKind::Timeout`](broker_core::ErrorKind::Timeout) (no answer) within `connect_timeout_ms` plus 1 s (`reliability::connect_without_a_server_fails_fast`, `reliability::connect_to_a_silent_server_times_out`) | the same |
-//! | TLS | `tls_ca` trusts the server's CA, `tls_cert`/`tls_key` present a client certificate; an untrusted server certificate or a refused client certificate fails with `ErrorKind::Connect`, naming the TLS handshake (`security::tls_works_with_the_ca_and_fails_clearly_without_it`, `security::mutual_tls_needs_the_client_certificate`) | the same |
-//! | credentials | token, user and password, `.creds` file; wrong or missing ones fail with [`ErrorKind::Auth`](broker_core::ErrorKind::Auth); secrets never appear in `Debug`, errors or logs (`auth::user_and_password_from_url_and_builder`, `auth::token_from_url_and_builder`, `auth::secrets_stay_out_of_logs`) | the same |
-//!
-//! The names in parentheses are the tests in `broker-nats/tests/` that show each cell,
-//! against real servers started by `scripts/nats.sh` (TLS certificates from
-//! `scripts/certs.sh`).
+//! What each mode guarantees (core NATS at most once, JetStream at least once; order,
+//! durability, restarts, crashes, slow consumers, poison and foreign input, TLS and
+//! credentials) is in the `nats://` and `jetstream://` columns of the project's
+//! GUARANTEES.md, each cell with the test in `broker-nats/tests/` that shows it, against
+//! real servers started by `scripts/nats.sh`. This page says how it works.
 //!
 //! # Subjects, headers, request/reply
 //!
