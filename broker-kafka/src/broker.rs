@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
+use futures::future::BoxFuture;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::LogContext;
 use crate::error::{check_topic, config, kafka, publish_kind};
 use crate::options::{FRAMING_ALLOWANCE, KafkaOptions};
-use crate::publish::{Producer, Publish, PublishContext};
+use crate::publish::{Producer, PublishContext};
 use crate::subscriber;
 use crate::topics::KnownTopics;
 
@@ -275,7 +276,7 @@ impl Broker for KafkaBroker {
     // (`kafka::publish_hands_the_record_over_when_called` fails, the records arriving in
     // reverse), and the box would hold a larger future (BENCHMARKS.md, "Kafka publish,
     // second pass", which measured this form with callgrind).
-    fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> Publish<'c>
+    fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> BoxFuture<'c, Result<()>>
     where
         'a: 'c,
         'b: 'c,

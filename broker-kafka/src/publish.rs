@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use broker_core::{Error, ErrorKind, Message, Result};
+use futures::future::BoxFuture;
 use futures::task::AtomicWaker;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -66,10 +67,6 @@ pub(crate) struct Report {
     waker: AtomicWaker,
 }
 
-/// What [`Broker::publish`](broker_core::Broker::publish) returns (the signature that
-/// `#[async_trait]` gives the trait).
-pub(crate) type Publish<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
-
 /// The first wait for room in librdkafka's queue; each next one doubles, up to
 /// [`MAX_ROOM_WAIT`].
 const FIRST_ROOM_WAIT: Duration = Duration::from_millis(1);
@@ -79,7 +76,11 @@ const MAX_ROOM_WAIT: Duration = Duration::from_millis(50);
 impl Inner {
     /// Checks `message`, hands its record to librdkafka, and returns the wait for its
     /// delivery report.
-    pub(crate) fn publish<'a>(&'a self, topic: &'a str, message: Message) -> Publish<'a> {
+    pub(crate) fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        message: Message,
+    ) -> BoxFuture<'a, Result<()>> {
         let ready = match self.check(topic, &message) {
             Ok(ready) => ready,
             Err(err) => return failed_now(err),
@@ -180,7 +181,7 @@ enum Sent {
 }
 
 /// A publish that failed before anything was sent.
-fn failed_now(err: Error) -> Publish<'static> {
+fn failed_now(err: Error) -> BoxFuture<'static, Result<()>> {
     Box::pin(std::future::ready(Err(err)))
 }
 
