@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use broker::Broker;
-use event_bus::{Gateway, ProductOptions, Topics, http, plugin, router, run_product_service};
+use event_bus::{Gateway, ProductOptions, Topics, router, run_product_service};
+use example_support::demo;
+use example_support::plugin;
 
 /// How long the demo's gateway waits.
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -15,15 +17,9 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
     let gateway = Gateway::new(broker.clone(), topics.clone(), TIMEOUT)
         .await
         .context("cannot start the gateway")?;
-    let server = http::serve("127.0.0.1:0", router(gateway))
-        .await
-        .context("cannot bind the gateway")?;
-    println!(
-        "broker {} (backends compiled in: {}); gateway on {} waits {TIMEOUT:?}",
-        broker::registry::redact_url(url),
-        plugin::backends().join(", "),
-        server.url("")
-    );
+    let server = demo::serve(router(gateway), "the gateway").await?;
+    let backend = plugin::describe(url);
+    println!("{backend}; gateway on {} waits {TIMEOUT:?}", server.url(""));
     let client = reqwest::Client::new();
     let get = |path: &'static str| {
         let client = client.clone();

@@ -11,8 +11,9 @@
 //!   group `product` and answers with [`BrokerExt::reply`](broker::BrokerExt::reply).
 //!
 //! `BROKER_URL` picks the transport (default `memory://`); the cargo features `nats` and
-//! `kafka` compile those backends in (see [`plugin`]). On NATS or Kafka the gateway and
-//! the product service can run in separate processes (`gateway`, `products`).
+//! `kafka` compile those backends in (see [`example_support::plugin`]). On NATS or Kafka
+//! the gateway and the product service can run in separate processes (`gateway`,
+//! `products`).
 //!
 //! The services are library functions, used by the binary and the tests alike:
 //! [`router`] and [`run_product_service`].
@@ -20,8 +21,6 @@
 
 pub mod event;
 pub mod gateway;
-pub mod http;
-pub mod plugin;
 pub mod product;
 
 pub use event::{Product, ProductList, ProductQuery, Topics};

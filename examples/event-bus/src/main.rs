@@ -7,12 +7,16 @@
 mod demo;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use broker::Broker;
 use clap::{Parser, Subcommand};
-use event_bus::{Gateway, ProductOptions, Topics, http, plugin, router, run_product_service};
-use example_telemetry::{PrometheusHandle, Telemetry};
+use event_bus::{Gateway, ProductOptions, Topics, router, run_product_service};
+use example_support::plugin;
+use example_support::run::{Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c};
+use example_telemetry::PrometheusHandle;
 
 /// `GET /prods` answered over a message broker, with a timeout.
 #[derive(Debug, Parser)]
@@ -69,68 +73,40 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    let telemetry = Telemetry::init("event-bus", default_level)?;
-    let metrics = example_telemetry::install_metrics()?;
-
+    let process = Process::start("event-bus", default_level, &cli.broker_url).await?;
+    let (broker, metrics) = (process.broker(), process.metrics());
     let topics = Topics::prefixed(&cli.topic_prefix);
-    let url = cli.broker_url.trim().to_owned();
-    let broker = plugin::connect(&url).await.with_context(|| {
-        format!(
-            "cannot connect to the broker at `{}` (backends compiled in: {})",
-            broker::registry::redact_url(&url),
-            plugin::backends().join(", ")
-        )
-    })?;
-    let alone = |service: &str| {
-        if plugin::is_in_process(&url) {
-            tracing::warn!(
-                "on {url} only this process sees the events: run `all` instead of `{service}`, \
-                 or set BROKER_URL to a NATS or Kafka broker"
-            );
-        }
-    };
     let outcome = match cli.command {
         Command::Gateway { addr, timeout_ms } => {
-            alone("gateway");
-            serve(broker.clone(), topics, addr, timeout_ms, metrics).await
+            process.warn_if_alone("gateway");
+            serve(broker, topics, addr, timeout_ms, metrics).await
         }
         Command::Products { instance, delay_ms } => {
-            alone("products");
+            process.warn_if_alone("products");
             let options = ProductOptions::new()
                 .topics(topics)
                 .instance(instance)
                 .delay(Duration::from_millis(delay_ms));
-            let handle = run_product_service(broker.clone(), options)
+            let handle = run_product_service(broker, options)
                 .await
                 .context("cannot subscribe the product service")?;
-            wait_for_ctrl_c().await;
-            handle
-                .shutdown()
-                .await
-                .context("stopping the product service")
+            subscribe_until_ctrl_c(vec![handle], "the product service").await
         }
         Command::All { addr, timeout_ms } => {
             let options = ProductOptions::new().topics(topics.clone());
             let handle = run_product_service(broker.clone(), options)
                 .await
                 .context("cannot subscribe the product service")?;
-            let served = serve(broker.clone(), topics, addr, timeout_ms, metrics).await;
-            served.and(
-                handle
-                    .shutdown()
-                    .await
-                    .context("stopping the product service"),
-            )
+            let served = serve(broker, topics, addr, timeout_ms, metrics).await;
+            served.and(shutdown_all([handle], "the product service").await)
         }
-        Command::Demo => demo::run(broker.clone(), &url, &topics).await,
+        Command::Demo => demo::run(broker, process.url(), &topics).await,
     };
-    let closed = broker.close().await.context("closing the broker");
-    telemetry.shutdown();
-    outcome.and(closed)
+    process.finish(outcome).await
 }
 
 async fn serve(
-    broker: std::sync::Arc<dyn broker::Broker>,
+    broker: Arc<dyn Broker>,
     topics: Topics,
     addr: SocketAddr,
     timeout_ms: u64,
@@ -139,23 +115,13 @@ async fn serve(
     let gateway = Gateway::new(broker, topics, Duration::from_millis(timeout_ms))
         .await
         .context("cannot start the gateway")?;
-    let app = example_telemetry::with_metrics(router(gateway), metrics);
-    let server = http::serve(addr, app)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(
-        "gateway on {} (metrics: {}); try: curl -s {}",
-        server.url(""),
-        server.url("/metrics"),
-        server.url("/prods?size=2")
-    );
-    wait_for_ctrl_c().await;
-    server.shutdown().await.context("stopping the HTTP server")
-}
-
-async fn wait_for_ctrl_c() {
-    if let Err(err) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %err, "cannot listen for ctrl-c; stopping");
-    }
-    tracing::info!("stopping");
+    serve_until_ctrl_c(addr, router(gateway), metrics, |server| {
+        tracing::info!(
+            "gateway on {} (metrics: {}); try: curl -s {}",
+            server.url(""),
+            server.url("/metrics"),
+            server.url("/prods?size=2")
+        );
+    })
+    .await
 }

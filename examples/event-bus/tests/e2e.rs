@@ -2,82 +2,62 @@
 //! the broker, on memory:// always, on NATS and JetStream with `--features nats`, on
 //! Kafka with `--features kafka`.
 
-use example_testing as support;
-
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use broker::headers::names::CORRELATION_ID;
-use broker::observe::metric_names;
-use broker::{Broker, Message, Requester, SubscriberHandle};
-use event_bus::http::Server;
+use broker::{Message, Requester};
 use event_bus::{Gateway, ProductList, ProductOptions, Topics, router, run_product_service};
-use support::metrics::{Sample, Turn, scrape, scrape_until, value};
-use support::{Backend, WAIT, unique};
+use example_support::backend_tests;
+use example_support::testing::metrics;
+use example_support::testing::{Backend, Harness, WAIT, unique};
 
 /// A gateway (and maybe product instances) on one (observed) broker, under a topic prefix
 /// and queue group of their own, with `GET /metrics` on the gateway port as the binary
 /// serves it.
 struct Bus {
-    backend: Backend,
-    broker: Arc<dyn Broker>,
+    harness: Harness,
     topics: Topics,
     queue: String,
-    server: Server,
-    client: reqwest::Client,
-    products: Vec<SubscriberHandle>,
-    _turn: Turn,
+}
+
+impl Deref for Bus {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
 }
 
 impl Bus {
     async fn start(backend: Backend, timeout: Duration) -> Bus {
-        Bus::start_in(Turn::shared(backend).await, backend, timeout).await
+        Bus::start_in(Harness::shared(backend).await, timeout).await
     }
 
     /// Alone on `backend`, so that the publish counter is this test's own.
     async fn start_alone(backend: Backend, timeout: Duration) -> Bus {
-        Bus::start_in(Turn::alone(backend).await, backend, timeout).await
+        Bus::start_in(Harness::alone(backend).await, timeout).await
     }
 
-    async fn start_in(turn: Turn, backend: Backend, timeout: Duration) -> Bus {
-        // The recorder first: the metrics layer resolves its handles when it is built.
-        let recorder = support::metrics::recorder();
-        let broker = broker::observe::observed(backend.connect().await);
+    async fn start_in(mut harness: Harness, timeout: Duration) -> Bus {
         let topics = Topics::prefixed(&unique("bus"));
-        let gateway =
-            tokio::time::timeout(WAIT, Gateway::new(broker.clone(), topics.clone(), timeout))
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("the gateway's inbox took more than {WAIT:?} on {backend:?}")
-                })
-                .unwrap_or_else(|e| panic!("gateway on {backend:?}: {}", e.display_chain()));
-        let app = example_telemetry::with_metrics(router(gateway), recorder);
-        let server = event_bus::http::serve("127.0.0.1:0", app)
-            .await
-            .expect("bind the gateway");
+        let gateway = Gateway::new(harness.broker.clone(), topics.clone(), timeout);
+        let gateway = harness.within("the gateway's inbox", gateway).await;
+        harness.serve(router(gateway)).await;
         Bus {
-            backend,
-            broker,
+            harness,
             topics,
             queue: unique("product"),
-            server,
-            client: reqwest::Client::new(),
-            products: Vec::new(),
-            _turn: turn,
         }
     }
 
-    async fn add_product_service(&mut self, instance: &str, delay: Duration) {
+    async fn add_product_service(&self, instance: &str, delay: Duration) {
         let options = ProductOptions::new()
             .topics(self.topics.clone())
             .queue(self.queue.clone())
             .instance(instance)
             .delay(delay);
-        let handle = tokio::time::timeout(WAIT, run_product_service(self.broker.clone(), options))
-            .await
-            .unwrap_or_else(|_| panic!("subscribing took more than {WAIT:?} on {:?}", self.backend))
-            .unwrap_or_else(|e| panic!("subscribe on {:?}: {}", self.backend, e.display_chain()));
-        self.products.push(handle);
+        let subscribing = run_product_service(self.broker.clone(), options);
+        self.subscribe(subscribing).await;
     }
 
     /// `GET path`: status, body, and how long it took.
@@ -85,7 +65,7 @@ impl Bus {
         let started = Instant::now();
         let response = self
             .client
-            .get(self.server.url(path))
+            .get(self.url(path))
             .timeout(WAIT)
             .send()
             .await
@@ -96,19 +76,12 @@ impl Bus {
     }
 
     async fn stop(self) {
-        for handle in self.products {
-            tokio::time::timeout(WAIT, handle.shutdown())
-                .await
-                .expect("shutdown in time")
-                .expect("shutdown");
-        }
-        self.server.shutdown().await.expect("stop the server");
-        let _ = tokio::time::timeout(WAIT, self.broker.close()).await;
+        self.harness.stop().await;
     }
 }
 
 async fn prods_are_answered_by_the_product_service(backend: Backend) {
-    let mut bus = Bus::start(backend, WAIT).await;
+    let bus = Bus::start(backend, WAIT).await;
     bus.add_product_service("p1", Duration::ZERO).await;
     let (status, body, _) = bus.get("/prods?size=2").await;
     assert_eq!(status, 200, "{body}");
@@ -138,7 +111,7 @@ async fn no_responder_is_a_504_timeout(backend: Backend) {
 
 async fn a_slow_responder_is_a_504_timeout(backend: Backend) {
     let timeout = Duration::from_millis(300);
-    let mut bus = Bus::start(backend, timeout).await;
+    let bus = Bus::start(backend, timeout).await;
     bus.add_product_service("slow", Duration::from_secs(2))
         .await;
     let (status, body, took) = bus.get("/prods").await;
@@ -155,19 +128,10 @@ async fn a_slow_responder_is_a_504_timeout(backend: Backend) {
 /// delivered and acked once in the product group, nothing for the malformed one.
 async fn metrics_count_the_queries(backend: Backend) {
     const QUERIES: u32 = 4;
-    let mut bus = Bus::start_alone(backend, WAIT).await;
+    let bus = Bus::start_alone(backend, WAIT).await;
     bus.add_product_service("p1", Duration::ZERO).await;
     bus.add_product_service("p2", Duration::ZERO).await;
-    let metrics_url = bus.server.url("/metrics");
-    let backend_name = bus.broker.capabilities().backend;
-    let published = |samples: &[Sample]| {
-        value(
-            samples,
-            metric_names::PUBLISHED,
-            &[("backend", backend_name)],
-        )
-    };
-    let before = published(&scrape(&bus.client, &metrics_url).await);
+    let before = bus.published().await;
 
     for size in 1..=QUERIES {
         let (status, body, _) = bus.get(&format!("/prods?size={size}")).await;
@@ -178,116 +142,54 @@ async fn metrics_count_the_queries(backend: Backend) {
     assert_eq!(status, 400, "{body}");
 
     let expected = f64::from(QUERIES);
+    let backend_name = bus.backend_name();
     let pattern = bus.topics.list.clone();
-    let labels = [("backend", backend_name), ("pattern", pattern.as_str())];
-    // Acks are counted once the backend confirms them, after the handler returned.
-    let samples = scrape_until(&bus.client, &metrics_url, |s| {
-        value(s, metric_names::ACKED, &labels) >= expected
-    })
-    .await;
+    let samples = bus.scrape_until_acked(&[&pattern], expected).await;
     assert_eq!(
-        published(&samples) - before,
+        metrics::published(&samples, backend_name) - before,
         2.0 * expected,
         "published: a query and its answer each"
     );
-    assert_eq!(
-        value(&samples, metric_names::DELIVERED, &labels),
-        expected,
-        "delivered"
-    );
-    assert_eq!(
-        value(&samples, metric_names::ACKED, &labels),
-        expected,
-        "acked"
-    );
-    assert_eq!(
-        value(&samples, metric_names::NACKED, &labels),
-        0.0,
-        "nacked"
-    );
+    metrics::assert_handled(&samples, backend_name, &pattern, expected);
     bus.stop().await;
-    let after = support::metrics::parse(&support::metrics::recorder().render());
-    assert_eq!(value(&after, metric_names::DELIVERED, &labels), expected);
+    assert_eq!(metrics::delivered_now(backend_name, &pattern), expected);
 }
 
 /// The answer is a follow-up published while the product service handles the query: it
 /// reaches the requester (the second hop) with the query's correlation id, the one the
 /// query carried or else the query's own message id.
 async fn the_answer_carries_the_query_correlation_id(backend: Backend) {
-    let mut bus = Bus::start(backend, WAIT).await;
+    let bus = Bus::start(backend, WAIT).await;
     bus.add_product_service("p1", Duration::ZERO).await;
-    let requester = tokio::time::timeout(WAIT, Requester::new(bus.broker.clone()))
-        .await
-        .unwrap_or_else(|_| panic!("the requester's inbox took more than {WAIT:?}"))
-        .unwrap_or_else(|e| panic!("requester on {backend:?}: {}", e.display_chain()));
+    let requester = Requester::new(bus.broker.clone());
+    let requester = bus.within("the requester's inbox", requester).await;
+    let answer_correlation = async |query: Message| {
+        let answer = requester.request(&bus.topics.list, query, WAIT);
+        let answer = bus.within("a request", answer).await;
+        let correlation = answer.headers().get(CORRELATION_ID).map(str::to_owned);
+        (correlation, format!("{:?}", answer.headers()))
+    };
 
     let correlation = unique("checkout");
     let query = Message::new(r#"{"size":1}"#).with_header(CORRELATION_ID, correlation.as_str());
-    let answer = requester
-        .request(&bus.topics.list, query, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("request on {backend:?}: {}", e.display_chain()));
-    assert_eq!(
-        answer.headers().get(CORRELATION_ID),
-        Some(correlation.as_str()),
-        "{:?}",
-        answer.headers()
-    );
+    let (answered, headers) = answer_correlation(query).await;
+    assert_eq!(answered, Some(correlation), "{headers}");
 
     let query = Message::new(r#"{"size":1}"#);
     let query_id = query.id().to_string();
-    let answer = requester
-        .request(&bus.topics.list, query, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("request on {backend:?}: {}", e.display_chain()));
-    assert_eq!(
-        answer.headers().get(CORRELATION_ID),
-        Some(query_id.as_str()),
-        "{:?}",
-        answer.headers()
-    );
+    let (answered, headers) = answer_correlation(query).await;
+    assert_eq!(answered, Some(query_id), "{headers}");
     drop(requester);
     bus.stop().await;
 }
 
-macro_rules! backend_tests {
-    ($module:ident, $backend:expr) => {
-        mod $module {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn prods_are_answered_by_the_product_service() {
-                super::prods_are_answered_by_the_product_service($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn no_responder_is_a_504_timeout() {
-                super::no_responder_is_a_504_timeout($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn a_slow_responder_is_a_504_timeout() {
-                super::a_slow_responder_is_a_504_timeout($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn metrics_count_the_queries() {
-                super::metrics_count_the_queries($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn the_answer_carries_the_query_correlation_id() {
-                super::the_answer_carries_the_query_correlation_id($backend).await;
-            }
-        }
-    };
-}
-
-backend_tests!(memory, super::Backend::Memory);
-#[cfg(feature = "nats")]
-backend_tests!(nats, super::Backend::Nats);
-#[cfg(feature = "nats")]
-backend_tests!(jetstream, super::Backend::JetStream);
-#[cfg(feature = "kafka")]
-backend_tests!(kafka, super::Backend::Kafka);
+backend_tests!(
+    prods_are_answered_by_the_product_service,
+    no_responder_is_a_504_timeout,
+    a_slow_responder_is_a_504_timeout,
+    metrics_count_the_queries,
+    the_answer_carries_the_query_correlation_id,
+);
 
 #[tokio::test]
 async fn a_malformed_query_is_a_400() {

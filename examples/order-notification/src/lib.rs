@@ -14,8 +14,9 @@
 //!   instances and they share the load.
 //!
 //! `BROKER_URL` picks the transport (default `memory://`); the cargo features `nats` and
-//! `kafka` compile those backends in (see [`plugin`]). On `memory://` both services run in
-//! one process (`all`, `demo`); on NATS or Kafka they also run as separate processes:
+//! `kafka` compile those backends in (see [`example_support::plugin`]). On `memory://`
+//! both services run in one process (`all`, `demo`); on NATS or Kafka they also run as
+//! separate processes:
 //!
 //! ```text
 //! scripts/nats.sh start
@@ -32,10 +33,8 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
-pub mod http;
 pub mod notification;
 pub mod order;
-pub mod plugin;
 pub mod snowflake;
 pub mod store;
 

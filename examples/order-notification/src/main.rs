@@ -14,10 +14,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use broker::Broker;
 use clap::{Parser, Subcommand};
-use example_telemetry::{PrometheusHandle, Telemetry};
+use example_support::plugin;
+use example_support::run::{
+    Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c, wait_for_ctrl_c,
+};
+use example_telemetry::PrometheusHandle;
 use order_notification::{
-    NotificationOptions, OrderService, ProductStore, Snowflake, Topics, http, plugin, router,
-    run_notifications,
+    NotificationOptions, OrderService, ProductStore, Snowflake, Topics, router, run_notifications,
 };
 
 /// Order → notification over a message broker.
@@ -79,56 +82,28 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    let telemetry = Telemetry::init("order-notification", default_level)?;
-    let metrics = example_telemetry::install_metrics()?;
-
+    let process = Process::start("order-notification", default_level, &cli.broker_url).await?;
+    let (broker, metrics) = (process.broker(), process.metrics());
     let topics = Topics::prefixed(&cli.topic_prefix);
-    let url = cli.broker_url.trim().to_owned();
-    let broker = plugin::connect(&url).await.with_context(|| {
-        format!(
-            "cannot connect to the broker at `{}` (backends compiled in: {})",
-            broker::registry::redact_url(&url),
-            plugin::backends().join(", ")
-        )
-    })?;
     let outcome = match cli.command {
         Command::Order { addr, node_id } => {
-            warn_if_alone(&url, "order");
-            run_order(broker.clone(), &topics, addr, node_id, metrics).await
+            process.warn_if_alone("order");
+            run_order(broker, &topics, addr, node_id, metrics).await
         }
         Command::Notification {
             instance,
             queue,
             metrics_addr,
         } => {
-            warn_if_alone(&url, "notification");
-            run_notification(
-                broker.clone(),
-                &topics,
-                instance,
-                queue,
-                metrics_addr,
-                metrics,
-            )
-            .await
+            process.warn_if_alone("notification");
+            run_notification(broker, &topics, instance, queue, metrics_addr, metrics).await
         }
         Command::All { addr, instances } => {
-            run_all(broker.clone(), &topics, addr, instances, metrics).await
+            run_all(broker, &topics, addr, instances, metrics).await
         }
-        Command::Demo => demo::run(broker.clone(), &url, &topics).await,
+        Command::Demo => demo::run(broker, process.url(), &topics).await,
     };
-    let closed = broker.close().await.context("closing the broker");
-    telemetry.shutdown();
-    outcome.and(closed)
-}
-
-fn warn_if_alone(url: &str, service: &str) {
-    if plugin::is_in_process(url) {
-        tracing::warn!(
-            "on {url} only this process sees the events: run `all` instead of `{service}`, \
-             or set BROKER_URL to a NATS or Kafka broker"
-        );
-    }
+    process.finish(outcome).await
 }
 
 fn order_service(
@@ -149,18 +124,15 @@ async fn run_order(
     metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let service = order_service(broker, topics, node_id)?;
-    let app = example_telemetry::with_metrics(router(service), metrics);
-    let server = http::serve(addr, app)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(
-        "order service on {}, metrics on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
-        server.url(""),
-        server.url("/metrics"),
-        server.url("/order/submit")
-    );
-    wait_for_ctrl_c().await;
-    server.shutdown().await.context("stopping the HTTP server")
+    serve_until_ctrl_c(addr, router(service), metrics, |server| {
+        tracing::info!(
+            "order service on {}, metrics on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
+            server.url(""),
+            server.url("/metrics"),
+            server.url("/order/submit")
+        );
+    })
+    .await
 }
 
 async fn run_all(
@@ -182,12 +154,7 @@ async fn run_all(
         );
     }
     let served = run_order(broker, topics, addr, 1, metrics).await;
-    for handle in handles {
-        handle
-            .shutdown()
-            .await
-            .context("stopping a notification instance")?;
-    }
+    shutdown_all(handles, "a notification instance").await?;
     served
 }
 
@@ -206,33 +173,18 @@ async fn run_notification(
     let handle = run_notifications(broker, options)
         .await
         .context("cannot subscribe the notification service")?;
-    let server = match metrics_addr {
-        Some(addr) => {
-            let server = http::serve(addr, example_telemetry::metrics_router(metrics))
-                .await
-                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-            tracing::info!("metrics on {}", server.url("/metrics"));
-            Some(server)
-        }
-        None => None,
+    let Some(addr) = metrics_addr else {
+        return subscribe_until_ctrl_c(vec![handle], "the notification service").await;
     };
+    let server = example_telemetry::http::serve(addr, example_telemetry::metrics_router(metrics))
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    tracing::info!("metrics on {}", server.url("/metrics"));
     wait_for_ctrl_c().await;
-    let stopped = handle
+    let stopped = shutdown_all([handle], "the notification service").await;
+    server
         .shutdown()
         .await
-        .context("stopping the notification service");
-    if let Some(server) = server {
-        server
-            .shutdown()
-            .await
-            .context("stopping the metrics server")?;
-    }
+        .context("stopping the metrics server")?;
     stopped
-}
-
-async fn wait_for_ctrl_c() {
-    if let Err(err) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %err, "cannot listen for ctrl-c; stopping");
-    }
-    tracing::info!("stopping");
 }

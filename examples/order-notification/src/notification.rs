@@ -114,8 +114,8 @@ impl NotificationOptions {
 ///
 /// The handler runs under [`ObserveLayer`]: its span continues the order's trace, the
 /// order's correlation id is current while it runs, and its duration is recorded. Pass
-/// an [`observed`](broker::observe::observed) broker (as [`plugin::connect`](crate::plugin::connect)
-/// returns) for the delivery and ack counters.
+/// an [`observed`](broker::observe::observed) broker (as
+/// [`example_support::plugin::connect`] returns) for the delivery and ack counters.
 pub async fn run_notifications(
     broker: Arc<dyn Broker>,
     options: NotificationOptions,

@@ -2,79 +2,67 @@
 //! memory:// always, on NATS and JetStream with `--features nats`, on Kafka with
 //! `--features kafka`.
 
-use example_testing as support;
-
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::ops::Deref;
 
 use broker::observe::metric_names;
-use broker::{Broker, SubscriberHandle};
-use order_notification::http::Server;
+use example_support::backend_tests;
+use example_support::demo::drain;
+use example_support::testing::metrics::{self, value};
+use example_support::testing::{Backend, Harness, WAIT, collect, unique};
 use order_notification::{
     Notification, NotificationOptions, OrderService, ProductStore, Snowflake, SubmitResponse,
     Topics, router, run_notifications,
 };
 use serde_json::json;
-use support::metrics::{Turn, scrape, scrape_until, value};
-use support::{Backend, WAIT, unique};
 use tokio::sync::mpsc;
 
 /// Both services on one (observed) broker, under a topic prefix and queue group of their
 /// own, with `GET /metrics` on the order port as the binary serves it.
 struct Shop {
-    backend: Backend,
-    broker: Arc<dyn Broker>,
+    harness: Harness,
     topics: Topics,
     queue: String,
     service: OrderService,
-    server: Server,
-    client: reqwest::Client,
     notifications: mpsc::UnboundedReceiver<Notification>,
     observer: mpsc::UnboundedSender<Notification>,
-    instances: Vec<SubscriberHandle>,
-    _turn: Turn,
+}
+
+impl Deref for Shop {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
 }
 
 impl Shop {
     async fn start(backend: Backend, instances: usize) -> Shop {
-        Shop::start_in(Turn::shared(backend).await, backend, instances).await
+        Shop::start_in(Harness::shared(backend).await, instances).await
     }
 
     /// Alone on `backend`, so that the publish counter is this test's own.
     async fn start_alone(backend: Backend, instances: usize) -> Shop {
-        Shop::start_in(Turn::alone(backend).await, backend, instances).await
+        Shop::start_in(Harness::alone(backend).await, instances).await
     }
 
-    async fn start_in(turn: Turn, backend: Backend, instances: usize) -> Shop {
-        // The recorder first: the metrics layer resolves its handles when it is built.
-        let recorder = support::metrics::recorder();
-        let broker = broker::observe::observed(backend.connect().await);
+    async fn start_in(mut harness: Harness, instances: usize) -> Shop {
         let topics = Topics::prefixed(&unique("shop"));
-        let queue = unique("notification");
         let (observer, notifications) = mpsc::unbounded_channel();
         let service = OrderService::new(
-            broker.clone(),
+            harness.broker.clone(),
             &topics,
             ProductStore::sample(),
             Snowflake::new(1).expect("node id"),
         )
         .expect("order service");
-        let app = example_telemetry::with_metrics(router(service.clone()), recorder);
-        let server = order_notification::http::serve("127.0.0.1:0", app)
-            .await
-            .expect("bind the order service");
-        let mut shop = Shop {
-            backend,
-            broker,
+        harness.serve(router(service.clone())).await;
+        let shop = Shop {
+            harness,
             topics,
-            queue,
+            queue: unique("notification"),
             service,
-            server,
-            client: reqwest::Client::new(),
             notifications,
             observer,
-            instances: Vec::new(),
-            _turn: turn,
         };
         for n in 1..=instances {
             shop.add_instance(&format!("n{n}")).await;
@@ -82,23 +70,20 @@ impl Shop {
         shop
     }
 
-    async fn add_instance(&mut self, name: &str) {
+    async fn add_instance(&self, name: &str) {
         let options = NotificationOptions::new()
             .topics(self.topics.clone())
             .queue(self.queue.clone())
             .instance(name)
             .observe(self.observer.clone());
-        let handle = tokio::time::timeout(WAIT, run_notifications(self.broker.clone(), options))
-            .await
-            .unwrap_or_else(|_| panic!("subscribing took more than {WAIT:?} on {:?}", self.backend))
-            .unwrap_or_else(|e| panic!("subscribe on {:?}: {}", self.backend, e.display_chain()));
-        self.instances.push(handle);
+        let subscribing = run_notifications(self.broker.clone(), options);
+        self.subscribe(subscribing).await;
     }
 
     async fn submit(&self, body: serde_json::Value) -> (u16, SubmitResponse) {
         let response = self
             .client
-            .post(self.server.url("/order/submit"))
+            .post(self.url("/order/submit"))
             .json(&body)
             .timeout(WAIT)
             .send()
@@ -112,7 +97,7 @@ impl Shop {
     async fn stock(&self, product: i64) -> u64 {
         let products: serde_json::Value = self
             .client
-            .get(self.server.url("/products"))
+            .get(self.url("/products"))
             .timeout(WAIT)
             .send()
             .await
@@ -132,39 +117,24 @@ impl Shop {
     /// Waits until every order in `order_ids` was notified, returning the notifications
     /// received meanwhile.
     async fn wait_for_orders(&mut self, order_ids: &[String]) -> Vec<Notification> {
-        let mut seen = Vec::new();
-        let outcome = tokio::time::timeout(WAIT, async {
-            while !order_ids
+        collect(self.backend, &mut self.notifications, |seen| {
+            order_ids
                 .iter()
-                .all(|id| seen.iter().any(|n: &Notification| &n.order_id == id))
-            {
-                match self.notifications.recv().await {
-                    Some(n) => seen.push(n),
-                    None => break,
-                }
-            }
+                .all(|id| seen.iter().any(|n| &n.order_id == id))
         })
-        .await;
-        assert!(
-            outcome.is_ok(),
-            "on {:?}, orders {order_ids:?} were not all notified within {WAIT:?}; got {seen:?}",
-            self.backend
-        );
-        seen
+        .await
     }
 
     /// Stops the notification instances (finishing what they hold) and the server, and
     /// returns the notifications not yet read.
-    async fn stop(mut self) -> Vec<Notification> {
-        for handle in self.instances.drain(..) {
-            tokio::time::timeout(WAIT, handle.shutdown())
-                .await
-                .expect("shutdown in time")
-                .expect("shutdown");
-        }
-        self.server.shutdown().await.expect("stop the server");
-        let _ = tokio::time::timeout(WAIT, self.broker.close()).await;
-        std::iter::from_fn(|| self.notifications.try_recv().ok()).collect()
+    async fn stop(self) -> Vec<Notification> {
+        let Shop {
+            harness,
+            mut notifications,
+            ..
+        } = self;
+        harness.stop().await;
+        drain(&mut notifications)
     }
 }
 
@@ -276,16 +246,7 @@ async fn queue_group_notifies_each_order_once(backend: Backend) {
 async fn metrics_count_the_orders(backend: Backend) {
     const ORDERS: u32 = 5;
     let mut shop = Shop::start_alone(backend, 2).await;
-    let metrics_url = shop.server.url("/metrics");
-    let backend_name = shop.broker.capabilities().backend;
-    let published = |samples: &[support::metrics::Sample]| {
-        value(
-            samples,
-            metric_names::PUBLISHED,
-            &[("backend", backend_name)],
-        )
-    };
-    let before = published(&scrape(&shop.client, &metrics_url).await);
+    let before = shop.published().await;
 
     let mut ids = Vec::new();
     for uid in 1..=ORDERS {
@@ -301,30 +262,13 @@ async fn metrics_count_the_orders(backend: Backend) {
     assert_eq!(status, 400, "{answer:?}");
     let seen = shop.wait_for_orders(&ids).await;
 
+    let backend_name = shop.backend_name();
     let pattern = shop.topics.submit.clone();
-    let labels = [("backend", backend_name), ("pattern", pattern.as_str())];
     let expected = f64::from(ORDERS);
-    // Acks are counted once the backend confirms them, after the handler returned.
-    let samples = scrape_until(&shop.client, &metrics_url, |s| {
-        value(s, metric_names::ACKED, &labels) >= expected
-    })
-    .await;
-    assert_eq!(published(&samples) - before, expected, "published");
-    assert_eq!(
-        value(&samples, metric_names::DELIVERED, &labels),
-        expected,
-        "delivered"
-    );
-    assert_eq!(
-        value(&samples, metric_names::ACKED, &labels),
-        expected,
-        "acked"
-    );
-    assert_eq!(
-        value(&samples, metric_names::NACKED, &labels),
-        0.0,
-        "nacked"
-    );
+    let samples = shop.scrape_until_acked(&[&pattern], expected).await;
+    let published = metrics::published(&samples, backend_name);
+    assert_eq!(published - before, expected, "published");
+    metrics::assert_handled(&samples, backend_name, &pattern, expected);
     assert_eq!(
         value(
             &samples,
@@ -346,8 +290,7 @@ async fn metrics_count_the_orders(backend: Backend) {
     assert!(rest.is_empty(), "{seen:?} {rest:?}");
     assert_eq!(seen.len(), ids.len(), "each order notified once: {seen:?}");
     // Nothing more was delivered while the instances stopped.
-    let after = support::metrics::parse(&support::metrics::recorder().render());
-    assert_eq!(value(&after, metric_names::DELIVERED, &labels), expected);
+    assert_eq!(metrics::delivered_now(backend_name, &pattern), expected);
 }
 
 /// What another service may put on the topic, and the notification service cannot
@@ -410,54 +353,20 @@ async fn unreadable_messages_are_dead_lettered_and_orders_keep_flowing(backend: 
     assert!(rest.is_empty(), "{rest:?}");
 }
 
-macro_rules! backend_tests {
-    ($module:ident, $backend:expr) => {
-        mod $module {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn notification_arrives_with_user_and_product() {
-                super::notification_arrives_with_user_and_product($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn insufficient_stock_is_a_400_without_notification() {
-                super::insufficient_stock_is_a_400_without_notification($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn queue_group_notifies_each_order_once() {
-                super::queue_group_notifies_each_order_once($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unreadable_messages_are_dead_lettered_and_orders_keep_flowing() {
-                super::unreadable_messages_are_dead_lettered_and_orders_keep_flowing($backend)
-                    .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn metrics_count_the_orders() {
-                super::metrics_count_the_orders($backend).await;
-            }
-        }
-    };
-}
-
-backend_tests!(memory, Backend::Memory);
-#[cfg(feature = "nats")]
-backend_tests!(nats, Backend::Nats);
-#[cfg(feature = "nats")]
-backend_tests!(jetstream, Backend::JetStream);
-#[cfg(feature = "kafka")]
-backend_tests!(kafka, Backend::Kafka);
+backend_tests!(
+    notification_arrives_with_user_and_product,
+    insufficient_stock_is_a_400_without_notification,
+    queue_group_notifies_each_order_once,
+    unreadable_messages_are_dead_lettered_and_orders_keep_flowing,
+    metrics_count_the_orders,
+);
 
 #[tokio::test]
 async fn malformed_or_unknown_orders_are_refused() {
     let shop = Shop::start(Backend::Memory, 0).await;
     let response = shop
         .client
-        .post(shop.server.url("/order/submit"))
+        .post(shop.url("/order/submit"))
         .header("content-type", "application/json")
         .body(r#"{"productId":"tea"}"#)
         .send()
@@ -483,7 +392,7 @@ async fn malformed_or_unknown_orders_are_refused() {
 
 #[test]
 fn memory_is_compiled_in() {
-    let backends = order_notification::plugin::backends();
+    let backends = example_support::plugin::backends();
     assert!(backends.contains(&"memory"), "{backends:?}");
     assert_eq!(backends.contains(&"nats"), cfg!(feature = "nats"));
     assert_eq!(backends.contains(&"kafka"), cfg!(feature = "kafka"));

@@ -1,18 +1,17 @@
 //! `demo`: every service in one process, a few users through HTTP, what happened.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use broker::Broker;
+use example_support::demo::{self, drain, next, post_json};
+use example_support::plugin;
+use example_support::run::shutdown_all;
 use tokio::sync::mpsc;
 use user_email::{
-    AuditEntry, AuditOptions, EmailOptions, Topics, User, UserService, WelcomeMail, http, plugin,
-    router, run_audit, run_email,
+    AuditEntry, AuditOptions, EmailOptions, Topics, User, UserService, WelcomeMail, router,
+    run_audit, run_email,
 };
-
-/// How long to wait for an event's effects.
-const WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> anyhow::Result<()> {
     let (mail_tx, mut mails) = mpsc::unbounded_channel();
@@ -36,52 +35,31 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
             .context("audit log")?,
     );
     let service = UserService::new(broker, topics).context("user service")?;
-    let server = http::serve("127.0.0.1:0", router(service))
-        .await
-        .context("cannot bind the user service")?;
-    println!(
-        "broker {} (backends compiled in: {}); user service on {}",
-        broker::registry::redact_url(url),
-        plugin::backends().join(", "),
-        server.url("")
-    );
+    let server = demo::serve(router(service), "the user service").await?;
+    let backend = plugin::describe(url);
+    println!("{backend}; user service on {}", server.url(""));
 
     let client = reqwest::Client::new();
     let mut created = Vec::new();
     for (name, email) in [("Ada", "ada@example.com"), ("Linus", "linus@example.com")] {
-        let body = serde_json::json!({ "name": name, "email": email });
-        let response = client
-            .post(server.url("/users"))
-            .json(&body)
-            .send()
-            .await
-            .context("POST /users")?;
-        let status = response.status();
-        let text = response.text().await.context("reading the answer")?;
-        println!("POST /users {body} -> {} {text}", status.as_u16());
+        let body = serde_json::json!({ "name": name, "email": email }).to_string();
+        let (_, text) = post_json(&client, &server, "/users", &body).await?;
         let user: User =
             serde_json::from_str(&text).with_context(|| format!("unexpected answer {text}"))?;
-        let mail = next(&mut mails, |m: &WelcomeMail| m.user_id == user.id).await?;
+        let mail = next(&mut mails, "welcome mail", |m: &WelcomeMail| {
+            m.user_id == user.id
+        })
+        .await?;
         println!("  [{}] {mail}", mail.instance);
-        let entry = next(&mut audit, |e: &AuditEntry| {
+        let entry = next(&mut audit, "audit entry", |e: &AuditEntry| {
             e.user_id.as_deref() == Some(&user.id)
         })
         .await?;
         println!("  [audit] {entry}");
         created.push(user);
     }
-    let response = client
-        .post(server.url("/users"))
-        .json(&serde_json::json!({ "name": "Ada again", "email": "ada@example.com" }))
-        .send()
-        .await
-        .context("POST /users")?;
-    let status = response.status();
-    println!(
-        "POST /users {{\"name\":\"Ada again\",\"email\":\"ada@example.com\"}} -> {} {}",
-        status.as_u16(),
-        response.text().await.context("reading the answer")?
-    );
+    let again = r#"{"name":"Ada again","email":"ada@example.com"}"#;
+    post_json(&client, &server, "/users", again).await?;
     if let Some(user) = created.first() {
         let response = client
             .delete(server.url(&format!("/users/{}", user.id)))
@@ -93,7 +71,7 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
             user.id,
             response.status().as_u16()
         );
-        let entry = next(&mut audit, |e: &AuditEntry| {
+        let entry = next(&mut audit, "audit entry", |e: &AuditEntry| {
             e.topic.ends_with("user.deleted")
         })
         .await?;
@@ -104,10 +82,8 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
         .shutdown()
         .await
         .context("stopping the HTTP server")?;
-    for handle in handles {
-        handle.shutdown().await.context("stopping a subscriber")?;
-    }
-    let stray_mails = std::iter::from_fn(|| mails.try_recv().ok()).count();
+    shutdown_all(handles, "a subscriber").await?;
+    let stray_mails = drain(&mut mails).len();
     anyhow::ensure!(stray_mails == 0, "{stray_mails} unexpected mails");
     println!(
         "{} users created, {} welcome mails, audit saw user.created and user.deleted",
@@ -115,25 +91,4 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
         created.len()
     );
     Ok(())
-}
-
-async fn next<T: std::fmt::Debug>(
-    rx: &mut mpsc::UnboundedReceiver<T>,
-    wanted: impl Fn(&T) -> bool,
-) -> anyhow::Result<T> {
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(item) = rx.recv().await {
-            if wanted(&item) {
-                return Some(item);
-            }
-            tracing::warn!(?item, "an event for something else");
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(item)) => Ok(item),
-        Ok(None) => anyhow::bail!("the subscriber stopped"),
-        Err(_) => anyhow::bail!("nothing arrived within {WAIT:?}"),
-    }
 }

@@ -14,8 +14,9 @@
 //!   service does not.
 //!
 //! `BROKER_URL` picks the transport (default `memory://`); the cargo features `nats` and
-//! `kafka` compile those backends in (see [`plugin`]). On NATS or Kafka each service can
-//! run in its own process (`users`, `email`, `audit`); `all` and `demo` run them in one.
+//! `kafka` compile those backends in (see [`example_support::plugin`]). On NATS or Kafka
+//! each service can run in its own process (`users`, `email`, `audit`); `all` and `demo`
+//! run them in one.
 //!
 //! The services are library functions, used by the binary and the tests alike:
 //! [`router`], [`run_email`] and [`run_audit`].
@@ -24,8 +25,6 @@
 pub mod audit;
 pub mod email;
 pub mod event;
-pub mod http;
-pub mod plugin;
 pub mod user;
 
 pub use audit::{AuditEntry, AuditOptions, run_audit};

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use broker::{Broker, SubscriberHandle};
+use broker::Broker;
 use clap::{Parser, Subcommand};
-use example_telemetry::{PrometheusHandle, Telemetry};
-use user_email::{
-    AuditOptions, EmailOptions, Topics, UserService, http, plugin, router, run_audit, run_email,
-};
+use example_support::plugin;
+use example_support::run::{Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c};
+use example_telemetry::PrometheusHandle;
+use user_email::{AuditOptions, EmailOptions, Topics, UserService, router, run_audit, run_email};
 
 /// User created → welcome mail, with an audit log, over a message broker.
 #[derive(Debug, Parser)]
@@ -66,47 +66,28 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    let telemetry = Telemetry::init("user-email", default_level)?;
-    let metrics = example_telemetry::install_metrics()?;
-
+    let process = Process::start("user-email", default_level, &cli.broker_url).await?;
+    let (broker, metrics) = (process.broker(), process.metrics());
     let topics = Topics::prefixed(&cli.topic_prefix);
-    let url = cli.broker_url.trim().to_owned();
-    let broker = plugin::connect(&url).await.with_context(|| {
-        format!(
-            "cannot connect to the broker at `{}` (backends compiled in: {})",
-            broker::registry::redact_url(&url),
-            plugin::backends().join(", ")
-        )
-    })?;
-    let alone = |service: &str| {
-        if plugin::is_in_process(&url) {
-            tracing::warn!(
-                "on {url} only this process sees the events: run `all` instead of `{service}`, \
-                 or set BROKER_URL to a NATS or Kafka broker"
-            );
-        }
-    };
     let outcome = match cli.command {
         Command::Users { addr } => {
-            alone("users");
-            serve_users(broker.clone(), &topics, addr, metrics).await
+            process.warn_if_alone("users");
+            serve_users(broker, &topics, addr, metrics).await
         }
         Command::Email { instance } => {
-            alone("email");
+            process.warn_if_alone("email");
             let options = EmailOptions::new().topics(topics).instance(instance);
-            let handle = run_email(broker.clone(), options)
+            let handle = run_email(broker, options)
                 .await
                 .context("cannot subscribe the email service")?;
-            wait_for_ctrl_c().await;
-            stop(vec![handle]).await
+            subscribe_until_ctrl_c(vec![handle], "a subscriber").await
         }
         Command::Audit => {
-            alone("audit");
-            let handle = run_audit(broker.clone(), AuditOptions::new().topics(topics))
+            process.warn_if_alone("audit");
+            let handle = run_audit(broker, AuditOptions::new().topics(topics))
                 .await
                 .context("cannot subscribe the audit log")?;
-            wait_for_ctrl_c().await;
-            stop(vec![handle]).await
+            subscribe_until_ctrl_c(vec![handle], "a subscriber").await
         }
         Command::All { addr } => {
             let mut handles = Vec::new();
@@ -125,14 +106,12 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .context("cannot subscribe the audit log")?,
             );
-            let served = serve_users(broker.clone(), &topics, addr, metrics).await;
-            served.and(stop(handles).await)
+            let served = serve_users(broker, &topics, addr, metrics).await;
+            served.and(shutdown_all(handles, "a subscriber").await)
         }
-        Command::Demo => demo::run(broker.clone(), &url, &topics).await,
+        Command::Demo => demo::run(broker, process.url(), &topics).await,
     };
-    let closed = broker.close().await.context("closing the broker");
-    telemetry.shutdown();
-    outcome.and(closed)
+    process.finish(outcome).await
 }
 
 async fn serve_users(
@@ -142,30 +121,13 @@ async fn serve_users(
     metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let service = UserService::new(broker, topics).context("cannot create the user service")?;
-    let app = example_telemetry::with_metrics(router(service), metrics);
-    let server = http::serve(addr, app)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(
-        "user service on {} (metrics: {}); try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
-        server.url(""),
-        server.url("/metrics"),
-        server.url("/users")
-    );
-    wait_for_ctrl_c().await;
-    server.shutdown().await.context("stopping the HTTP server")
-}
-
-async fn stop(handles: Vec<SubscriberHandle>) -> anyhow::Result<()> {
-    for handle in handles {
-        handle.shutdown().await.context("stopping a subscriber")?;
-    }
-    Ok(())
-}
-
-async fn wait_for_ctrl_c() {
-    if let Err(err) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %err, "cannot listen for ctrl-c; stopping");
-    }
-    tracing::info!("stopping");
+    serve_until_ctrl_c(addr, router(service), metrics, |server| {
+        tracing::info!(
+            "user service on {} (metrics: {}); try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
+            server.url(""),
+            server.url("/metrics"),
+            server.url("/users")
+        );
+    })
+    .await
 }

@@ -2,18 +2,15 @@
 //! broker, on memory:// always, on NATS and JetStream with `--features nats`, on Kafka
 //! with `--features kafka`.
 
-use example_testing as support;
-
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::ops::Deref;
 
-use broker::observe::metric_names;
-use broker::{Broker, SubscriberHandle};
+use example_support::backend_tests;
+use example_support::demo::drain;
+use example_support::testing::metrics;
+use example_support::testing::{Backend, Harness, WAIT, collect, unique};
 use serde_json::json;
-use support::metrics::{Sample, Turn, scrape, scrape_until, value};
-use support::{Backend, WAIT, unique};
 use tokio::sync::mpsc;
-use user_email::http::Server;
 use user_email::{
     AuditEntry, AuditOptions, EmailOptions, Topics, User, UserCreated, UserService, WelcomeMail,
     router, run_audit, run_email,
@@ -22,78 +19,66 @@ use user_email::{
 /// The three services on one (observed) broker, under a topic prefix and groups of their
 /// own, with `GET /metrics` on the user port as the binary serves it.
 struct Users {
-    broker: Arc<dyn Broker>,
-    server: Server,
+    harness: Harness,
     topics: Topics,
-    client: reqwest::Client,
     mails: mpsc::UnboundedReceiver<WelcomeMail>,
     audit: mpsc::UnboundedReceiver<AuditEntry>,
-    handles: Vec<SubscriberHandle>,
-    _turn: Turn,
+}
+
+impl Deref for Users {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
 }
 
 impl Users {
     async fn start(backend: Backend, email_instances: usize, with_audit: bool) -> Users {
-        let turn = Turn::shared(backend).await;
-        Users::start_in(turn, backend, email_instances, with_audit).await
+        let harness = Harness::shared(backend).await;
+        Users::start_in(harness, email_instances, with_audit).await
     }
 
     /// Alone on `backend`, so that the publish counter is this test's own.
     async fn start_alone(backend: Backend, email_instances: usize, with_audit: bool) -> Users {
-        let turn = Turn::alone(backend).await;
-        Users::start_in(turn, backend, email_instances, with_audit).await
+        let harness = Harness::alone(backend).await;
+        Users::start_in(harness, email_instances, with_audit).await
     }
 
-    async fn start_in(
-        turn: Turn,
-        backend: Backend,
-        email_instances: usize,
-        with_audit: bool,
-    ) -> Users {
-        // The recorder first: the metrics layer resolves its handles when it is built.
-        let recorder = support::metrics::recorder();
-        let broker = broker::observe::observed(backend.connect().await);
+    async fn start_in(mut harness: Harness, email_instances: usize, with_audit: bool) -> Users {
+        let broker = harness.broker.clone();
         let topics = Topics::prefixed(&unique("users"));
         let (mail_tx, mails) = mpsc::unbounded_channel();
         let (audit_tx, audit) = mpsc::unbounded_channel();
         let email_group = unique("email");
-        let mut handles = Vec::new();
         for n in 1..=email_instances {
             let options = EmailOptions::new()
                 .topics(topics.clone())
                 .queue(email_group.clone())
                 .instance(format!("e{n}"))
                 .observe(mail_tx.clone());
-            handles.push(subscribed(backend, run_email(broker.clone(), options)).await);
+            harness.subscribe(run_email(broker.clone(), options)).await;
         }
         if with_audit {
             let options = AuditOptions::new()
                 .topics(topics.clone())
                 .queue(unique("audit"))
                 .observe(audit_tx);
-            handles.push(subscribed(backend, run_audit(broker.clone(), options)).await);
+            harness.subscribe(run_audit(broker.clone(), options)).await;
         }
-        let service = UserService::new(broker.clone(), &topics).expect("user service");
-        let app = example_telemetry::with_metrics(router(service), recorder);
-        let server = user_email::http::serve("127.0.0.1:0", app)
-            .await
-            .expect("bind the user service");
+        let service = UserService::new(broker, &topics).expect("user service");
+        harness.serve(router(service)).await;
         Users {
-            broker,
-            server,
+            harness,
             topics,
-            client: reqwest::Client::new(),
             mails,
             audit,
-            handles,
-            _turn: turn,
         }
     }
 
     async fn post_user(&self, name: &str, email: &str) -> (u16, serde_json::Value) {
         let response = self
             .client
-            .post(self.server.url("/users"))
+            .post(self.url("/users"))
             .json(&json!({ "name": name, "email": email }))
             .timeout(WAIT)
             .send()
@@ -111,7 +96,7 @@ impl Users {
 
     async fn delete(&self, id: &str) -> u16 {
         self.client
-            .delete(self.server.url(&format!("/users/{id}")))
+            .delete(self.url(&format!("/users/{id}")))
             .timeout(WAIT)
             .send()
             .await
@@ -120,54 +105,18 @@ impl Users {
             .as_u16()
     }
 
-    /// Waits until `done` holds for what `rx` delivered, and returns all of it.
-    async fn collect<T: std::fmt::Debug>(
-        backend: Backend,
-        rx: &mut mpsc::UnboundedReceiver<T>,
-        done: impl Fn(&[T]) -> bool,
-    ) -> Vec<T> {
-        let mut seen = Vec::new();
-        let outcome = tokio::time::timeout(WAIT, async {
-            while !done(&seen) {
-                match rx.recv().await {
-                    Some(item) => seen.push(item),
-                    None => break,
-                }
-            }
-        })
-        .await;
-        assert!(
-            outcome.is_ok() && done(&seen),
-            "on {backend:?}, not everything arrived within {WAIT:?}; got {seen:?}"
-        );
-        seen
-    }
-
     /// Stops the subscribers (finishing what they hold) and the server; returns the
     /// mails and audit entries not yet read.
-    async fn stop(mut self) -> (Vec<WelcomeMail>, Vec<AuditEntry>) {
-        for handle in self.handles.drain(..) {
-            tokio::time::timeout(WAIT, handle.shutdown())
-                .await
-                .expect("shutdown in time")
-                .expect("shutdown");
-        }
-        self.server.shutdown().await.expect("stop the server");
-        let _ = tokio::time::timeout(WAIT, self.broker.close()).await;
-        let mails = std::iter::from_fn(|| self.mails.try_recv().ok()).collect();
-        let audit = std::iter::from_fn(|| self.audit.try_recv().ok()).collect();
-        (mails, audit)
+    async fn stop(self) -> (Vec<WelcomeMail>, Vec<AuditEntry>) {
+        let Users {
+            harness,
+            mut mails,
+            mut audit,
+            ..
+        } = self;
+        harness.stop().await;
+        (drain(&mut mails), drain(&mut audit))
     }
-}
-
-async fn subscribed(
-    backend: Backend,
-    subscribe: impl Future<Output = broker::Result<SubscriberHandle>>,
-) -> SubscriberHandle {
-    tokio::time::timeout(WAIT, subscribe)
-        .await
-        .unwrap_or_else(|_| panic!("subscribing took more than {WAIT:?} on {backend:?}"))
-        .unwrap_or_else(|e| panic!("subscribe on {backend:?}: {}", e.display_chain()))
 }
 
 async fn welcome_mail_and_audit_fan_out(backend: Backend) {
@@ -175,7 +124,7 @@ async fn welcome_mail_and_audit_fan_out(backend: Backend) {
     let ada = users.create("Ada", "ada@example.com").await;
     assert_eq!(ada.name, "Ada");
 
-    let mails = Users::collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
+    let mails = collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
         m.iter().any(|m| m.user_id == ada.id)
     })
     .await;
@@ -188,7 +137,7 @@ async fn welcome_mail_and_audit_fan_out(backend: Backend) {
     assert_eq!(mail.subject, "Welcome, Ada!");
 
     // The audit log got the same event: fan-out to a second group, through `user.>`.
-    let entries = Users::collect(backend, &mut users.audit, |e: &[AuditEntry]| {
+    let entries = collect(backend, &mut users.audit, |e: &[AuditEntry]| {
         e.iter().any(|e| e.user_id.as_deref() == Some(&ada.id))
     })
     .await;
@@ -221,7 +170,7 @@ async fn audit_wildcard_sees_deletes_that_email_ignores(backend: Backend) {
     let linus = users.create("Linus", "linus@example.com").await;
     assert_eq!(users.delete(&linus.id).await, 204);
     let deleted = users.topics.deleted.clone();
-    let entries = Users::collect(backend, &mut users.audit, |e: &[AuditEntry]| {
+    let entries = collect(backend, &mut users.audit, |e: &[AuditEntry]| {
         e.iter().any(|e| e.topic == deleted) && e.len() >= 2
     })
     .await;
@@ -233,7 +182,7 @@ async fn audit_wildcard_sees_deletes_that_email_ignores(backend: Backend) {
             .iter()
             .all(|e| e.user_id.as_deref() == Some(&linus.id))
     );
-    let mails = Users::collect(backend, &mut users.mails, |m: &[WelcomeMail]| !m.is_empty()).await;
+    let mails = collect(backend, &mut users.mails, |m: &[WelcomeMail]| !m.is_empty()).await;
     let (more_mails, _) = users.stop().await;
     assert_eq!(
         mails.len() + more_mails.len(),
@@ -251,7 +200,7 @@ async fn email_group_sends_one_mail_per_user(backend: Backend) {
             .await;
         ids.push(user.id);
     }
-    let mut mails = Users::collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
+    let mut mails = collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
         ids.iter().all(|id| m.iter().any(|m| &m.user_id == id))
     })
     .await;
@@ -271,16 +220,7 @@ async fn email_group_sends_one_mail_per_user(backend: Backend) {
 async fn metrics_count_the_sign_ups(backend: Backend) {
     const USERS: u32 = 4;
     let mut users = Users::start_alone(backend, 2, true).await;
-    let metrics_url = users.server.url("/metrics");
-    let backend_name = users.broker.capabilities().backend;
-    let published = |samples: &[Sample]| {
-        value(
-            samples,
-            metric_names::PUBLISHED,
-            &[("backend", backend_name)],
-        )
-    };
-    let before = published(&scrape(&users.client, &metrics_url).await);
+    let before = users.published().await;
 
     let mut ids = Vec::new();
     for n in 1..=USERS {
@@ -292,86 +232,34 @@ async fn metrics_count_the_sign_ups(backend: Backend) {
     // The address is taken: refused, nothing published.
     let (status, body) = users.post_user("again", "USER1@example.com").await;
     assert_eq!(status, 409, "{body}");
-    let mails = Users::collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
+    let mails = collect(backend, &mut users.mails, |m: &[WelcomeMail]| {
         ids.iter().all(|id| m.iter().any(|m| &m.user_id == id))
     })
     .await;
 
     let expected = f64::from(USERS);
+    let backend_name = users.backend_name();
     let topics = users.topics.clone();
-    let email = [
-        ("backend", backend_name),
-        ("pattern", topics.created.as_str()),
-    ];
-    let audit = [
-        ("backend", backend_name),
-        ("pattern", topics.all_users.as_str()),
-    ];
-    // Acks are counted once the backend confirms them, after the handlers returned.
-    let samples = scrape_until(&users.client, &metrics_url, |s| {
-        value(s, metric_names::ACKED, &email) >= expected
-            && value(s, metric_names::ACKED, &audit) >= expected
-    })
-    .await;
-    assert_eq!(published(&samples) - before, expected, "published");
-    for labels in [&email, &audit] {
-        assert_eq!(
-            value(&samples, metric_names::DELIVERED, labels),
-            expected,
-            "delivered {labels:?}"
-        );
-        assert_eq!(
-            value(&samples, metric_names::ACKED, labels),
-            expected,
-            "acked {labels:?}"
-        );
-        assert_eq!(
-            value(&samples, metric_names::NACKED, labels),
-            0.0,
-            "nacked {labels:?}"
-        );
+    let (email, audit) = (topics.created.as_str(), topics.all_users.as_str());
+    let samples = users.scrape_until_acked(&[email, audit], expected).await;
+    let published = metrics::published(&samples, backend_name);
+    assert_eq!(published - before, expected, "published");
+    for pattern in [email, audit] {
+        metrics::assert_handled(&samples, backend_name, pattern, expected);
     }
 
     let (more_mails, _) = users.stop().await;
     assert!(more_mails.is_empty(), "{mails:?} {more_mails:?}");
     assert_eq!(mails.len(), ids.len(), "one mail per user: {mails:?}");
-    let after = support::metrics::parse(&support::metrics::recorder().render());
-    assert_eq!(value(&after, metric_names::DELIVERED, &email), expected);
+    assert_eq!(metrics::delivered_now(backend_name, email), expected);
 }
 
-macro_rules! backend_tests {
-    ($module:ident, $backend:expr) => {
-        mod $module {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn welcome_mail_and_audit_fan_out() {
-                super::welcome_mail_and_audit_fan_out($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn audit_wildcard_sees_deletes_that_email_ignores() {
-                super::audit_wildcard_sees_deletes_that_email_ignores($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn email_group_sends_one_mail_per_user() {
-                super::email_group_sends_one_mail_per_user($backend).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn metrics_count_the_sign_ups() {
-                super::metrics_count_the_sign_ups($backend).await;
-            }
-        }
-    };
-}
-
-backend_tests!(memory, super::Backend::Memory);
-#[cfg(feature = "nats")]
-backend_tests!(nats, super::Backend::Nats);
-#[cfg(feature = "nats")]
-backend_tests!(jetstream, super::Backend::JetStream);
-#[cfg(feature = "kafka")]
-backend_tests!(kafka, super::Backend::Kafka);
+backend_tests!(
+    welcome_mail_and_audit_fan_out,
+    audit_wildcard_sees_deletes_that_email_ignores,
+    email_group_sends_one_mail_per_user,
+    metrics_count_the_sign_ups,
+);
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_a_message() {
@@ -387,7 +275,7 @@ async fn bad_requests_are_refused_with_a_message() {
     assert_eq!(users.delete("no-such-user").await, 404);
     let response = users
         .client
-        .post(users.server.url("/users"))
+        .post(users.url("/users"))
         .header("content-type", "application/json")
         .body("{")
         .send()

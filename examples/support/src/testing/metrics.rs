@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use broker::observe::metric_names as names;
 use example_telemetry::PrometheusHandle;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use crate::{Backend, WAIT};
+use super::{Backend, WAIT};
 
 /// The process's Prometheus recorder (installed by the first caller).
 pub fn recorder() -> PrometheusHandle {
@@ -141,6 +142,33 @@ pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .map(|s| s.value)
         .sum()
+}
+
+/// The publishes counted in `samples` on `backend`.
+pub fn published(samples: &[Sample], backend: &str) -> f64 {
+    value(samples, names::PUBLISHED, &[("backend", backend)])
+}
+
+/// Asserts that the subscription `pattern` on `backend` had `expected` deliveries, all
+/// acked, none nacked.
+pub fn assert_handled(samples: &[Sample], backend: &str, pattern: &str, expected: f64) {
+    let labels = [("backend", backend), ("pattern", pattern)];
+    for (name, count) in [
+        (names::DELIVERED, expected),
+        (names::ACKED, expected),
+        (names::NACKED, 0.0),
+    ] {
+        assert_eq!(value(samples, name, &labels), count, "{name} {labels:?}");
+    }
+}
+
+/// The deliveries the recorder counts now on the subscription `pattern` of `backend`.
+pub fn delivered_now(backend: &str, pattern: &str) -> f64 {
+    value(
+        &parse(&recorder().render()),
+        names::DELIVERED,
+        &[("backend", backend), ("pattern", pattern)],
+    )
 }
 
 /// `GET url` (a `/metrics` route), parsed.

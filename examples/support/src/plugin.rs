@@ -1,14 +1,14 @@
-//! The broker backends compiled into this example, as a go-micro service's `plugin.go`
+//! The broker backends compiled into an example, as a go-micro service's `plugin.go`
 //! lists its `_` imports.
 //!
-//! Cargo features choose them: `memory` (the default), `nats` (`nats://`, `jetstream://`)
-//! and `kafka` (`kafka://`), each forwarding to the feature of the `broker` crate that
-//! links the backend and registers its URL scheme. `BROKER_URL` then picks one of them at
-//! run time:
+//! Each example's cargo features choose them: `memory` (the default), `nats` (`nats://`,
+//! `jetstream://`) and `kafka` (`kafka://`), each forwarding to the feature of the
+//! `broker` crate that links the backend and registers its URL scheme. `BROKER_URL` then
+//! picks one of them at run time:
 //!
 //! ```text
-//! cargo run -p event-bus -- demo                                # memory://
-//! BROKER_URL=nats://127.0.0.1:4222 cargo run -p event-bus --features nats -- all
+//! cargo run -p order-notification -- demo                                # memory://
+//! BROKER_URL=nats://127.0.0.1:4222 cargo run -p user-email --features nats -- all
 //! BROKER_URL=kafka://127.0.0.1:9092 cargo run -p event-bus --features kafka -- gateway
 //! ```
 
@@ -38,4 +38,13 @@ pub async fn connect(url: &str) -> broker::Result<Arc<dyn Broker>> {
 /// share.
 pub fn is_in_process(url: &str) -> bool {
     url.trim_start().starts_with("memory:")
+}
+
+/// `broker <url> (backends compiled in: …)`, with the URL's secrets redacted.
+pub fn describe(url: &str) -> String {
+    format!(
+        "broker {} (backends compiled in: {})",
+        broker::registry::redact_url(url),
+        backends().join(", ")
+    )
 }

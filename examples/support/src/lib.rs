@@ -1,0 +1,18 @@
+//! Shared by the three service examples (`order-notification`, `user-email`,
+//! `event-bus`), so that each of them holds only its own services:
+//!
+//! - [`plugin`]: the broker backends compiled in, and how an example connects (observed,
+//!   for correlation ids, traces and metrics);
+//! - [`run`]: what each binary does around its services: logs and metrics, the broker
+//!   from `--broker-url`/`BROKER_URL`, serving HTTP with `GET /metrics` until ctrl-c,
+//!   stopping subscribers, closing;
+//! - [`demo`]: what the `demo` commands print and wait for;
+//! - [`testing`] (feature `testing`, for `[dev-dependencies]`): the end-to-end tests'
+//!   backends, fixture, metrics and per-backend test modules.
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod plugin;
+pub mod run;
+#[cfg(feature = "testing")]
+pub mod testing;
