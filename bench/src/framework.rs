@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use broker::options::StartPosition;
-use broker::{Broker, Headers, Message, SubscribeOptions, Subscription};
+use broker::{Broker, ErrorKind, Headers, Message, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 
@@ -72,6 +72,15 @@ impl Framework {
     pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
     }
+}
+
+/// `err`, from connecting the framework's broker, with `hint` (how to start the server)
+/// added when the server could not be reached.
+#[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
+pub(crate) fn connect_error(err: broker::Error, hint: impl FnOnce() -> String) -> anyhow::Error {
+    let connect = err.kind() == ErrorKind::Connect;
+    let err = anyhow::Error::new(err);
+    if connect { err.context(hint()) } else { err }
 }
 
 /// Builds the framework's message for `spec`, as a service would for each event.

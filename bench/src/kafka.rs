@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use broker::Broker;
 use broker::kafka::{KafkaBroker, KafkaOptions};
 use broker::options::StartPosition;
-use broker::{Broker, ErrorKind};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -30,7 +30,7 @@ use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::Notify;
 
-use crate::framework::Framework;
+use crate::framework::{Framework, connect_error};
 use crate::scenario::{self, Plan, Prepare, Row, Topics};
 use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
 
@@ -76,11 +76,9 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     for (k, v) in PRODUCER {
         options = options.set(*k, *v);
     }
-    let kafka = KafkaBroker::connect(options).await.map_err(|err| {
-        let connect = err.kind() == ErrorKind::Connect;
-        let err = anyhow::Error::new(err);
-        if connect { err.context(hint()) } else { err }
-    })?;
+    let kafka = KafkaBroker::connect(options)
+        .await
+        .map_err(|err| connect_error(err, hint))?;
     let framework_topics = kafka.clone();
     let broker: Arc<dyn Broker> = Arc::new(kafka);
     let fw = Framework::new(broker.clone())

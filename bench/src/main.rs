@@ -226,6 +226,14 @@ struct Sizing {
     samples: (u64, u64),
 }
 
+/// How much each of `name`'s runs does, for the report.
+fn plan_line(name: &str, plan: &Plan) -> String {
+    format!(
+        "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
+        plan.messages, plan.samples, plan.reps
+    )
+}
+
 impl Args {
     fn plan(&self, sizing: Sizing) -> Plan {
         let pick = |(full, quick): (u64, u64)| if self.quick { quick } else { full };
@@ -402,20 +410,9 @@ async fn run_backend(
     rows: &mut Vec<Row>,
     plans: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let describe = |name: &str, plan: &Plan| {
-        format!(
-            "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
-            plan.messages, plan.samples, plan.reps
-        )
-    };
     match backend {
         Backend::Memory => {
-            let plan = args.plan(Sizing {
-                messages: (200_000, 4_000),
-                samples: (5_000, 200),
-            });
-            eprintln!("{}", describe("memory", &plan));
-            plans.push(describe("memory", &plan));
+            let plan = memory_plan(args, "memory", plans);
             let (fw, buffer) = memory::framework();
             let raw = memory::RawMemory::new(buffer, plan.messages as usize);
             scenario::compare(
@@ -435,16 +432,24 @@ async fn run_backend(
         Backend::NatsCore | Backend::Jetstream => run_nats(args, backend, rows, plans).await,
         Backend::Kafka => run_kafka(args, rows, plans).await,
         Backend::Observe => {
-            let plan = args.plan(Sizing {
-                messages: (200_000, 4_000),
-                samples: (5_000, 200),
-            });
-            eprintln!("{}", describe("memory + observe", &plan));
-            plans.push(describe("memory + observe", &plan));
+            let plan = memory_plan(args, "memory + observe", plans);
             observe::run(&plan, rows).await
         }
         Backend::Nats => bail!("`nats` is expanded before this point"),
     }
+}
+
+/// The plan of the memory backend's runs, bare or observed (`name`), announced and noted
+/// in `plans`.
+fn memory_plan(args: &Args, name: &str, plans: &mut Vec<String>) -> Plan {
+    let plan = args.plan(Sizing {
+        messages: (200_000, 4_000),
+        samples: (5_000, 200),
+    });
+    let line = plan_line(name, &plan);
+    eprintln!("{line}");
+    plans.push(line);
+    plan
 }
 
 #[cfg(feature = "nats")]
@@ -473,10 +478,7 @@ async fn run_nats(
     }
     let name = if jetstream { "jetstream" } else { "nats" };
     eprintln!("{name}: {} messages per run", plan.messages);
-    plans.push(format!(
-        "{name}: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
-        plan.messages, plan.samples, plan.reps
-    ));
+    plans.push(plan_line(name, &plan));
     nats::run(jetstream, args.jetstream_acks, args.nats_ids, &plan, rows).await
 }
 
@@ -510,10 +512,7 @@ async fn run_kafka(
         plan.warm_up = false;
     }
     eprintln!("kafka: {} messages per run", plan.messages);
-    plans.push(format!(
-        "kafka: {} messages per throughput run, {} round trips, {} reps after 1 warm-up",
-        plan.messages, plan.samples, plan.reps
-    ));
+    plans.push(plan_line("kafka", &plan));
     kafka::run(&plan, rows).await
 }
 

@@ -15,11 +15,11 @@ use anyhow::{Context as _, anyhow, bail};
 use async_nats::jetstream::{self, consumer::pull};
 use async_nats::{Client, ConnectOptions, HeaderMap, Subject};
 use broker::nats::NatsBroker;
-use broker::{Broker, ErrorKind, Message};
+use broker::{Broker, Message};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
-use crate::framework::{Flush, Framework};
+use crate::framework::{Flush, Framework, connect_error};
 use crate::scenario::{self, NoPrepare, Plan, Row, Topics};
 use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
 use crate::{JetStreamAcks, NatsIds};
@@ -68,11 +68,9 @@ pub(crate) async fn run(
     } else {
         format!("nats://{host}?name=broker-bench")
     };
-    let nats = NatsBroker::connect_url(&url).await.map_err(|err| {
-        let connect = err.kind() == ErrorKind::Connect;
-        let err = anyhow::Error::new(err);
-        if connect { err.context(hint()) } else { err }
-    })?;
+    let nats = NatsBroker::connect_url(&url)
+        .await
+        .map_err(|err| connect_error(err, hint))?;
     let client = nats.client().clone();
     let broker: Arc<dyn Broker> = Arc::new(nats);
     let mut fw = Framework::new(broker.clone());

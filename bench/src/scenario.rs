@@ -213,34 +213,32 @@ pub(crate) async fn compare<R: Side, F: Side, P: Prepare>(
             };
             let run_raw = plan.only != Some(Only::Framework);
             let run_fw = plan.only != Some(Only::Raw);
-            if plan.warm_up {
-                if run_raw {
-                    measure(raw, scenario, &spec, &warm, &topic()?)
-                        .await
-                        .with_context(|| format!("warm-up of {}", what(baseline)))?;
-                }
-                if run_fw {
-                    measure(fw, scenario, &spec, &warm, &topic()?)
-                        .await
-                        .with_context(|| format!("warm-up of {}", what("framework")))?;
-                }
-            }
             let mut raw_samples = Vec::with_capacity(plan.reps);
             let mut fw_samples = Vec::with_capacity(plan.reps);
-            for _ in 0..plan.reps {
+            // The warm-up, if any, then the measured runs; each run raw first.
+            let warm_ups = usize::from(plan.warm_up);
+            for run in 0..warm_ups + plan.reps {
+                let warm_up = run < warm_ups;
+                let (load, prefix) = if warm_up {
+                    (&warm, "warm-up of ")
+                } else {
+                    (&full, "")
+                };
                 if run_raw {
-                    raw_samples.push(
-                        measure(raw, scenario, &spec, &full, &topic()?)
-                            .await
-                            .with_context(|| what(baseline))?,
-                    );
+                    let sample = measure(raw, scenario, &spec, load, &topic()?)
+                        .await
+                        .with_context(|| format!("{prefix}{}", what(baseline)))?;
+                    if !warm_up {
+                        raw_samples.push(sample);
+                    }
                 }
                 if run_fw {
-                    fw_samples.push(
-                        measure(fw, scenario, &spec, &full, &topic()?)
-                            .await
-                            .with_context(|| what("framework"))?,
-                    );
+                    let sample = measure(fw, scenario, &spec, load, &topic()?)
+                        .await
+                        .with_context(|| format!("{prefix}{}", what("framework")))?;
+                    if !warm_up {
+                        fw_samples.push(sample);
+                    }
                 }
             }
             if !run_raw {
@@ -313,33 +311,28 @@ async fn measure_inner<S: Side>(
         Scenario::PubSub => {
             let subs = side.subscribe(topic, None, 1).await?;
             let receiving = Receiving::start(subs, n, Some(n), len);
-            let start = Instant::now();
-            side.publish_many(topic, n, spec).await?;
-            let (end, _) = receiving.finish(load.stall).await?;
-            Ok(Sample::Rate(n as f64 / (end - start).as_secs_f64()))
+            let (elapsed, _) = publish_received(side, topic, n, spec, receiving, load).await?;
+            Ok(Sample::Rate(n as f64 / elapsed.as_secs_f64()))
         }
         Scenario::FanOut(k) => {
             let published = (n / k as u64).max(1);
             let expected = published * k as u64;
             let subs = side.subscribe(topic, None, k).await?;
             let receiving = Receiving::start(subs, expected, Some(published), len);
-            let start = Instant::now();
-            side.publish_many(topic, published, spec).await?;
-            let (end, _) = receiving.finish(load.stall).await?;
-            Ok(Sample::Rate(expected as f64 / (end - start).as_secs_f64()))
+            let (elapsed, _) =
+                publish_received(side, topic, published, spec, receiving, load).await?;
+            Ok(Sample::Rate(expected as f64 / elapsed.as_secs_f64()))
         }
         Scenario::Queue(k) => {
             let group = format!("g-{}", topic.replace('.', "-"));
             let subs = side.subscribe(topic, Some(&group), k).await?;
             let receiving = Receiving::start(subs, n, None, len);
-            let start = Instant::now();
-            side.publish_many(topic, n, spec).await?;
-            let (end, counts) = receiving.finish(load.stall).await?;
+            let (elapsed, counts) = publish_received(side, topic, n, spec, receiving, load).await?;
             let max = counts.iter().copied().max().unwrap_or(0) as f64;
             let min = counts.iter().copied().min().unwrap_or(0) as f64;
             let mean = n as f64 / counts.len().max(1) as f64;
             Ok(Sample::Queue {
-                rate: n as f64 / (end - start).as_secs_f64(),
+                rate: n as f64 / elapsed.as_secs_f64(),
                 spread: (max - min) / mean,
             })
         }
@@ -368,6 +361,22 @@ async fn measure_inner<S: Side>(
             Ok(Sample::Latency([us(0.50), us(0.90), us(0.99), us(0.999)]))
         }
     }
+}
+
+/// Publishes `n` copies of `spec` to `topic` while `receiving` counts them, and returns
+/// the time from the first publish to the last receipt, and how many each member got.
+async fn publish_received<S: Side>(
+    side: &S,
+    topic: &str,
+    n: u64,
+    spec: &MsgSpec,
+    receiving: Receiving,
+    load: &Load,
+) -> anyhow::Result<(Duration, Vec<u64>)> {
+    let start = Instant::now();
+    side.publish_many(topic, n, spec).await?;
+    let (end, counts) = receiving.finish(load.stall).await?;
+    Ok((end - start, counts))
 }
 
 /// Subscribers counting what they receive, each on its own task.
@@ -517,42 +526,34 @@ fn median(samples: &[Sample]) -> anyhow::Result<Sample> {
             (values[n / 2 - 1] + values[n / 2]) / 2.0
         }
     }
+    // The median of the figure `pick` takes from each sample that has it.
+    let median_of =
+        |pick: &dyn Fn(&Sample) -> Option<f64>| mid(samples.iter().filter_map(pick).collect());
     let first = samples.first().context("no samples")?;
     Ok(match first {
-        Sample::Rate(_) => Sample::Rate(mid(samples
-            .iter()
-            .filter_map(|s| match s {
-                Sample::Rate(r) => Some(*r),
-                _ => None,
-            })
-            .collect())),
+        Sample::Rate(_) => Sample::Rate(median_of(&|s| match s {
+            Sample::Rate(r) => Some(*r),
+            _ => None,
+        })),
         Sample::Latency(_) => {
             let mut out = [0.0; 4];
             for (q, slot) in out.iter_mut().enumerate() {
-                *slot = mid(samples
-                    .iter()
-                    .filter_map(|s| match s {
-                        Sample::Latency(p) => Some(p[q]),
-                        _ => None,
-                    })
-                    .collect());
+                *slot = median_of(&|s| match s {
+                    Sample::Latency(p) => Some(p[q]),
+                    _ => None,
+                });
             }
             Sample::Latency(out)
         }
-        Sample::Queue { .. } => {
-            let pick = |f: fn(f64, f64) -> f64| {
-                mid(samples
-                    .iter()
-                    .filter_map(|s| match s {
-                        Sample::Queue { rate, spread } => Some(f(*rate, *spread)),
-                        _ => None,
-                    })
-                    .collect())
-            };
-            Sample::Queue {
-                rate: pick(|r, _| r),
-                spread: pick(|_, s| s),
-            }
-        }
+        Sample::Queue { .. } => Sample::Queue {
+            rate: median_of(&|s| match s {
+                Sample::Queue { rate, .. } => Some(*rate),
+                _ => None,
+            }),
+            spread: median_of(&|s| match s {
+                Sample::Queue { spread, .. } => Some(*spread),
+                _ => None,
+            }),
+        },
     })
 }

@@ -69,26 +69,41 @@ fn quick_memory() {
     quick("memory", &["memory"]);
 }
 
+/// The NATS server from `NATS_URL`, as `[credentials@]host:port`; fails with how to start
+/// it when it is not reachable.
+#[cfg(feature = "nats")]
+fn nats_host() -> String {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let host = url.trim_start_matches("nats://").to_owned();
+    require(
+        "NATS",
+        host.rsplit('@').next().unwrap_or_default(),
+        "scripts/nats.sh start",
+    );
+    host
+}
+
+/// The Kafka brokers from `KAFKA_BROKERS`; fails with how to start Kafka when the first
+/// is not reachable.
+#[cfg(feature = "kafka")]
+fn kafka_brokers() -> String {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let first = brokers.split(',').next().unwrap_or_default();
+    require("Kafka", first, "scripts/kafka.sh start");
+    brokers
+}
+
 #[cfg(feature = "nats")]
 #[test]
 fn quick_nats() {
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let address = url
-        .trim_start_matches("nats://")
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    require("NATS", &address, "scripts/nats.sh start");
+    nats_host();
     quick("nats", &["nats", "jetstream"]);
 }
 
 #[cfg(feature = "kafka")]
 #[test]
 fn quick_kafka() {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let first = brokers.split(',').next().unwrap_or_default().to_owned();
-    require("Kafka", &first, "scripts/kafka.sh start");
+    kafka_brokers();
     quick("kafka", &["kafka"]);
 }
 
@@ -107,22 +122,14 @@ fn backlog(url: &str, backend: &str) {
 #[cfg(feature = "nats")]
 #[test]
 fn backlog_jetstream() {
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let host = url.trim_start_matches("nats://").to_owned();
-    require(
-        "NATS",
-        host.rsplit('@').next().unwrap_or_default(),
-        "scripts/nats.sh start",
-    );
+    let host = nats_host();
     backlog(&format!("jetstream://{host}"), "jetstream");
 }
 
 #[cfg(feature = "kafka")]
 #[test]
 fn backlog_kafka() {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let first = brokers.split(',').next().unwrap_or_default().to_owned();
-    require("Kafka", &first, "scripts/kafka.sh start");
+    let brokers = kafka_brokers();
     backlog(&format!("kafka://{brokers}"), "kafka");
 }
 

@@ -158,6 +158,48 @@ impl Acker {
     }
 }
 
+/// How a delivery is settled, shared by a [`Delivery`] and the [`Settle`] half split off
+/// it: the ack mode (for a drop), the acknowledger until it is used, and the delivery's
+/// in-flight permit.
+struct Settling {
+    ack_mode: AckMode,
+    acker: Option<Acker>,
+    permit: Option<Permit>,
+}
+
+impl Settling {
+    /// Whether the delivery was acked or nacked already.
+    fn is_settled(&self) -> bool {
+        self.acker.is_none()
+    }
+
+    /// Acks (see [`Ack`]).
+    fn ack(&mut self) -> Ack {
+        Ack::new(self.acker.take(), self.permit.take())
+    }
+
+    /// Nacks, unless already settled, then gives the permit back; `from` gives what a
+    /// [`Requeue`] takes back.
+    async fn nack(
+        &mut self,
+        redelivery: Redelivery,
+        from: impl FnOnce() -> (Message, Arc<str>, u32),
+    ) -> Result<()> {
+        let result = match self.acker.take() {
+            Some(acker) => acker.nack(redelivery, from).await,
+            None => Ok(()),
+        };
+        drop(self.permit.take());
+        result
+    }
+
+    /// Settles a delivery dropped unsettled, `from` as for [`nack`](Settling::nack) (see
+    /// [`settle_on_drop`]).
+    fn drop_unsettled(&mut self, from: impl FnOnce() -> (Message, Arc<str>, u32)) {
+        settle_on_drop(self.ack_mode, self.acker.take(), self.permit.take(), from);
+    }
+}
+
 /// A message delivered to a subscription: the message, the concrete topic it was
 /// published to, the delivery attempt where the backend knows it, and `ack`/`nack`.
 ///
@@ -169,9 +211,7 @@ pub struct Delivery {
     attempt: Option<u32>,
     partition: Option<i32>,
     defect: Option<Arc<Error>>,
-    ack_mode: AckMode,
-    acker: Option<Acker>,
-    permit: Option<Permit>,
+    settling: Settling,
 }
 
 impl Delivery {
@@ -188,9 +228,11 @@ impl Delivery {
             attempt,
             partition: None,
             defect: None,
-            ack_mode: AckMode::Auto,
-            acker: Some(acker),
-            permit: None,
+            settling: Settling {
+                ack_mode: AckMode::Auto,
+                acker: Some(acker),
+                permit: None,
+            },
         }
     }
 
@@ -208,16 +250,6 @@ impl Delivery {
             topic.into(),
             Some(attempt.max(1)),
             Acker::Requeue(requeue),
-        )
-    }
-
-    /// What a nack through a [`Requeue`] hands back: the message (moved out) with its topic
-    /// and attempt.
-    fn take_for_requeue(&mut self) -> (Message, Arc<str>, u32) {
-        (
-            std::mem::replace(&mut self.message, Message::placeholder()),
-            self.topic.clone(),
-            self.attempt.unwrap_or(1),
         )
     }
 
@@ -250,8 +282,8 @@ impl Delivery {
     }
 
     pub(crate) fn attach(&mut self, ack_mode: AckMode, permit: Option<Permit>) {
-        self.ack_mode = ack_mode;
-        self.permit = permit;
+        self.settling.ack_mode = ack_mode;
+        self.settling.permit = permit;
     }
 
     /// The message.
@@ -277,7 +309,7 @@ impl Delivery {
 
     /// The ack mode of the subscription this delivery came from.
     pub fn ack_mode(&self) -> AckMode {
-        self.ack_mode
+        self.settling.ack_mode
     }
 
     /// Acknowledges the message. The returned [`Ack`] resolves when the backend has
@@ -286,7 +318,7 @@ impl Delivery {
     pub fn ack(mut self) -> Ack {
         // Only the acknowledger and the permit go into the future: the delivery itself
         // (message and all) is not moved again.
-        Ack::new(self.acker.take(), self.permit.take())
+        self.settling.ack()
     }
 
     /// Rejects the message for redelivery as soon as possible.
@@ -301,10 +333,11 @@ impl Delivery {
 
     /// Rejects the message; `redelivery` says when it should come back.
     pub async fn nack_with(mut self, redelivery: Redelivery) -> Result<()> {
-        match self.acker.take() {
-            Some(acker) => acker.nack(redelivery, || self.take_for_requeue()).await,
-            None => Ok(()),
-        }
+        self.settling
+            .nack(redelivery, || {
+                take_for_requeue(&mut self.message, &self.topic, self.attempt)
+            })
+            .await
     }
 
     /// Splits the delivery into its message and a [`Settle`] handle, so the message can
@@ -316,21 +349,20 @@ impl Delivery {
             partition: self.partition,
             defect: self.defect.take(),
         };
-        let acker = self.acker.take();
+        let settling = Settling {
+            ack_mode: self.settling.ack_mode,
+            acker: self.settling.acker.take(),
+            permit: self.settling.permit.take(),
+        };
         // The message goes to the handler; the settle half keeps a copy for a nack.
-        let requeue = matches!(acker, Some(Acker::Requeue(_))).then(|| {
+        let requeue = matches!(settling.acker, Some(Acker::Requeue(_))).then(|| {
             Box::new(Requeued {
                 message: self.message.clone(),
                 topic: self.topic.clone(),
                 attempt: self.attempt.unwrap_or(1),
             })
         });
-        let settle = Settle {
-            ack_mode: self.ack_mode,
-            acker,
-            permit: self.permit.take(),
-            requeue,
-        };
+        let settle = Settle { settling, requeue };
         let message = std::mem::replace(&mut self.message, Message::placeholder());
         (message, info, settle)
     }
@@ -343,7 +375,7 @@ impl fmt::Debug for Delivery {
             .field("attempt", &self.attempt)
             .field("partition", &self.partition)
             .field("defect", &self.defect)
-            .field("settled", &self.acker.is_none())
+            .field("settled", &self.settling.is_settled())
             .field("message", &self.message)
             .finish()
     }
@@ -351,10 +383,23 @@ impl fmt::Debug for Delivery {
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        let acker = self.acker.take();
-        let permit = self.permit.take();
-        settle_on_drop(self.ack_mode, acker, permit, || self.take_for_requeue());
+        self.settling
+            .drop_unsettled(|| take_for_requeue(&mut self.message, &self.topic, self.attempt));
     }
+}
+
+/// What a nack through a [`Requeue`] hands back for a [`Delivery`]: its message (moved
+/// out) with its topic and attempt.
+fn take_for_requeue(
+    message: &mut Message,
+    topic: &Arc<str>,
+    attempt: Option<u32>,
+) -> (Message, Arc<str>, u32) {
+    (
+        std::mem::replace(message, Message::placeholder()),
+        topic.clone(),
+        attempt.unwrap_or(1),
+    )
 }
 
 /// Where a delivery came from, without its message.
@@ -373,9 +418,7 @@ pub struct DeliveryInfo {
 /// The settling half of a [`Delivery`] (see [`Delivery::into_parts`]). Dropped unsettled,
 /// it behaves as the delivery would.
 pub struct Settle {
-    ack_mode: AckMode,
-    acker: Option<Acker>,
-    permit: Option<Permit>,
+    settling: Settling,
     /// What a nack through a [`Requeue`] hands back.
     requeue: Option<Box<Requeued>>,
 }
@@ -390,24 +433,21 @@ struct Requeued {
 impl Settle {
     /// Acknowledges the message, as [`Delivery::ack`] does.
     pub fn ack(mut self) -> Ack {
-        Ack::new(self.acker.take(), self.permit.take())
+        self.settling.ack()
     }
 
     /// Rejects the message; `redelivery` says when it should come back.
     pub async fn nack(mut self, redelivery: Redelivery) -> Result<()> {
-        let result = match self.acker.take() {
-            Some(acker) => acker.nack(redelivery, || self.requeue_parts()).await,
-            None => Ok(()),
-        };
-        drop(self.permit.take());
-        result
+        self.settling
+            .nack(redelivery, || Requeued::parts(self.requeue.take()))
+            .await
     }
 }
 
-impl Settle {
-    /// What a nack through a [`Requeue`] hands back.
-    fn requeue_parts(&mut self) -> (Message, Arc<str>, u32) {
-        match self.requeue.take() {
+impl Requeued {
+    /// What a nack through a [`Requeue`] hands back for a [`Settle`]: what it `kept`.
+    fn parts(kept: Option<Box<Requeued>>) -> (Message, Arc<str>, u32) {
+        match kept {
             Some(kept) => (kept.message, kept.topic, kept.attempt),
             None => (Message::placeholder(), Arc::from(""), 1),
         }
@@ -417,17 +457,16 @@ impl Settle {
 impl fmt::Debug for Settle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settle")
-            .field("ack_mode", &self.ack_mode)
-            .field("settled", &self.acker.is_none())
+            .field("ack_mode", &self.settling.ack_mode)
+            .field("settled", &self.settling.is_settled())
             .finish()
     }
 }
 
 impl Drop for Settle {
     fn drop(&mut self) {
-        let acker = self.acker.take();
-        let permit = self.permit.take();
-        settle_on_drop(self.ack_mode, acker, permit, || self.requeue_parts());
+        self.settling
+            .drop_unsettled(|| Requeued::parts(self.requeue.take()));
     }
 }
 

@@ -94,51 +94,47 @@ pub struct TypedEvent<T> {
 /// there is one.
 pub fn decode_event<T, C: Codec<T>>(codec: &C, event: &Event) -> Result<T> {
     if let Some(defect) = event.defect() {
-        return Err(Error::new(
-            ErrorKind::Codec,
-            format!(
-                "message {} on `{}` could not be read whole: {}",
-                event.message().id(),
-                event.topic(),
-                defect.message()
-            ),
+        return Err(undecodable(
+            event,
+            format_args!("could not be read whole: {}", defect.message()),
         ));
     }
     if event.message().is_tombstone() {
-        return Err(Error::new(
-            ErrorKind::Codec,
-            format!(
-                "message {} on `{}` is a tombstone: it has no value to decode",
-                event.message().id(),
-                event.topic()
-            ),
+        return Err(undecodable(
+            event,
+            "is a tombstone: it has no value to decode",
         ));
     }
     if let Some(content_type) = event.message().headers().get_value(names::CONTENT_TYPE) {
         let content_type = content_type.to_str().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Codec,
-                format!(
-                    "message {} on `{}` has a content-type that is not text: {content_type:?}",
-                    event.message().id(),
-                    event.topic()
-                ),
+            undecodable(
+                event,
+                format_args!("has a content-type that is not text: {content_type:?}"),
             )
         })?;
         let expected = codec.content_type();
         let base = content_type.split(';').next().unwrap_or_default().trim();
         if !base.eq_ignore_ascii_case(expected) {
-            return Err(Error::new(
-                ErrorKind::Codec,
-                format!(
-                    "message {} on `{}` has content-type `{content_type}`, expected `{expected}`",
-                    event.message().id(),
-                    event.topic()
-                ),
+            return Err(undecodable(
+                event,
+                format_args!("has content-type `{content_type}`, expected `{expected}`"),
             ));
         }
     }
     codec.decode(event.message().payload())
+}
+
+/// A codec error for the message of `event`, `what` saying why it cannot be decoded
+/// ("is a tombstone: …").
+fn undecodable(event: &Event, what: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Codec,
+        format!(
+            "message {} on `{}` {what}",
+            event.message().id(),
+            event.topic()
+        ),
+    )
 }
 
 /// A handler of `T`s: it decodes each event with `codec` and calls `f` with the value. A

@@ -32,3 +32,25 @@ pub use dead_letter::{DeadLetter, DeadLetterLayer};
 pub use recover::{Recover, RecoverLayer};
 pub use retry::{Retry, RetryLayer};
 pub use timeout::{Timeout, TimeoutLayer};
+
+/// What the middleware's tests share.
+#[cfg(test)]
+mod test_support {
+    use std::fmt;
+    use std::time::Duration;
+
+    /// How long any one call may take before it is a failure (a hang, not a slow machine).
+    pub(super) const BOUND: Duration = Duration::from_secs(5);
+
+    /// An error type of the tests' own, to tell it apart after passing through a layer.
+    #[derive(Debug)]
+    pub(super) struct Marker(pub(super) u32);
+
+    impl fmt::Display for Marker {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "marker {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Marker {}
+}

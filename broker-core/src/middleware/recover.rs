@@ -59,16 +59,12 @@ fn panicked(id: &crate::MessageId, text: &str) -> BoxError {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     use super::*;
+    use crate::middleware::test_support::{BOUND, Marker};
     use crate::{HandlerExt, Message};
-
-    /// How long any one call may take before it is a failure (a hang, not a slow machine).
-    const BOUND: Duration = Duration::from_secs(5);
 
     fn event(payload: &'static str) -> Event {
         Event::new("orders.created", Message::new(payload), 1)
@@ -79,18 +75,6 @@ mod tests {
             .await
             .expect("the handler finished within the bound")
     }
-
-    /// An error type of the test's own, to tell it apart after passing through the layer.
-    #[derive(Debug)]
-    struct Marker(u32);
-
-    impl fmt::Display for Marker {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "marker {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Marker {}
 
     /// A handler that panics while it is polled, in the way its payload names:
     /// `str` (a `&'static str` payload), `string` (a `String` payload), `number` (an
@@ -123,12 +107,17 @@ mod tests {
         err.0.clone()
     }
 
+    /// The error a [`panicky`] handler under the layer fails with on `payload`.
+    async fn panic_error(payload: &'static str) -> BoxError {
+        let handler = panicky(Arc::default()).with(RecoverLayer::new());
+        run(&handler, payload)
+            .await
+            .expect_err("a panic is a failure")
+    }
+
     #[tokio::test]
     async fn str_panic_becomes_an_error_naming_it() {
-        let handler = panicky(Arc::default()).with(RecoverLayer::new());
-        let err = run(&handler, "str")
-            .await
-            .expect_err("a panic is a failure");
+        let err = panic_error("str").await;
         assert_eq!(
             handler_error_text(&err),
             "handler panicked: static str payload"
@@ -138,10 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn string_panic_becomes_an_error_naming_it() {
-        let handler = panicky(Arc::default()).with(RecoverLayer::new());
-        let err = run(&handler, "string")
-            .await
-            .expect_err("a panic is a failure");
+        let err = panic_error("string").await;
         assert_eq!(
             handler_error_text(&err),
             "handler panicked: formatted String payload 42"
@@ -150,10 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn non_string_panic_becomes_an_error() {
-        let handler = panicky(Arc::default()).with(RecoverLayer::new());
-        let err = run(&handler, "number")
-            .await
-            .expect_err("a panic is a failure");
+        let err = panic_error("number").await;
         assert_eq!(
             handler_error_text(&err),
             "handler panicked: a non-string panic payload"

@@ -55,16 +55,13 @@ impl<H: Handler> Handler for Timeout<H> {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Instant;
 
     use super::*;
+    use crate::middleware::test_support::{BOUND, Marker};
     use crate::{HandlerExt, Message};
-
-    /// How long any one test may take before it is a failure rather than a slow machine.
-    const BOUND: Duration = Duration::from_secs(5);
 
     fn event(topic: &str) -> Event {
         Event::new(topic, Message::new("payload"), 1)
@@ -78,18 +75,6 @@ mod tests {
             self.0.store(true, Ordering::SeqCst);
         }
     }
-
-    /// An error type of the test's own, to tell it apart after passing through the layer.
-    #[derive(Debug)]
-    struct Marker(u32);
-
-    impl fmt::Display for Marker {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "marker {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Marker {}
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_handler_times_out_with_timeout_error_and_is_dropped() {

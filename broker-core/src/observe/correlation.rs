@@ -3,14 +3,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::backend::Capabilities;
 use crate::handler::Layer;
 use crate::headers::names;
-use crate::{BoxError, Broker, Event, Handler, Message, Result, SubscribeOptions, Subscription};
+use crate::{BoxError, Broker, Event, Handler, Message};
 
 tokio::task_local! {
     static CURRENT: Arc<str>;
@@ -85,27 +83,14 @@ impl CorrelatingBroker {
     }
 }
 
-#[async_trait]
-impl Broker for CorrelatingBroker {
-    async fn publish(&self, topic: &str, mut message: Message) -> Result<()> {
-        if !message.headers().contains(names::CORRELATION_ID)
-            && let Some(id) = current_correlation_id()
-        {
-            message.headers_mut().insert(names::CORRELATION_ID, id);
-        }
-        self.inner.publish(topic, message).await
-    }
+stamping_broker!(CorrelatingBroker, stamp_correlation_id);
 
-    async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
-        self.inner.subscribe(pattern, options).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+/// Gives `message` the current correlation id, unless it has one.
+fn stamp_correlation_id(message: &mut Message) {
+    if !message.headers().contains(names::CORRELATION_ID)
+        && let Some(id) = current_correlation_id()
+    {
+        message.headers_mut().insert(names::CORRELATION_ID, id);
     }
 }
 

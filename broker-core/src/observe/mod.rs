@@ -34,6 +34,41 @@
 //! # Ok(()) }
 //! ```
 
+/// Implements [`Broker`] for a decorator of the broker in its `inner` field that only
+/// changes what is published: `publish` hands each message to `$stamp` (a
+/// `fn(&mut Message)`) first; subscribing, closing and the capabilities are `inner`'s.
+macro_rules! stamping_broker {
+    ($decorator:ty, $stamp:path) => {
+        #[async_trait::async_trait]
+        impl $crate::Broker for $decorator {
+            async fn publish(
+                &self,
+                topic: &str,
+                mut message: $crate::Message,
+            ) -> $crate::Result<()> {
+                $stamp(&mut message);
+                self.inner.publish(topic, message).await
+            }
+
+            async fn subscribe(
+                &self,
+                pattern: &str,
+                options: $crate::SubscribeOptions,
+            ) -> $crate::Result<$crate::Subscription> {
+                self.inner.subscribe(pattern, options).await
+            }
+
+            async fn close(&self) -> $crate::Result<()> {
+                self.inner.close().await
+            }
+
+            fn capabilities(&self) -> $crate::backend::Capabilities {
+                self.inner.capabilities()
+            }
+        }
+    };
+}
+
 mod correlation;
 #[cfg(feature = "metrics")]
 mod metrics;

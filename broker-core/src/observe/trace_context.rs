@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -12,11 +11,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::backend::Capabilities;
 use crate::handler::Layer;
-use crate::{
-    BoxError, Broker, Event, Handler, Headers, Message, Result, SubscribeOptions, Subscription,
-};
+use crate::{BoxError, Broker, Event, Handler, Headers, Message};
 
 struct HeaderInjector<'a>(&'a mut Headers);
 
@@ -52,27 +48,14 @@ impl TraceContextBroker {
     }
 }
 
-#[async_trait]
-impl Broker for TraceContextBroker {
-    async fn publish(&self, topic: &str, mut message: Message) -> Result<()> {
-        let context = tracing::Span::current().context();
-        if context.span().span_context().is_valid() {
-            TraceContextPropagator::new()
-                .inject_context(&context, &mut HeaderInjector(message.headers_mut()));
-        }
-        self.inner.publish(topic, message).await
-    }
+stamping_broker!(TraceContextBroker, inject_trace_context);
 
-    async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
-        self.inner.subscribe(pattern, options).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+/// Writes the current span's trace context into `message`'s headers, when it has a valid one.
+fn inject_trace_context(message: &mut Message) {
+    let context = tracing::Span::current().context();
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new()
+            .inject_context(&context, &mut HeaderInjector(message.headers_mut()));
     }
 }
 

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{must, next_delivery, numbered, publish, publish_numbered, subscribe, wait_until};
-use crate::testkit::{Collector, Kit};
+use super::{
+    collect, must, next_delivery, numbered, publish, publish_numbered, subscribe, unique_group,
+    wait_until,
+};
+use crate::testkit::Kit;
 use crate::{MessageId, SubscribeOptions};
 
 /// With manual ack, each of 20 messages is nacked on its first two deliveries and acked
@@ -61,7 +64,7 @@ pub async fn nacking_member_then_acking_member(kit: Kit) {
     const N: usize = 20;
     let broker = kit.connect().await;
     let topic = kit.topic("nack_then_ack");
-    let group = format!("kit-nacker-{}", uuid::Uuid::now_v7().simple());
+    let group = unique_group("nacker");
     let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
     let mut nacker = subscribe(&broker, &topic, options).await;
     publish_numbered(&broker, &topic, 0..N).await;
@@ -83,8 +86,7 @@ pub async fn nacking_member_then_acking_member(kit: Kit) {
         }
     });
 
-    let acker =
-        Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new().queue(group)).await);
+    let acker = collect(&broker, &topic, SubscribeOptions::new().queue(group)).await;
     let _ = stop.send(());
     let _ = nacking.await;
     acker
@@ -146,7 +148,7 @@ pub async fn unacked_messages_come_back_after_drop(kit: Kit) {
     }
     let broker = kit.connect().await;
     let topic = kit.topic("unacked_return");
-    let group = format!("kit-unacked-{}", uuid::Uuid::now_v7().simple());
+    let group = unique_group("unacked");
     let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
     let mut first = subscribe(&broker, &topic, options).await;
     publish_numbered(&broker, &topic, 0..10).await;
@@ -155,8 +157,7 @@ pub async fn unacked_messages_come_back_after_drop(kit: Kit) {
     drop(first);
     drop(taken);
 
-    let second =
-        Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new().queue(group)).await);
+    let second = collect(&broker, &topic, SubscribeOptions::new().queue(group)).await;
     second
         .wait_for(10, kit.features.timeout, "unacked: the next member")
         .await;
@@ -179,7 +180,7 @@ pub async fn reopened_subscribers_lose_nothing(kit: Kit) {
     const N: usize = 100;
     let broker = kit.connect().await;
     let topic = kit.topic("reopened");
-    let group = format!("kit-reopened-{}", uuid::Uuid::now_v7().simple());
+    let group = unique_group("reopened");
     let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
     let mut acked: HashSet<MessageId> = HashSet::new();
     // The first member subscribes before anything is published, so the group exists.
@@ -198,8 +199,7 @@ pub async fn reopened_subscribers_lose_nothing(kit: Kit) {
         }
         drop(subscription);
     }
-    let last =
-        Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new().queue(group)).await);
+    let last = collect(&broker, &topic, SubscribeOptions::new().queue(group)).await;
     let held = acked.clone();
     let complete = wait_until(kit.features.timeout, || {
         held.union(&last.ids()).count() >= N

@@ -5,8 +5,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 
-use super::{must, numbered, publish, publish_numbered, subscribe};
-use crate::testkit::{Collector, Kit};
+use super::{
+    assert_fails, collect, join_tasks, must, numbered, publish, publish_keyed, publish_numbered,
+    subscribe, unique_group,
+};
+use crate::testkit::Kit;
 use crate::{ErrorKind, Message, SubscribeOptions};
 
 /// Ten subscriptions (plain, and in a queue group where claimed) are opened and dropped
@@ -15,7 +18,7 @@ use crate::{ErrorKind, Message, SubscribeOptions};
 pub async fn concurrent_subscribe_and_unsubscribe(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("churn");
-    let group = format!("kit-churn-{}", uuid::Uuid::now_v7().simple());
+    let group = unique_group("churn");
     let churn = (0..10).map(|n| {
         let broker = broker.clone();
         let topic = topic.clone();
@@ -28,16 +31,12 @@ pub async fn concurrent_subscribe_and_unsubscribe(kit: Kit) {
             drop(subscription);
         })
     });
-    for result in join_all(churn).await {
-        if let Err(err) = result {
-            std::panic::resume_unwind(err.into_panic());
-        }
-    }
+    join_tasks(churn).await;
 
-    let plain = Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+    let plain = collect(&broker, &topic, SubscribeOptions::new()).await;
     let member = if kit.features.queue_groups {
         let options = SubscribeOptions::new().queue(group);
-        Some(Collector::spawn(subscribe(&broker, &topic, options).await))
+        Some(collect(&broker, &topic, options).await)
     } else {
         None
     };
@@ -61,7 +60,7 @@ pub async fn unsubscribe_stops_delivery(kit: Kit) {
     let topic = kit.topic("unsubscribe");
 
     let gone = subscribe(&broker, &topic, SubscribeOptions::new().max_in_flight(1)).await;
-    let live = Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+    let live = collect(&broker, &topic, SubscribeOptions::new()).await;
     drop(gone);
     const MANY: usize = 3000;
     let publishing = tokio::time::timeout(
@@ -82,14 +81,12 @@ pub async fn unsubscribe_stops_delivery(kit: Kit) {
 
     if kit.features.queue_groups {
         let topic = kit.topic("unsubscribe_group");
-        let group = format!("kit-unsub-{}", uuid::Uuid::now_v7().simple());
+        let group = unique_group("unsub");
         let options = SubscribeOptions::new().queue(group);
         let leaving = subscribe(&broker, &topic, options.clone()).await;
-        let staying = Collector::spawn(subscribe(&broker, &topic, options).await);
+        let staying = collect(&broker, &topic, options).await;
         drop(leaving);
-        for seq in 0..50 {
-            publish(&broker, &topic, numbered(seq).with_key(format!("k{seq}"))).await;
-        }
+        publish_keyed(&broker, &topic, 0..50).await;
         staying
             .wait_for(
                 50,
@@ -120,22 +117,16 @@ pub async fn close_semantics(kit: Kit) {
         Ok(()) => {}
         Err(_) => panic!("close: an open subscription did not end after close"),
     }
-    match broker.publish(&topic, Message::new("late")).await {
-        Err(err) => assert_eq!(
-            err.kind(),
-            ErrorKind::Closed,
-            "close: publish after close: {err}"
-        ),
-        Ok(()) => panic!("close: publish after close succeeded"),
-    }
-    match broker.subscribe(&topic, SubscribeOptions::new()).await {
-        Err(err) => assert_eq!(
-            err.kind(),
-            ErrorKind::Closed,
-            "close: subscribe after close: {err}"
-        ),
-        Ok(_) => panic!("close: subscribe after close succeeded"),
-    }
+    assert_fails(
+        broker.publish(&topic, Message::new("late")).await,
+        ErrorKind::Closed,
+        "close: publish after close",
+    );
+    assert_fails(
+        broker.subscribe(&topic, SubscribeOptions::new()).await,
+        ErrorKind::Closed,
+        "close: subscribe after close",
+    );
     must(broker.close().await, "a second close");
 }
 
@@ -145,7 +136,7 @@ pub async fn publish_then_close_loses_nothing(kit: Kit) {
     const N: usize = 200;
     let subscriber = kit.connect().await;
     let topic = kit.topic("publish_close");
-    let collector = Collector::spawn(subscribe(&subscriber, &topic, SubscribeOptions::new()).await);
+    let collector = collect(&subscriber, &topic, SubscribeOptions::new()).await;
 
     let publisher = kit.connect().await;
     let publishing = (0..N).map(|seq| {

@@ -2,7 +2,7 @@
 
 use futures::future::join_all;
 
-use super::{must, numbered, publish, seq_of, subscribe};
+use super::{collect, join_tasks, must, numbered, publish, seq_of};
 use crate::testkit::{Collector, Kit};
 use crate::{Message, SubscribeOptions};
 
@@ -13,11 +13,8 @@ pub async fn concurrent_publishers_and_subscribers(kit: Kit) {
     const EACH: usize = 250;
     let broker = kit.connect().await;
     let topic = kit.topic("concurrent");
-    let subscribers = join_all((0..4).map(|_| subscribe(&broker, &topic, SubscribeOptions::new())))
-        .await
-        .into_iter()
-        .map(Collector::spawn)
-        .collect::<Vec<_>>();
+    let subscribers =
+        join_all((0..4).map(|_| collect(&broker, &topic, SubscribeOptions::new()))).await;
 
     let publishers = (0..PUBLISHERS).map(|p| {
         let broker = broker.clone();
@@ -28,11 +25,7 @@ pub async fn concurrent_publishers_and_subscribers(kit: Kit) {
             }
         })
     });
-    for result in join_all(publishers).await {
-        if let Err(err) = result {
-            std::panic::resume_unwind(err.into_panic());
-        }
-    }
+    join_tasks(publishers).await;
     for (n, subscriber) in subscribers.iter().enumerate() {
         let received = subscriber
             .wait_for(
@@ -66,12 +59,9 @@ pub async fn many_topics_stay_isolated(kit: Kit) {
     let subscribers: Vec<Collector> = join_all(
         topics
             .iter()
-            .map(|t| subscribe(&broker, t, SubscribeOptions::new())),
+            .map(|t| collect(&broker, t, SubscribeOptions::new())),
     )
-    .await
-    .into_iter()
-    .map(Collector::spawn)
-    .collect();
+    .await;
 
     let broker_ref = &broker;
     join_all(topics.iter().map(|topic| async move {

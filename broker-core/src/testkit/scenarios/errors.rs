@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{must, numbered, publish, subscribe, wait_until};
+use super::{
+    assert_fails, collect, must, numbered, publish, subscribe_with, unique_group, wait_until,
+};
 use crate::codec::Json;
 use crate::handler::HandlerError;
 use crate::headers::names;
 use crate::middleware::{DeadLetterLayer, RetryLayer};
-use crate::testkit::{Collector, Kit};
+use crate::testkit::Kit;
 use crate::typed::{TypedEvent, TypedPublisher, typed_handler};
 use crate::{
     BoxError, BrokerExt, ErrorKind, Event, HandlerExt, HandlerOptions, Message, MessageId,
@@ -50,24 +52,18 @@ pub async fn invalid_subjects_are_rejected(kit: Kit) {
         "a\tb",
         "tab.\u{0}",
     ] {
-        match broker.publish(topic, Message::new("x")).await {
-            Err(err) => assert_eq!(
-                err.kind(),
-                ErrorKind::InvalidSubject,
-                "invalid subjects: publish to {topic:?}: {err}"
-            ),
-            Ok(()) => panic!("invalid subjects: publish to {topic:?} succeeded"),
-        }
+        assert_fails(
+            broker.publish(topic, Message::new("x")).await,
+            ErrorKind::InvalidSubject,
+            format!("invalid subjects: publish to {topic:?}"),
+        );
     }
     for pattern in ["", "a..b", "a.>.b", ">.a", "a b", "a.b*", "a.>x"] {
-        match broker.subscribe(pattern, SubscribeOptions::new()).await {
-            Err(err) => assert_eq!(
-                err.kind(),
-                ErrorKind::InvalidSubject,
-                "invalid subjects: subscribe to {pattern:?}: {err}"
-            ),
-            Ok(_) => panic!("invalid subjects: subscribe to {pattern:?} succeeded"),
-        }
+        assert_fails(
+            broker.subscribe(pattern, SubscribeOptions::new()).await,
+            ErrorKind::InvalidSubject,
+            format!("invalid subjects: subscribe to {pattern:?}"),
+        );
     }
     must(broker.close().await, "close");
 }
@@ -81,7 +77,7 @@ pub async fn handler_errors_retry_then_dead_letter(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("dead_letter");
     let dlq_topic = kit.topic("dead_letter_dlq");
-    let dead = Collector::spawn(subscribe(&broker, &dlq_topic, SubscribeOptions::new()).await);
+    let dead = collect(&broker, &dlq_topic, SubscribeOptions::new()).await;
 
     let calls: Calls = Arc::default();
     let log = calls.clone();
@@ -98,12 +94,7 @@ pub async fn handler_errors_retry_then_dead_letter(kit: Kit) {
     .with(RetryLayer::new(1))
     .with(DeadLetterLayer::new(broker.clone(), dlq_topic.clone()).max_attempts(3));
     let options = HandlerOptions::new().retry_after(Duration::from_millis(50));
-    let handle = must(
-        broker
-            .subscribe_with(&topic, SubscribeOptions::new(), options, handler)
-            .await,
-        "subscribe_with",
-    );
+    let handle = subscribe_with(&broker, &topic, options, handler).await;
 
     let mut good = Vec::new();
     let mut poison = Vec::new();
@@ -195,12 +186,7 @@ pub async fn handler_panic_is_survived(kit: Kit) {
         }
     };
     let options = HandlerOptions::new().retry_after(Duration::from_millis(20));
-    let handle = must(
-        broker
-            .subscribe_with(&topic, SubscribeOptions::new(), options, handler)
-            .await,
-        "subscribe_with",
-    );
+    let handle = subscribe_with(&broker, &topic, options, handler).await;
     let bomb = Message::new("boom").with_header("explode", "yes");
     publish(&broker, &topic, bomb.clone()).await;
     let after = super::publish_numbered(&broker, &topic, 0..10).await;
@@ -235,7 +221,7 @@ pub async fn undecodable_payload_goes_to_dead_letter(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("undecodable");
     let dlq_topic = kit.topic("undecodable_dlq");
-    let dead = Collector::spawn(subscribe(&broker, &dlq_topic, SubscribeOptions::new()).await);
+    let dead = collect(&broker, &dlq_topic, SubscribeOptions::new()).await;
 
     let (tx, mut handled) = tokio::sync::mpsc::unbounded_channel();
     let handler = typed_handler(Json, move |event: TypedEvent<Order>| {
@@ -246,17 +232,7 @@ pub async fn undecodable_payload_goes_to_dead_letter(kit: Kit) {
         }
     })
     .with(DeadLetterLayer::new(broker.clone(), dlq_topic.clone()).max_attempts(2));
-    let handle = must(
-        broker
-            .subscribe_with(
-                &topic,
-                SubscribeOptions::new(),
-                HandlerOptions::new(),
-                handler,
-            )
-            .await,
-        "subscribe_with",
-    );
+    let handle = subscribe_with(&broker, &topic, HandlerOptions::new(), handler).await;
 
     let garbage =
         Message::new(&b"\xff{not json"[..]).with_header(names::CONTENT_TYPE, "application/json");
@@ -316,7 +292,7 @@ pub async fn graceful_shutdown_loses_nothing(kit: Kit) {
     let topic = kit.topic("shutdown");
     let persisted = kit.features.persistence && kit.features.queue_groups;
     let options = if persisted {
-        SubscribeOptions::new().queue(format!("kit-shutdown-{}", uuid::Uuid::now_v7().simple()))
+        SubscribeOptions::new().queue(unique_group("shutdown"))
     } else {
         SubscribeOptions::new()
     };
@@ -420,17 +396,7 @@ pub async fn poison_messages_never_loop_hot(kit: Kit) {
     };
 
     let topic = kit.topic("poison_defaults");
-    let defaults = must(
-        broker
-            .subscribe_with(
-                &topic,
-                SubscribeOptions::new(),
-                HandlerOptions::new(),
-                handler.clone(),
-            )
-            .await,
-        "subscribe_with",
-    );
+    let defaults = subscribe_with(&broker, &topic, HandlerOptions::new(), handler.clone()).await;
     let started = tokio::time::Instant::now();
     let poison = Message::new("always fails");
     let envelope = Message::new(
@@ -475,12 +441,7 @@ pub async fn poison_messages_never_loop_hot(kit: Kit) {
         let options = HandlerOptions::new()
             .retry_after(Duration::from_millis(50))
             .max_attempts(Some(2));
-        let bounded = must(
-            broker
-                .subscribe_with(&topic, SubscribeOptions::new(), options, handler)
-                .await,
-            "subscribe_with",
-        );
+        let bounded = subscribe_with(&broker, &topic, options, handler).await;
         let poison = Message::new("always fails");
         publish(&broker, &topic, poison.clone()).await;
         let twice = wait_until(kit.features.timeout, || calls_of(&calls, poison.id()) >= 2).await;

@@ -1,23 +1,20 @@
 //! Fan-out to plain subscribers, and load sharing within queue groups.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::{must, numbered, publish, subscribe};
+use super::{collect, must, publish_keyed, unique_group};
 use crate::testkit::{Collector, Kit};
-use crate::{MessageId, SubscribeOptions};
+use crate::{Broker, MessageId, SubscribeOptions};
 
 /// Three plain subscribers each receive all 100 messages.
 pub async fn fan_out_to_plain_subscribers(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("fan_out");
-    let subscribers: Vec<Collector> =
-        join_all((0..3).map(|_| subscribe(&broker, &topic, SubscribeOptions::new())))
-            .await
-            .into_iter()
-            .map(Collector::spawn)
-            .collect();
+    let subscribers =
+        join_all((0..3).map(|_| collect(&broker, &topic, SubscribeOptions::new()))).await;
     super::publish_numbered(&broker, &topic, 0..100).await;
     for (n, subscriber) in subscribers.iter().enumerate() {
         let received = subscriber
@@ -42,24 +39,11 @@ pub async fn queue_group_splits_the_load(kit: Kit) {
     const N: usize = 300;
     let broker = kit.connect().await;
     let topic = kit.topic("group_split");
-    let group = format!("kit-group-{}", uuid::Uuid::now_v7().simple());
-    let mut members = Vec::new();
-    for _ in 0..3 {
-        let options = SubscribeOptions::new().queue(group.clone());
-        members.push(Collector::spawn(subscribe(&broker, &topic, options).await));
-    }
-    for seq in 0..N {
-        publish(&broker, &topic, numbered(seq).with_key(format!("k{seq}"))).await;
-    }
+    let members = join_group(&broker, &topic, "group", 3).await;
+    publish_keyed(&broker, &topic, 0..N).await;
 
-    let union = || {
-        members
-            .iter()
-            .flat_map(Collector::ids)
-            .collect::<HashSet<MessageId>>()
-    };
-    super::wait_until(kit.features.timeout, || union().len() >= N).await;
-    let union = union();
+    super::wait_until(kit.features.timeout, || ids_of(&members).len() >= N).await;
+    let union = ids_of(&members);
     assert_eq!(
         union.len(),
         N,
@@ -87,30 +71,34 @@ pub async fn two_groups_each_get_everything(kit: Kit) {
     }
     let broker = kit.connect().await;
     let topic = kit.topic("two_groups");
-    let suffix = uuid::Uuid::now_v7().simple();
-    let mut a = Vec::new();
-    for _ in 0..2 {
-        let options = SubscribeOptions::new().queue(format!("kit-a-{suffix}"));
-        a.push(Collector::spawn(subscribe(&broker, &topic, options).await));
-    }
-    let b_options = SubscribeOptions::new().queue(format!("kit-b-{suffix}"));
-    let b = Collector::spawn(subscribe(&broker, &topic, b_options).await);
-    for seq in 0..100 {
-        publish(&broker, &topic, numbered(seq).with_key(format!("k{seq}"))).await;
-    }
+    let a = join_group(&broker, &topic, "a", 2).await;
+    let b_options = SubscribeOptions::new().queue(unique_group("b"));
+    let b = collect(&broker, &topic, b_options).await;
+    publish_keyed(&broker, &topic, 0..100).await;
     b.wait_for(100, kit.features.timeout, "two groups: group b")
         .await;
-    let union = || {
-        a.iter()
-            .flat_map(Collector::ids)
-            .collect::<HashSet<MessageId>>()
-    };
-    super::wait_until(kit.features.timeout, || union().len() >= 100).await;
+    super::wait_until(kit.features.timeout, || ids_of(&a).len() >= 100).await;
     assert_eq!(
-        union().len(),
+        ids_of(&a).len(),
         100,
         "two groups: group a got {} of 100",
-        union().len()
+        ids_of(&a).len()
     );
     must(broker.close().await, "close");
+}
+
+/// `n` members of a new queue group `kit-<name>-<unique>` on `topic`, joining one after
+/// another.
+async fn join_group(broker: &Arc<dyn Broker>, topic: &str, name: &str, n: usize) -> Vec<Collector> {
+    let options = SubscribeOptions::new().queue(unique_group(name));
+    let mut members = Vec::with_capacity(n);
+    for _ in 0..n {
+        members.push(collect(broker, topic, options.clone()).await);
+    }
+    members
+}
+
+/// The distinct messages the members of a group received between them.
+fn ids_of(members: &[Collector]) -> HashSet<MessageId> {
+    members.iter().flat_map(Collector::ids).collect()
 }

@@ -36,8 +36,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::join_all;
+use tokio::task::JoinHandle;
 
-use crate::{Broker, Delivery, Message, Result, SubscribeOptions, Subscription};
+use crate::testkit::Collector;
+use crate::{
+    Broker, BrokerExt, Delivery, ErrorKind, Handler, HandlerOptions, Message, Result,
+    SubscribeOptions, SubscriberHandle, Subscription,
+};
 
 pub use ack::{
     manual_ack_holds_the_next_message, nack_twice_then_everything_arrives,
@@ -84,6 +90,14 @@ fn seq_of(message: &Message) -> usize {
         .unwrap_or_else(|| panic!("message {} has no `{SEQ}` header", message.id()))
 }
 
+/// Panics unless `result` is an error of `kind`; `what` names the call in the message.
+fn assert_fails<T>(result: Result<T>, kind: ErrorKind, what: impl fmt::Display) {
+    match result {
+        Err(err) => assert_eq!(err.kind(), kind, "{what}: {err}"),
+        Ok(_) => panic!("{what} succeeded"),
+    }
+}
+
 /// Unwraps `result`, or panics with `what` and the error's whole chain.
 fn must<T>(result: Result<T>, what: impl fmt::Display) -> T {
     match result {
@@ -101,6 +115,32 @@ async fn subscribe(
         broker.subscribe(pattern, options).await,
         format!("subscribe to `{pattern}`"),
     )
+}
+
+/// Subscribes to `pattern` and reads the subscription in the background.
+async fn collect(broker: &Arc<dyn Broker>, pattern: &str, options: SubscribeOptions) -> Collector {
+    Collector::spawn(subscribe(broker, pattern, options).await)
+}
+
+/// Runs `handler` on a plain subscription to `pattern` (see
+/// [`BrokerExt::subscribe_with`]).
+async fn subscribe_with<H: Handler>(
+    broker: &Arc<dyn Broker>,
+    pattern: &str,
+    handler_options: HandlerOptions,
+    handler: H,
+) -> SubscriberHandle {
+    must(
+        broker
+            .subscribe_with(pattern, SubscribeOptions::new(), handler_options, handler)
+            .await,
+        "subscribe_with",
+    )
+}
+
+/// A queue group no other scenario uses: `kit-<name>-<unique>`.
+fn unique_group(name: &str) -> String {
+    format!("kit-{name}-{}", uuid::Uuid::now_v7().simple())
 }
 
 async fn publish(broker: &Arc<dyn Broker>, topic: &str, message: Message) {
@@ -123,6 +163,23 @@ async fn publish_numbered(
         publish(broker, topic, message).await;
     }
     sent
+}
+
+/// Publishes numbered messages `range` to `topic`, each with its own key (`k<seq>`), so
+/// that partitioned backends spread them.
+async fn publish_keyed(broker: &Arc<dyn Broker>, topic: &str, range: std::ops::Range<usize>) {
+    for seq in range {
+        publish(broker, topic, numbered(seq).with_key(format!("k{seq}"))).await;
+    }
+}
+
+/// Waits for every task of `tasks`; a task that panicked panics the scenario the same way.
+async fn join_tasks(tasks: impl IntoIterator<Item = JoinHandle<()>>) {
+    for result in join_all(tasks).await {
+        if let Err(err) = result {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
 }
 
 /// The next delivery, or a panic saying `what` did not arrive within `timeout`.

@@ -8,10 +8,10 @@ use opentelemetry::trace::{TraceContextExt, TraceId};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{must, subscribe, wait_until};
+use super::{collect, must, subscribe_with, wait_until};
 use crate::observe::{MetricsBroker, MetricsLayer, ObserveLayer, metric_names, observed};
-use crate::testkit::{Collector, Kit};
-use crate::{BoxError, BrokerExt, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions};
+use crate::testkit::Kit;
+use crate::{BoxError, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions};
 
 /// The process-wide metrics recorder the scenarios read.
 fn snapshotter() -> &'static Snapshotter {
@@ -52,17 +52,7 @@ pub async fn trace_context_crosses_the_broker(kit: Kit) {
         }
     })
     .with(ObserveLayer::new(broker.capabilities().backend, &topic));
-    let handle = must(
-        broker
-            .subscribe_with(
-                &topic,
-                SubscribeOptions::new(),
-                HandlerOptions::new(),
-                handler,
-            )
-            .await,
-        "subscribe_with",
-    );
+    let handle = subscribe_with(&broker, &topic, HandlerOptions::new(), handler).await;
 
     let span = tracing::info_span!("place_order");
     let sent_trace = span.context().span().span_context().trace_id();
@@ -107,7 +97,7 @@ pub async fn correlation_id_reaches_the_second_hop(kit: Kit) {
         format!("{base}.paid"),
         format!("{base}.shipped"),
     );
-    let end = Collector::spawn(subscribe(&broker, &third, SubscribeOptions::new()).await);
+    let end = collect(&broker, &third, SubscribeOptions::new()).await;
 
     let mut handles = Vec::new();
     for (from, to) in [(&second, &third), (&first, &second)] {
@@ -121,17 +111,7 @@ pub async fn correlation_id_reaches_the_second_hop(kit: Kit) {
             }
         })
         .with(ObserveLayer::new(broker.capabilities().backend, from));
-        handles.push(must(
-            broker
-                .subscribe_with(
-                    from,
-                    SubscribeOptions::new(),
-                    HandlerOptions::new(),
-                    handler,
-                )
-                .await,
-            "subscribe_with",
-        ));
+        handles.push(subscribe_with(&broker, from, HandlerOptions::new(), handler).await);
     }
     let cause = Message::new("order placed");
     must(
@@ -165,17 +145,7 @@ pub async fn metrics_count_what_happened(kit: Kit) {
     let topic = kit.topic("metrics");
     let handler =
         (|_event: Event| async { Ok::<(), BoxError>(()) }).with(MetricsLayer::new(backend, &topic));
-    let handle = must(
-        broker
-            .subscribe_with(
-                &topic,
-                SubscribeOptions::new(),
-                HandlerOptions::new(),
-                handler,
-            )
-            .await,
-        "subscribe_with",
-    );
+    let handle = subscribe_with(&broker, &topic, HandlerOptions::new(), handler).await;
     super::publish_numbered(&broker, &topic, 0..5).await;
 
     // Each snapshot drains counters and histogram samples, so they are summed across

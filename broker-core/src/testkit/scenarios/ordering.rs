@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use futures::future::join_all;
 
-use super::{must, numbered, publish, seq_of, subscribe};
+use super::{collect, must, numbered, publish, seq_of, unique_group};
 use crate::SubscribeOptions;
-use crate::testkit::{Collector, Kit};
+use crate::testkit::Kit;
 
 /// Four publishers each send 100 numbered messages under their own key, at the same time,
 /// to one topic. A plain subscriber and a one-member queue group see each stream in the
@@ -20,13 +20,11 @@ pub async fn ordering_of_interleaved_streams(kit: Kit) {
     const EACH: usize = 100;
     let broker = kit.connect().await;
     let topic = kit.topic("ordering");
-    let mut readers = vec![Collector::spawn(
-        subscribe(&broker, &topic, SubscribeOptions::new()).await,
-    )];
+    let mut readers = vec![collect(&broker, &topic, SubscribeOptions::new()).await];
     if kit.features.queue_groups {
-        let group = format!("kit-order-{}", uuid::Uuid::now_v7().simple());
+        let group = unique_group("order");
         let options = SubscribeOptions::new().queue(group);
-        readers.push(Collector::spawn(subscribe(&broker, &topic, options).await));
+        readers.push(collect(&broker, &topic, options).await);
     }
 
     let broker_ref = &broker;

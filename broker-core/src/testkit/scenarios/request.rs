@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::must;
+use super::{must, unique_group};
 use crate::headers::names;
 use crate::testkit::Kit;
 use crate::{
@@ -18,7 +18,7 @@ pub async fn request_gets_a_reply(kit: Kit) {
     let responder = broker.clone();
     let mut options = SubscribeOptions::new();
     if kit.features.queue_groups {
-        options = options.queue(format!("kit-responders-{}", uuid::Uuid::now_v7().simple()));
+        options = options.queue(unique_group("responders"));
     }
     let handle = must(
         broker

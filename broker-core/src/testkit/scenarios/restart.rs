@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{must, numbered, subscribe, wait_until};
-use crate::testkit::{Collector, Kit};
+use super::{collect, join_tasks, must, numbered, unique_group, wait_until};
+use crate::testkit::Kit;
 use crate::{Message, SubscribeOptions};
 
 /// A publisher sends 300 numbered messages, retrying any publish that fails, while the
@@ -25,11 +25,11 @@ pub async fn restart_mid_stream(kit: Kit) {
     let broker = connect().await;
     let topic = kit.topic("restart");
     let options = if kit.features.persistence && kit.features.queue_groups {
-        SubscribeOptions::new().queue(format!("kit-restart-{}", uuid::Uuid::now_v7().simple()))
+        SubscribeOptions::new().queue(unique_group("restart"))
     } else {
         SubscribeOptions::new()
     };
-    let collector = Collector::spawn(subscribe(&broker, &topic, options).await);
+    let collector = collect(&broker, &topic, options).await;
 
     let published = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -70,9 +70,7 @@ pub async fn restart_mid_stream(kit: Kit) {
             format!("restart the server after {at}"),
         );
     }
-    if let Err(err) = publisher.await {
-        std::panic::resume_unwind(err.into_panic());
-    }
+    join_tasks([publisher]).await;
 
     if kit.features.at_least_once {
         let received = collector

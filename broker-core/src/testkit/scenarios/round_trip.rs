@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::{must, publish, subscribe};
-use crate::testkit::{Collector, Kit};
+use super::{collect, must, publish};
+use crate::testkit::Kit;
 use crate::{ErrorKind, Message, SubscribeOptions};
 
 /// 100 messages with headers (repeated names, mixed case, in a given order), a key, and an
@@ -13,7 +13,7 @@ use crate::{ErrorKind, Message, SubscribeOptions};
 pub async fn round_trip_headers_key_id(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("round_trip");
-    let collector = Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+    let collector = collect(&broker, &topic, SubscribeOptions::new()).await;
 
     let mut sent = HashMap::new();
     for i in 0..100 {
@@ -69,7 +69,7 @@ pub async fn round_trip_headers_key_id(kit: Kit) {
 pub async fn payload_shapes(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("payloads");
-    let collector = Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+    let collector = collect(&broker, &topic, SubscribeOptions::new()).await;
 
     let binary: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     let large: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{must, publish, subscribe};
-use crate::testkit::{Collector, Kit};
+use super::{collect, must, publish};
+use crate::testkit::Kit;
 use crate::{Message, SubscribeOptions};
 
 /// Subscribes `B.*`, `B.>`, `B.*.end` and `B.a` (B a unique base), then publishes to
@@ -21,9 +21,7 @@ pub async fn wildcards_match_and_do_not_match(kit: Kit) {
     ];
     let mut collectors = Vec::new();
     for pattern in &patterns {
-        collectors.push(Collector::spawn(
-            subscribe(&broker, pattern, SubscribeOptions::new()).await,
-        ));
+        collectors.push(collect(&broker, pattern, SubscribeOptions::new()).await);
     }
     let never = [base.clone(), format!("{base}x.a"), format!("x.{base}.a")];
     for topic in &never {
