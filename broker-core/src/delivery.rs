@@ -281,6 +281,15 @@ impl Delivery {
         self.defect.as_deref()
     }
 
+    /// The same delivery (settled the same way) with its message changed by `change`,
+    /// for wrappers that translate messages on receipt.
+    #[cfg_attr(not(feature = "json"), allow(dead_code))]
+    pub(crate) fn map_message(mut self, change: impl FnOnce(Message) -> Message) -> Self {
+        let message = std::mem::replace(&mut self.message, Message::placeholder());
+        self.message = change(message);
+        self
+    }
+
     pub(crate) fn attach(&mut self, ack_mode: AckMode, permit: Option<Permit>) {
         self.settling.ack_mode = ack_mode;
         self.settling.permit = permit;

@@ -40,6 +40,8 @@ pub mod codec;
 pub mod delivery;
 mod error;
 mod ext;
+#[cfg(feature = "json")]
+pub mod gomicro;
 pub mod handler;
 pub mod headers;
 mod message;

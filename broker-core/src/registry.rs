@@ -97,7 +97,50 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Broker>> {
         .find(|r| r.scheme == scheme)
         .ok_or_else(|| unknown_scheme(&scheme))?;
     tracing::debug!(url = %redact_url(url), backend = registration.crate_name, "connecting");
-    (registration.connect)(parsed).await
+    let (parsed, format) = take_wire_format(parsed)?;
+    let broker = (registration.connect)(parsed).await?;
+    match format {
+        None => Ok(broker),
+        #[cfg(feature = "json")]
+        Some(format) => Ok(crate::gomicro::GoMicroBroker::wrap(broker, format)),
+        #[cfg(not(feature = "json"))]
+        Some(()) => Err(Error::new(
+            ErrorKind::Unsupported,
+            "the `format` URL option needs broker-core's `json` feature",
+        )),
+    }
+}
+
+/// The `format` query key, which every backend takes (see [`crate::gomicro`]), taken off
+/// the URL before the backend sees it.
+#[cfg(feature = "json")]
+type WireFormat = crate::gomicro::WireFormat;
+#[cfg(not(feature = "json"))]
+type WireFormat = ();
+
+fn take_wire_format(mut url: Url) -> Result<(Url, Option<WireFormat>)> {
+    let Some(value) = url
+        .query_pairs()
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return Ok((url, None));
+    };
+    let rest: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "format")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if rest.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    #[cfg(feature = "json")]
+    let format = crate::gomicro::WireFormat::parse(&value)?;
+    #[cfg(not(feature = "json"))]
+    let format = drop(value);
+    Ok((url, Some(format)))
 }
 
 /// Parses a broker URL. An authority listing several hosts (`kafka://h1:9092,h2:9093`),
