@@ -6,9 +6,9 @@
 //! has the details). [`GoMicroBroker`] wraps any broker:
 //!
 //! - [`WireFormat::GoMicro`] publishes envelopes: the message's headers go into `Header`,
-//!   with go-micro's own `Micro-Topic` (the topic, which go-micro's subscribers route on)
-//!   and `Micro-Id` (the message id) added where the message has none, and the payload
-//!   goes into `Body`. The key still travels natively where the backend has keys.
+//!   with go-micro's own `Micro-Topic` (the topic, which go-micro's subscribers route on),
+//!   `Micro-Id` (the message id) and `Content-Type` (from `content-type`) added where the
+//!   message has none, and the payload goes into `Body`. The key still travels natively where the backend has keys.
 //! - [`WireFormat::Accept`] publishes native messages.
 //! - Both take either on receipt: an envelope is unwrapped (its `Header` entries become
 //!   headers, `Micro-Id` the message id, `Body` the payload), anything else arrives as it
@@ -34,6 +34,8 @@ use crate::{Broker, Error, ErrorKind, Headers, Message, Result, SubscribeOptions
 pub const MICRO_TOPIC: &str = "Micro-Topic";
 /// go-micro's message id header.
 pub const MICRO_ID: &str = "Micro-Id";
+/// go-micro's content type header, from which its subscribers pick a codec.
+pub const CONTENT_TYPE: &str = "Content-Type";
 
 /// How messages travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,12 @@ pub fn to_envelope(topic: &str, message: &Message) -> Result<Message> {
     header
         .entry(MICRO_TOPIC.to_owned())
         .or_insert_with(|| topic.to_owned());
+    // go-micro's subscribers pick their codec from `Content-Type`, spelled so.
+    if let Some(content_type) = message.headers().get(crate::headers::names::CONTENT_TYPE) {
+        header
+            .entry(CONTENT_TYPE.to_owned())
+            .or_insert_with(|| content_type.to_owned());
+    }
     header
         .entry(MICRO_ID.to_owned())
         .or_insert_with(|| message.id().to_string());
@@ -205,6 +213,15 @@ mod tests {
         assert_eq!(back.id().as_str(), "id-1");
         assert_eq!(back.headers().get("trace-id"), Some("t-1"));
         assert_eq!(back.headers().get(MICRO_TOPIC), Some("notification.submit"));
+    }
+
+    #[test]
+    fn the_content_type_is_told_to_go_micro_as_it_spells_it() {
+        let message = Message::new("{}").with_header("content-type", "application/protobuf");
+        let envelope = to_envelope("t", &message).expect("envelope");
+        let json: serde_json::Value = serde_json::from_slice(envelope.payload()).expect("JSON");
+        assert_eq!(json["Header"]["Content-Type"], "application/protobuf");
+        assert_eq!(json["Header"]["content-type"], "application/protobuf");
     }
 
     #[test]
