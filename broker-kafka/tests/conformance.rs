@@ -4,22 +4,16 @@
 //! restart scenario restarts with `KAFKA_PORT=19092 scripts/kafka.sh restart`, and
 //! starts the same way when it is not running.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_core::testkit::{Kit, broker_address};
-use broker_core::{Broker, Error, ErrorKind, Result};
-use broker_kafka::{KafkaBroker, KafkaOptions};
+use broker_core::testkit::{Kit, broker_address, run_command};
+use broker_core::{Broker, Error, Result};
+use broker_kafka::KafkaBroker;
 
-/// Options for a single-node test broker: short heartbeats, so that group changes are
-/// noticed within a second, and a fast look-out for new topics.
-fn options(brokers: &str) -> KafkaOptions {
-    KafkaOptions::new()
-        .brokers(brokers.split(','))
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .pattern_refresh(Duration::from_millis(500))
-}
+use common::options_for as options;
 
 async fn connect(brokers: String, hint: &'static str) -> Result<Arc<dyn Broker>> {
     match KafkaBroker::connect(options(&brokers)).await {
@@ -67,32 +61,19 @@ async fn script(command: &'static str) -> Result<()> {
         .next()
         .unwrap_or("19092")
         .to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(script)
-            .arg(command)
-            .env("KAFKA_PORT", port)
-            .output()
-    })
-    .await
-    .map_err(|e| Error::with_source(ErrorKind::Connect, "restart task failed", e))?
-    .map_err(|e| Error::with_source(ErrorKind::Connect, "cannot run scripts/kafka.sh", e))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Connect,
-            format!(
-                "scripts/kafka.sh {command} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        ))
-    }
+    let mut script_command = std::process::Command::new("bash");
+    script_command
+        .arg(script)
+        .arg(command)
+        .env("KAFKA_PORT", port);
+    run_command(script_command, format!("scripts/kafka.sh {command}"))
+        .await
+        .map(drop)
 }
 
 async fn kit() -> Kit {
     broker_kafka::link();
-    let main = broker_address("KAFKA_BROKERS", "127.0.0.1:9092");
+    let main = common::brokers();
     let second = broker_address("KAFKA_RESTART_BROKERS", "127.0.0.1:19092");
     Kit::from_backend(Some("scripts/kafka.sh start"), move || {
         connect(main.clone(), "scripts/kafka.sh start")

@@ -5,22 +5,18 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use broker_core::testkit::{captured_text, expect_error, log_capture, publish, shown_error};
 use broker_core::{Broker, Error, ErrorKind, Message};
 use broker_nats::{NatsBroker, NatsOptions};
 
 /// Panics when `secret` appears in any of `shown`.
 fn assert_hidden(secret: &str, shown: &[String]) {
-    for text in shown {
-        assert!(!text.contains(secret), "a secret is shown: {text}");
-    }
+    broker_core::testkit::assert_hidden(&[secret], shown);
 }
 
-/// Everything a caller may print of an error.
-fn shown_error(err: &Error) -> Vec<String> {
-    vec![err.to_string(), err.display_chain(), format!("{err:?}")]
+/// Connecting to `url` fails with an Auth error (`what` says why it must); returns it.
+async fn refused(url: &str, what: &str) -> Error {
+    expect_error(NatsBroker::connect_url(url).await, &[ErrorKind::Auth], what)
 }
 
 /// Everything a caller may print of a broker.
@@ -54,10 +50,7 @@ async fn user_and_password_from_url_and_builder() {
         .expect("right credentials");
     assert_hidden(PASSWORD, &shown_broker(&broker));
     assert_hidden(PASSWORD, &[broker_core::registry::redact_url(&url)]);
-    broker
-        .publish("auth.ok", Message::new("x"))
-        .await
-        .expect("publish");
+    publish(&broker, "auth.ok", Message::new("x")).await;
     broker.close().await.expect("close");
 
     // From the query, through the registry.
@@ -85,33 +78,34 @@ async fn user_and_password_from_url_and_builder() {
     broker.close().await.expect("close");
 
     // Wrong password: an Auth error that shows no secret.
-    let err = NatsBroker::connect_url(&format!("nats://alice:wrong-pw@127.0.0.1:{port}"))
-        .await
-        .expect_err("wrong password");
-    assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
-    assert_hidden("wrong-pw", &shown_error(&err));
-    let err = NatsBroker::connect(
-        NatsOptions::new(format!("nats://127.0.0.1:{port}"))
-            .jetstream()
-            .user_and_password("alice", "wrong-pw2"),
+    let err = refused(
+        &format!("nats://alice:wrong-pw@127.0.0.1:{port}"),
+        "wrong password",
     )
-    .await
-    .expect_err("wrong password (JetStream)");
-    assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+    .await;
+    assert_hidden("wrong-pw", &shown_error(&err));
+    let err = expect_error(
+        NatsBroker::connect(
+            NatsOptions::new(format!("nats://127.0.0.1:{port}"))
+                .jetstream()
+                .user_and_password("alice", "wrong-pw2"),
+        )
+        .await,
+        &[ErrorKind::Auth],
+        "wrong password (JetStream)",
+    );
     assert_hidden("wrong-pw2", &shown_error(&err));
 
     // Wrong user.
-    let err = NatsBroker::connect_url(&format!("nats://mallory:{PASSWORD}@127.0.0.1:{port}"))
-        .await
-        .expect_err("wrong user");
-    assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+    let err = refused(
+        &format!("nats://mallory:{PASSWORD}@127.0.0.1:{port}"),
+        "wrong user",
+    )
+    .await;
     assert_hidden(PASSWORD, &shown_error(&err));
 
     // No credentials at all.
-    let err = NatsBroker::connect_url(&format!("nats://127.0.0.1:{port}"))
-        .await
-        .expect_err("anonymous");
-    assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+    refused(&format!("nats://127.0.0.1:{port}"), "anonymous").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,10 +124,7 @@ async fn token_from_url_and_builder() {
             .unwrap_or_else(|e| panic!("right token: {}", e.display_chain()));
         assert_hidden(TOKEN, &shown_broker(&broker));
         assert_hidden(TOKEN, &[broker_core::registry::redact_url(&url)]);
-        broker
-            .publish("auth.token", Message::new("x"))
-            .await
-            .expect("publish");
+        publish(&broker, "auth.token", Message::new("x")).await;
         broker.close().await.expect("close");
     }
     let broker =
@@ -149,45 +140,17 @@ async fn token_from_url_and_builder() {
         format!("nats://127.0.0.1:{port}?token=wr0ng-t0ken"),
         format!("jetstream://127.0.0.1:{port}?token=wr0ng-t0ken"),
     ] {
-        let err = NatsBroker::connect_url(&url)
-            .await
-            .expect_err("wrong token");
-        assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+        let err = refused(&url, "wrong token").await;
         assert_hidden("wr0ng-t0ken", &shown_error(&err));
     }
-    let err = NatsBroker::connect_url(&format!("nats://127.0.0.1:{port}"))
-        .await
-        .expect_err("no token");
-    assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+    refused(&format!("nats://127.0.0.1:{port}"), "no token").await;
     // A user and password where a token is wanted.
-    let err = NatsBroker::connect_url(&format!("nats://alice:{TOKEN}x@127.0.0.1:{port}"))
-        .await
-        .expect_err("user and password on a token server");
-    assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+    let err = refused(
+        &format!("nats://alice:{TOKEN}x@127.0.0.1:{port}"),
+        "user and password on a token server",
+    )
+    .await;
     assert_hidden(TOKEN, &shown_error(&err));
-}
-
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 /// Runs on one thread, so the thread-local log subscriber sees the client's tasks too.
@@ -201,13 +164,8 @@ async fn secrets_stay_out_of_logs() {
     )
     .await;
     let port = server.port;
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (subscriber, logs) = log_capture();
+    let _default = tracing::subscriber::set_default(subscriber.finish());
     // Other tests of this binary run on other threads without a subscriber: callsites
     // they reached first may have cached "never"; count this subscriber in again.
     tracing::callsite::rebuild_interest_cache();
@@ -218,10 +176,7 @@ async fn secrets_stay_out_of_logs() {
     ))
     .await
     .expect("right credentials");
-    broker
-        .publish("auth.logs", Message::new("x"))
-        .await
-        .expect("publish");
+    publish(&broker, "auth.logs", Message::new("x")).await;
     shown.extend(shown_broker(&broker));
     broker.close().await.expect("close");
 
@@ -229,10 +184,7 @@ async fn secrets_stay_out_of_logs() {
         format!("nats://bob:{PASSWORD}x@127.0.0.1:{port}"),
         format!("nats://127.0.0.1:{port}?user=bob&password={PASSWORD}x"),
     ] {
-        let err = NatsBroker::connect_url(&url)
-            .await
-            .expect_err("wrong password");
-        assert_eq!(err.kind(), ErrorKind::Auth, "{}", err.display_chain());
+        let err = refused(&url, "wrong password").await;
         shown.extend(shown_error(&err));
     }
 
@@ -259,19 +211,16 @@ async fn secrets_stay_out_of_logs() {
     .expect("write creds");
     let options = NatsOptions::new(format!("nats://127.0.0.1:{port}")).credentials_file(&creds);
     shown.push(format!("{options:?}"));
-    let err = NatsBroker::connect(options)
-        .await
-        .expect_err("a creds file that is not valid");
-    assert!(
-        matches!(err.kind(), ErrorKind::InvalidConfig | ErrorKind::Auth),
-        "{}",
-        err.display_chain()
+    let err = expect_error(
+        NatsBroker::connect(options).await,
+        &[ErrorKind::InvalidConfig, ErrorKind::Auth],
+        "a creds file that is not valid",
     );
     shown.extend(shown_error(&err));
     let _ = std::fs::remove_dir_all(&dir);
 
     drop(_default);
-    let logs = String::from_utf8_lossy(&logs.0.lock().expect("log buffer")).into_owned();
+    let logs = captured_text(&logs);
     assert!(
         logs.contains("127.0.0.1"),
         "the log capture saw nothing: {logs}"

@@ -4,8 +4,13 @@ mod common;
 
 use std::time::Duration;
 
+use broker_core::testkit::{
+    assert_refuses_work_after_close, assert_stream_ends, connected, expect_error, next_delivery,
+    publish_all, subscribe,
+};
 use broker_core::{Broker, BrokerExt, ErrorKind, Message, Requester, SubscribeOptions};
 use broker_nats::{NatsBroker, NatsOptions};
+use common::core_topic;
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -16,19 +21,7 @@ async fn connect() -> NatsBroker {
 
 /// Connects with `query` (URL options) added to the server's URL.
 async fn connect_with(query: &str) -> NatsBroker {
-    let mut url = common::nats_url();
-    if !query.is_empty() {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(query);
-    }
-    match NatsBroker::connect_url(&url).await {
-        Ok(broker) => broker,
-        Err(err) => panic!(
-            "cannot connect to NATS at {url}: {}\n  start it with: {}",
-            err.display_chain(),
-            common::START_HINT
-        ),
-    }
+    common::connect(&common::nats_url_with(query)).await
 }
 
 /// A framework subscription and a raw client subscription to `topic`, both live.
@@ -36,10 +29,7 @@ async fn subscribe_both(
     broker: &NatsBroker,
     topic: &str,
 ) -> (broker_core::Subscription, async_nats::Subscriber) {
-    let sub = broker
-        .subscribe(topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
+    let sub = subscribe(broker, topic, SubscribeOptions::new()).await;
     let raw = broker
         .client()
         .subscribe(topic.to_owned())
@@ -56,11 +46,7 @@ async fn next_native(raw: &mut async_nats::Subscriber) -> async_nats::Message {
         .expect("raw message")
 }
 
-fn topic(name: &str) -> String {
-    format!("nats-test.{name}.{}", uuid::Uuid::now_v7().simple())
-}
-
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_knows_both_schemes() {
     broker_nats::link();
     let schemes = broker_core::registry::registered_schemes();
@@ -68,22 +54,16 @@ async fn registry_knows_both_schemes() {
         schemes.contains(&"nats") && schemes.contains(&"jetstream"),
         "{schemes:?}"
     );
-    let broker = match broker_core::connect(&common::nats_url()).await {
-        Ok(broker) => broker,
-        Err(err) => panic!(
-            "{}\n  start it with: {}",
-            err.display_chain(),
-            common::START_HINT
-        ),
-    };
+    let url = common::nats_url();
+    let broker = connected(broker_core::connect(&url).await, &url, common::START_HINT);
     assert_eq!(broker.capabilities().backend, "nats");
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_round_trip_exactly_and_other_clients_see_native_headers() {
     let broker = connect().await;
-    let topic = topic("headers");
+    let topic = core_topic("headers");
     let (mut sub, mut raw) = subscribe_both(&broker, &topic).await;
 
     let mut message = Message::new("hi")
@@ -98,11 +78,7 @@ async fn headers_round_trip_exactly_and_other_clients_see_native_headers() {
         .await
         .expect("publish");
 
-    let delivery = tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("in time")
-        .expect("open")
-        .expect("ok");
+    let delivery = next_delivery(&mut sub, WAIT).await;
     let got = delivery.message();
     assert_eq!(got.id().as_str(), "id-1");
     assert_eq!(got.key_str(), Some("k-1"));
@@ -125,7 +101,7 @@ async fn headers_round_trip_exactly_and_other_clients_see_native_headers() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_limit_comes_from_the_server() {
     let broker = connect().await;
     let max = broker
@@ -138,7 +114,7 @@ async fn payload_limit_comes_from_the_server() {
         "scripts/nats.sh sets max_payload 8MB, got {max}"
     );
     let err = broker
-        .publish(&topic("big"), Message::new(vec![0u8; max]))
+        .publish(&core_topic("big"), Message::new(vec![0u8; max]))
         .await
         .expect_err("too large");
     assert_eq!(
@@ -150,31 +126,26 @@ async fn payload_limit_comes_from_the_server() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_subjects_and_headers_are_typed_errors() {
     let broker = connect().await;
     for bad in ["a..b", "a.*", "", "a b"] {
         let err = broker.publish(bad, Message::new("x")).await.expect_err(bad);
         assert_eq!(err.kind(), ErrorKind::InvalidSubject, "{bad}");
     }
-    let err = broker
-        .subscribe("a.>.b", SubscribeOptions::new())
-        .await
-        .expect_err("pattern");
-    assert_eq!(err.kind(), ErrorKind::InvalidSubject);
-    let err = broker
-        .publish(&topic("h"), Message::new("x").with_header("bad name", "v"))
-        .await
-        .expect_err("header name");
-    assert_eq!(err.kind(), ErrorKind::InvalidHeader);
+    let subscribed = broker.subscribe("a.>.b", SubscribeOptions::new()).await;
+    expect_error(subscribed, &[ErrorKind::InvalidSubject], "pattern");
+    let bad_header = Message::new("x").with_header("bad name", "v");
+    let published = broker.publish(&core_topic("h"), bad_header).await;
+    expect_error(published, &[ErrorKind::InvalidHeader], "header name");
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_request_reply() {
     let broker = connect().await;
     let responder = connect().await;
-    let topic = topic("request");
+    let topic = core_topic("request");
     let answering = answer_requests(&responder, &topic, |request| {
         format!("re: {}", String::from_utf8_lossy(request.payload()))
     })
@@ -187,13 +158,7 @@ async fn native_request_reply() {
     assert_eq!(reply.payload().as_ref(), b"re: ping");
 
     // broker-core's generic requester: its reply-to header is also the native reply.
-    let requester = Requester::new(std::sync::Arc::new(broker.clone()))
-        .await
-        .expect("requester");
-    let reply = requester
-        .request(&topic, Message::new("pong"), WAIT)
-        .await
-        .expect("requester");
+    let reply = request_with_requester(&broker, &topic, "pong").await;
     assert_eq!(reply.payload().as_ref(), b"re: pong");
 
     let err = broker
@@ -224,47 +189,30 @@ async fn native_request_reply() {
     responder.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_ends_streams_and_refuses_work() {
     let broker = connect().await;
-    let topic = topic("close");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
+    let topic = core_topic("close");
+    let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
     broker.close().await.expect("close");
-    let end = tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("the stream ends");
-    assert!(end.is_none(), "{end:?}");
-    let err = broker
-        .publish(&topic, Message::new("x"))
-        .await
-        .expect_err("closed");
-    assert_eq!(err.kind(), ErrorKind::Closed);
-    let err = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect_err("closed");
-    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert_stream_ends(&mut sub, WAIT, "the stream ends").await;
+    assert_refuses_work_after_close(&broker, &topic).await;
     broker.close().await.expect("close twice is fine");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_auth_errors_without_secrets() {
     // The shared server has no auth; a private one with a token checks the mapping.
     let port = 14230;
-    let err = NatsBroker::connect(
-        NatsOptions::new(format!("nats://127.0.0.1:{port}"))
-            .token("hunter2")
-            .connection_timeout(Duration::from_millis(500)),
-    )
-    .await
-    .expect_err("nothing listens there");
-    assert!(
-        matches!(err.kind(), ErrorKind::Connect | ErrorKind::Timeout),
-        "{}",
-        err.display_chain()
+    let err = expect_error(
+        NatsBroker::connect(
+            NatsOptions::new(format!("nats://127.0.0.1:{port}"))
+                .token("hunter2")
+                .connection_timeout(Duration::from_millis(500)),
+        )
+        .await,
+        &[ErrorKind::Connect, ErrorKind::Timeout],
+        "nothing listens there",
     );
     assert!(!err.display_chain().contains("hunter2"));
     let url = format!("{}?token=hunter2", common::nats_url());
@@ -275,25 +223,20 @@ async fn wrong_credentials_are_auth_errors_without_secrets() {
     assert!(!debug.contains("hunter2"), "{debug}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_keep_their_id() {
     let broker = connect_with("message_ids=off").await;
     assert!(!broker.options().message_ids);
-    let topic = topic("no-ids");
+    let topic = core_topic("no-ids");
     let (mut sub, mut raw) = subscribe_both(&broker, &topic).await;
 
     let plain = Message::new("plain").with_id("id-plain");
     let tagged = Message::new("tagged")
         .with_id("id-tagged")
         .with_header("tenant", "acme");
-    for message in [&plain, &tagged] {
-        broker
-            .publish(&topic, message.clone())
-            .await
-            .expect("publish");
-    }
+    publish_all(&broker, &topic, [plain, tagged.clone()]).await;
 
-    let got = next_delivery(&mut sub).await;
+    let got = next_delivery(&mut sub, WAIT).await;
     assert_eq!(got.message().payload().as_ref(), b"plain");
     assert_ne!(
         got.message().id().as_str(),
@@ -302,7 +245,7 @@ async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_
     );
     assert!(!got.message().id().as_str().is_empty());
     assert!(got.message().headers().is_empty());
-    let got = next_delivery(&mut sub).await;
+    let got = next_delivery(&mut sub, WAIT).await;
     assert_eq!(got.message().payload().as_ref(), b"tagged");
     assert_eq!(got.message().headers(), tagged.headers());
     assert_ne!(got.message().id().as_str(), "id-tagged");
@@ -321,17 +264,23 @@ async fn with_message_ids_off_plain_messages_carry_no_header_block_and_requests_
     // A request keeps its id, which the generic requester matches the reply by.
     let request_topic = format!("{topic}.request");
     let answering = answer_requests(&broker, &request_topic, |_| "pong".to_owned()).await;
-    let requester = Requester::new(std::sync::Arc::new(broker.clone()))
-        .await
-        .expect("requester");
-    let reply = requester
-        .request(&request_topic, Message::new("ping"), WAIT)
-        .await
-        .expect("the reply is matched to the request by its id");
+    let reply = request_with_requester(&broker, &request_topic, "ping").await;
     assert_eq!(reply.payload().as_ref(), b"pong");
 
     answering.abort();
     broker.close().await.expect("close");
+}
+
+/// Sends a request with the body `body` to `topic` through broker-core's generic
+/// [`Requester`] on `broker`, and returns the reply (matched to the request by its id).
+async fn request_with_requester(broker: &NatsBroker, topic: &str, body: &str) -> Message {
+    let requester = Requester::new(std::sync::Arc::new(broker.clone()))
+        .await
+        .expect("requester");
+    requester
+        .request(topic, Message::new(body.to_owned()), WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("a reply through the requester: {}", e.display_chain()))
 }
 
 /// Subscribes `responder` to `topic` and answers every request with the body `answer`
@@ -341,10 +290,7 @@ async fn answer_requests(
     topic: &str,
     answer: impl Fn(&Message) -> String + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    let mut requests = responder
-        .subscribe(topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
+    let mut requests = subscribe(responder, topic, SubscribeOptions::new()).await;
     let responder = responder.clone();
     tokio::spawn(async move {
         while let Some(Ok(delivery)) = requests.next().await {
@@ -355,12 +301,4 @@ async fn answer_requests(
                 .expect("reply");
         }
     })
-}
-
-async fn next_delivery(sub: &mut broker_core::Subscription) -> broker_core::Delivery {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("in time")
-        .expect("open")
-        .expect("ok")
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use broker_core::headers::names;
 use broker_core::middleware::DeadLetterLayer;
+use broker_core::testkit::{expect_delivery, subscribe};
 use broker_core::typed::TypedEvent;
 use broker_core::typed::typed_handler;
 use broker_core::{
@@ -18,6 +19,7 @@ use broker_core::{
     Subscription, codec::Json,
 };
 use broker_nats::NatsBroker;
+use common::connect;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -139,14 +141,22 @@ fn frames(subject: &str, good: usize) -> Vec<u8> {
     out
 }
 
-async fn connect(url: &str) -> NatsBroker {
-    NatsBroker::connect_url(url).await.unwrap_or_else(|e| {
-        panic!(
-            "connect {url}: {}; start it with: {}",
-            e.display_chain(),
-            common::START_HINT
-        )
-    })
+/// Sends [`frames`] for `subject` (`good` good messages and the bad ones) with a raw
+/// client, and waits until the server has taken them all.
+async fn send_frames(subject: &str, good: usize) {
+    let mut raw = RawClient::connect().await;
+    raw.write(&frames(subject, good)).await;
+    raw.flush_and_wait().await;
+}
+
+/// Sends [`frames`] to `subject` and reads them from `sub`: every good message arrives
+/// (acked) and every bad one, as [`assert_bad_deliveries`] says; returns the bad ones.
+async fn send_and_read_all(sub: &mut Subscription, subject: &str, good: usize) -> Vec<Delivery> {
+    send_frames(subject, good).await;
+    let (good_seen, bad) = read_all(sub, good).await;
+    assert_eq!(good_seen, good, "good messages lost");
+    assert_bad_deliveries(&bad);
+    bad
 }
 
 /// Reads `sub` until `good` good messages and every bad one arrived; returns the good
@@ -200,18 +210,9 @@ fn assert_bad_deliveries(bad: &[Delivery]) {
 async fn core_malformed_headers_cost_no_connection_and_no_message() {
     const GOOD: usize = 20_000;
     let broker = connect(&common::nats_url()).await;
-    let subject = format!("foreign.core.{}", uuid::Uuid::now_v7().simple());
-    let mut sub = broker
-        .subscribe(&subject, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
-    let mut raw = RawClient::connect().await;
-    raw.write(&frames(&subject, GOOD)).await;
-    raw.flush_and_wait().await;
-
-    let (good, bad) = read_all(&mut sub, GOOD).await;
-    assert_eq!(good, GOOD, "good messages lost");
-    assert_bad_deliveries(&bad);
+    let subject = common::core_topic("foreign.core");
+    let mut sub = subscribe(&broker, &subject, SubscribeOptions::new()).await;
+    send_and_read_all(&mut sub, &subject, GOOD).await;
     assert_eq!(broker.dropped_messages(), 0);
     broker.close().await.expect("close");
 }
@@ -224,23 +225,17 @@ async fn jetstream_malformed_headers_are_redelivered_with_a_stable_id_up_to_max_
         "?max_age_secs=3600&max_deliver={MAX_DELIVER}"
     )))
     .await;
-    let subject = format!("foreignjs{}.orders", uuid::Uuid::now_v7().simple());
+    let subject = format!("{}.orders", common::unique_token("foreignjs"));
     let mut sub = broker
         .subscribe(
             &subject,
             SubscribeOptions::new()
-                .queue(format!("g{}", uuid::Uuid::now_v7().simple()))
+                .queue(common::unique_token("g"))
                 .manual_ack(),
         )
         .await
         .expect("subscribe creates the stream");
-    let mut raw = RawClient::connect().await;
-    raw.write(&frames(&subject, GOOD)).await;
-    raw.flush_and_wait().await;
-
-    let (good, bad) = read_all(&mut sub, GOOD).await;
-    assert_eq!(good, GOOD, "good messages lost");
-    assert_bad_deliveries(&bad);
+    let bad = send_and_read_all(&mut sub, &subject, GOOD).await;
     // Nack every bad delivery until the server stops: max_deliver applies to them, and
     // each comes back with the id it had (the stream position: no id header was sent).
     let mut seen: HashMap<String, (String, u32)> = HashMap::new();
@@ -267,10 +262,7 @@ async fn jetstream_malformed_headers_are_redelivered_with_a_stable_id_up_to_max_
             tokio::time::Instant::now() < deadline,
             "redeliveries stalled: {seen:?}"
         );
-        match tokio::time::timeout(WAIT, sub.next()).await {
-            Ok(Some(Ok(delivery))) => pending.push(delivery),
-            other => panic!("expected a redelivery, got {other:?}"),
-        }
+        pending.push(expect_delivery(&mut sub, WAIT, "expected a redelivery").await);
     }
     // Past max_deliver nothing comes back.
     let extra = tokio::time::timeout(Duration::from_secs(2), sub.next()).await;
@@ -288,13 +280,10 @@ async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
     const GOOD: usize = 1_000;
     let broker = std::sync::Arc::new(connect(&common::jetstream_url("?max_age_secs=3600")).await)
         as std::sync::Arc<dyn Broker>;
-    let token = format!("foreignjs{}", uuid::Uuid::now_v7().simple());
+    let token = common::unique_token("foreignjs");
     let subject = format!("{token}.orders");
     let dead_topic = format!("{token}.dead");
-    let mut dead = broker
-        .subscribe(&dead_topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe to the dead letters");
+    let mut dead = subscribe(&*broker, &dead_topic, SubscribeOptions::new()).await;
     let (tx, mut handled) = tokio::sync::mpsc::unbounded_channel();
     let handler = typed_handler(Json, move |event: TypedEvent<Numbered>| {
         let tx = tx.clone();
@@ -307,15 +296,13 @@ async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
     let handle = broker
         .subscribe_with(
             &subject,
-            SubscribeOptions::new().queue(format!("g{}", uuid::Uuid::now_v7().simple())),
+            SubscribeOptions::new().queue(common::unique_token("g")),
             HandlerOptions::new(),
             handler,
         )
         .await
         .expect("subscribe_with");
-    let mut raw = RawClient::connect().await;
-    raw.write(&frames(&subject, GOOD)).await;
-    raw.flush_and_wait().await;
+    send_frames(&subject, GOOD).await;
 
     let mut numbers = Vec::with_capacity(GOOD);
     while numbers.len() < GOOD {
@@ -329,10 +316,7 @@ async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
     assert_eq!(numbers.len(), GOOD, "every good message handled");
     let mut letters = Vec::new();
     while letters.len() < BAD_HEADER_BLOCKS.len() {
-        match tokio::time::timeout(WAIT, dead.next()).await {
-            Ok(Some(Ok(letter))) => letters.push(letter),
-            other => panic!("expected a dead letter, got {other:?}"),
-        }
+        letters.push(expect_delivery(&mut dead, WAIT, "expected a dead letter").await);
     }
     for letter in &letters {
         let h = letter.message().headers();
@@ -357,10 +341,7 @@ async fn jetstream_malformed_headers_go_to_the_dead_letter_topic_at_once() {
 /// later with an error that blames JetStream being off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_names_the_server_version_it_needs() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
+    let (listener, port) = common::local_listener().await;
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.expect("accept");
         let mut stream = BufReader::new(stream);

@@ -5,60 +5,48 @@ mod common;
 use std::time::Duration;
 
 use broker_core::delivery::Redelivery;
+use broker_core::testkit::{
+    connected, expect_error, next_delivery, publish, publish_all, subscribe,
+};
 use broker_core::{Broker, ErrorKind, Message, SubscribeOptions};
 use broker_nats::{NatsBroker, NatsOptions};
+use common::js_topic;
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn connect_with(query: &str) -> NatsBroker {
-    let url = common::jetstream_url(query);
-    match NatsBroker::connect_url(&url).await {
-        Ok(broker) => broker,
-        Err(err) => panic!(
-            "cannot connect to JetStream at {url}: {}\n  start it with: {}",
-            err.display_chain(),
-            common::START_HINT
-        ),
-    }
+    common::connect(&common::jetstream_url(query)).await
 }
 
 async fn connect() -> NatsBroker {
     connect_with("?max_age_secs=3600").await
 }
 
-fn topic(name: &str) -> String {
-    format!("js-test.{name}.{}", uuid::Uuid::now_v7().simple())
-}
-
 async fn next(sub: &mut broker_core::Subscription) -> broker_core::Delivery {
-    match tokio::time::timeout(WAIT, sub.next()).await {
-        Ok(Some(Ok(delivery))) => delivery,
-        other => panic!("expected a delivery, got {other:?}"),
-    }
+    next_delivery(sub, WAIT).await
 }
 
-#[tokio::test]
+/// The payload of the next delivery, acked (and the ack confirmed by the server).
+async fn next_payload(sub: &mut broker_core::Subscription) -> Vec<u8> {
+    let d = next(sub).await;
+    let payload = d.message().payload().to_vec();
+    d.ack().await.expect("ack (confirmed by the server)");
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_subscription_before_the_first_publish() {
     let broker = connect().await;
     // A first token nobody used before: its stream does not exist yet.
-    let token = format!("jsfresh{}", uuid::Uuid::now_v7().simple());
+    let token = common::unique_token("jsfresh");
     let mut sub = broker
         .subscribe(&format!("{token}.*"), SubscribeOptions::new())
         .await
         .expect("subscribe creates the stream");
-    broker
-        .publish(&format!("{token}.created"), Message::new("1"))
-        .await
-        .expect("publish");
-    broker
-        .publish(&format!("{token}.a.b"), Message::new("no match"))
-        .await
-        .expect("publish");
-    broker
-        .publish(&format!("{token}.deleted"), Message::new("2"))
-        .await
-        .expect("publish");
+    for (tail, payload) in [("created", "1"), ("a.b", "no match"), ("deleted", "2")] {
+        publish(&broker, &format!("{token}.{tail}"), Message::new(payload)).await;
+    }
     let first = next(&mut sub).await;
     assert_eq!(first.topic(), format!("{token}.created"));
     let second = next(&mut sub).await;
@@ -76,28 +64,16 @@ async fn wildcard_subscription_before_the_first_publish() {
         err.display_chain()
     );
     broker.client(); // the escape hatch is there
-    let js = async_nats::jetstream::new(broker.client().clone());
-    js.delete_stream(format!("BROKER_{token}"))
-        .await
-        .expect("clean up the stream");
-    broker.close().await.expect("close");
+    common::delete_stream_and_close(&broker, &format!("BROKER_{token}")).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_redelivers_with_attempts_and_delay() {
     let broker = connect().await;
-    let topic = topic("nack");
-    let mut sub = broker
-        .subscribe(
-            &topic,
-            SubscribeOptions::new().queue("nackers").manual_ack(),
-        )
-        .await
-        .expect("subscribe");
-    broker
-        .publish(&topic, Message::new("x").with_id("n-1"))
-        .await
-        .expect("publish");
+    let topic = js_topic("nack");
+    let options = SubscribeOptions::new().queue("nackers").manual_ack();
+    let mut sub = subscribe(&broker, &topic, options).await;
+    publish(&broker, &topic, Message::new("x").with_id("n-1")).await;
 
     let first = next(&mut sub).await;
     assert_eq!(first.attempt(), Some(1));
@@ -121,25 +97,17 @@ async fn nack_redelivers_with_attempts_and_delay() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_deliver_stops_redelivery() {
     let broker = connect_with("?max_age_secs=3600&max_deliver=2").await;
-    let topic = topic("max_deliver");
-    let mut sub = broker
-        .subscribe(
-            &topic,
-            SubscribeOptions::new().queue("limited").manual_ack(),
-        )
-        .await
-        .expect("subscribe");
-    broker
-        .publish(&topic, Message::new("poison").with_id("p"))
-        .await
-        .expect("publish");
-    broker
-        .publish(&topic, Message::new("fine").with_id("f"))
-        .await
-        .expect("publish");
+    let topic = js_topic("max_deliver");
+    let options = SubscribeOptions::new().queue("limited").manual_ack();
+    let mut sub = subscribe(&broker, &topic, options).await;
+    let messages = [
+        Message::new("poison").with_id("p"),
+        Message::new("fine").with_id("f"),
+    ];
+    publish_all(&broker, &topic, messages).await;
     let mut poison_attempts = Vec::new();
     let mut fine = false;
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -163,31 +131,23 @@ async fn max_deliver_stops_redelivery() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msg_id_travels_and_duplicates_are_dropped_by_the_stream() {
     let broker = connect().await;
-    let topic = topic("dedupe");
+    let topic = js_topic("dedupe");
     let mut raw = broker.client().subscribe(topic.clone()).await.expect("raw");
     broker.client().flush().await.expect("flush");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
+    let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
     let message = Message::new("once")
         .with_id("same-id")
         .with_header("h", "v");
-    broker
-        .publish(&topic, message.clone())
-        .await
-        .expect("publish");
-    broker
-        .publish(&topic, message.clone())
-        .await
-        .expect("a duplicate publish is still Ok");
-    broker
-        .publish(&topic, Message::new("next").with_id("other-id"))
-        .await
-        .expect("publish");
+    // The duplicate publish is still Ok.
+    let messages = [
+        message.clone(),
+        message.clone(),
+        Message::new("next").with_id("other-id"),
+    ];
+    publish_all(&broker, &topic, messages).await;
 
     let native = tokio::time::timeout(WAIT, raw.next())
         .await
@@ -215,11 +175,11 @@ async fn msg_id_travels_and_duplicates_are_dropped_by_the_stream() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_publish_is_a_publish_error() {
     // A stream that only takes small messages rejects a larger one.
     let broker = connect().await;
-    let token = format!("jssmall{}", uuid::Uuid::now_v7().simple());
+    let token = common::unique_token("jssmall");
     let js = async_nats::jetstream::new(broker.client().clone());
     js.create_stream(async_nats::jetstream::stream::Config {
         name: format!("SMALL_{token}"),
@@ -234,76 +194,55 @@ async fn rejected_publish_is_a_publish_error() {
         .await
         .expect_err("the stream rejects it");
     assert_eq!(err.kind(), ErrorKind::Publish, "{}", err.display_chain());
-    js.delete_stream(format!("SMALL_{token}"))
-        .await
-        .expect("clean up");
-    broker.close().await.expect("close");
+    common::delete_stream_and_close(&broker, &format!("SMALL_{token}")).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_create_streams_a_missing_stream_is_an_error() {
     let broker = connect_with("?create_streams=off").await;
-    let token = format!("jsnone{}", uuid::Uuid::now_v7().simple());
-    let err = broker
+    let token = common::unique_token("jsnone");
+    let published = broker
         .publish(&format!("{token}.x"), Message::new("x"))
-        .await
-        .expect_err("no stream");
-    assert_eq!(
-        err.kind(),
-        ErrorKind::InvalidConfig,
-        "{}",
-        err.display_chain()
-    );
-    let err = broker
+        .await;
+    expect_error(published, &[ErrorKind::InvalidConfig], "no stream");
+    let subscribed = broker
         .subscribe(&format!("{token}.*"), SubscribeOptions::new())
-        .await
-        .expect_err("no stream");
-    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        .await;
+    expect_error(subscribed, &[ErrorKind::InvalidConfig], "no stream");
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_group_resumes_and_ephemeral_consumers_go_away() {
     let broker = connect().await;
-    let topic = topic("resume");
-    let group = format!("g{}", uuid::Uuid::now_v7().simple());
+    let topic = js_topic("resume");
+    let group = common::unique_token("g");
     // Published before any subscriber: a new group starts at the earliest message.
+    publish_all(&broker, &topic, (0..3).map(|i| Message::new(i.to_string()))).await;
+    let mut sub = subscribe(
+        &broker,
+        &topic,
+        SubscribeOptions::new().queue(group.clone()),
+    )
+    .await;
     for i in 0..3 {
-        broker
-            .publish(&topic, Message::new(i.to_string()))
-            .await
-            .expect("publish");
-    }
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new().queue(group.clone()))
-        .await
-        .expect("subscribe");
-    for i in 0..3 {
-        let d = next(&mut sub).await;
-        assert_eq!(d.message().payload().as_ref(), i.to_string().as_bytes());
-        d.ack().await.expect("ack (confirmed by the server)");
+        assert_eq!(next_payload(&mut sub).await, i.to_string().as_bytes());
     }
     drop(sub);
-    broker
-        .publish(&topic, Message::new("3"))
-        .await
-        .expect("publish");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new().queue(group.clone()))
-        .await
-        .expect("resubscribe");
-    let d = next(&mut sub).await;
-    assert_eq!(
-        d.message().payload().as_ref(),
-        b"3",
-        "the group resumed where it was"
-    );
-    d.ack().await.expect("ack");
+    publish(&broker, &topic, Message::new("3")).await;
+    let mut sub = subscribe(
+        &broker,
+        &topic,
+        SubscribeOptions::new().queue(group.clone()),
+    )
+    .await;
+    let payload = next_payload(&mut sub).await;
+    assert_eq!(payload, b"3", "the group resumed where it was");
     drop(sub);
 
     // An ephemeral consumer is deleted with its subscription.
     let js = async_nats::jetstream::new(broker.client().clone());
-    let stream = js.get_stream("BROKER_js-test").await.expect("stream");
+    let stream = js.get_stream(common::JS_TEST_STREAM).await.expect("stream");
     let count = || async {
         let mut names = stream.consumer_names();
         let mut n = 0;
@@ -314,10 +253,7 @@ async fn queue_group_resumes_and_ephemeral_consumers_go_away() {
         }
         n
     };
-    let plain = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("plain");
+    let plain = subscribe(&broker, &topic, SubscribeOptions::new()).await;
     let with = count().await;
     assert!(with >= 1);
     drop(plain);
@@ -334,21 +270,18 @@ async fn queue_group_resumes_and_ephemeral_consumers_go_away() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_builder_connects() {
     let options = NatsOptions::new(common::nats_url())
         .jetstream()
         .name("broker-nats-test")
         .ack_wait(Duration::from_secs(5))
         .max_age(Duration::from_secs(3600));
-    let broker = match NatsBroker::connect(options).await {
-        Ok(broker) => broker,
-        Err(err) => panic!(
-            "{}\n  start it with: {}",
-            err.display_chain(),
-            common::START_HINT
-        ),
-    };
+    let broker = connected(
+        NatsBroker::connect(options).await,
+        &common::nats_url(),
+        common::START_HINT,
+    );
     let caps = broker.capabilities();
     assert_eq!(caps.backend, "jetstream");
     assert!(caps.persistence && caps.redelivery && caps.queue_groups);
@@ -359,22 +292,16 @@ async fn options_builder_connects() {
     broker.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_consumer_is_recreated() {
     let broker = connect().await;
-    let topic = topic("recreate");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
-    broker
-        .publish(&topic, Message::new("1"))
-        .await
-        .expect("publish");
+    let topic = js_topic("recreate");
+    let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
+    publish(&broker, &topic, Message::new("1")).await;
     next(&mut sub).await.ack().await.expect("ack");
 
     let js = async_nats::jetstream::new(broker.client().clone());
-    let stream = js.get_stream("BROKER_js-test").await.expect("stream");
+    let stream = js.get_stream(common::JS_TEST_STREAM).await.expect("stream");
     let mut consumers = stream.consumers();
     let mut ours = None;
     while let Some(Ok(info)) = consumers.next().await {
@@ -388,16 +315,11 @@ async fn a_deleted_consumer_is_recreated() {
         .await
         .expect("delete it under the subscription");
 
-    broker
-        .publish(&topic, Message::new("2"))
-        .await
-        .expect("publish");
-    let d = next(&mut sub).await;
+    publish(&broker, &topic, Message::new("2")).await;
+    let payload = next_payload(&mut sub).await;
     assert_eq!(
-        d.message().payload().as_ref(),
-        b"2",
+        payload, b"2",
         "the recreated consumer resumes after the last message"
     );
-    d.ack().await.expect("ack");
     broker.close().await.expect("close");
 }

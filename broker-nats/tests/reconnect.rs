@@ -7,16 +7,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use broker_core::testkit::{Collector, publish, subscribe, unique_topic, wait_until};
 use broker_core::{Broker, ErrorKind, Message, SubscribeOptions, Subscription};
 use broker_nats::NatsBroker;
+use common::{connect, publish_ids};
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Reads a subscription in the background, acking, and records the ids that arrive.
-fn collect(sub: Subscription) -> Arc<Mutex<HashSet<String>>> {
-    collect_with_errors(sub).0
-}
 
 /// What a subscription yielded: the ids of its deliveries, and its error items.
 type Collected = (
@@ -24,7 +21,8 @@ type Collected = (
     Arc<Mutex<Vec<broker_core::Error>>>,
 );
 
-/// The ids of the deliveries, and the error items, of `sub`.
+/// The ids of the deliveries, and the error items, of `sub`, read in the background
+/// (acking).
 fn collect_with_errors(mut sub: Subscription) -> Collected {
     let ids: Arc<Mutex<HashSet<String>>> = Arc::default();
     let errors: Arc<Mutex<Vec<broker_core::Error>>> = Arc::default();
@@ -50,36 +48,25 @@ fn count(ids: &Arc<Mutex<HashSet<String>>>) -> usize {
     ids.lock().expect("ids").len()
 }
 
-async fn connect(url: &str) -> NatsBroker {
-    match NatsBroker::connect_url(url).await {
-        Ok(broker) => broker,
-        Err(err) => panic!("cannot connect to {url}: {}", err.display_chain()),
-    }
+/// Starts the private server on `port` and connects to it at `url`.
+async fn start_and_connect(port: u16, url: &str) -> NatsBroker {
+    common::nats_sh("start", port)
+        .await
+        .expect("start a private nats-server");
+    connect(url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_publishing_resumes_after_a_restart() {
     const PORT: u16 = 14224;
-    common::nats_sh("start", PORT)
-        .await
-        .expect("start a private nats-server");
-    let broker = connect(&format!("nats://127.0.0.1:{PORT}")).await;
-    let topic = format!("reconnect.core.{}", uuid::Uuid::now_v7().simple());
-    let (ids, errors) = collect_with_errors(
-        broker
-            .subscribe(&topic, SubscribeOptions::new())
-            .await
-            .expect("subscribe"),
-    );
+    let broker = start_and_connect(PORT, &format!("nats://127.0.0.1:{PORT}")).await;
+    let topic = unique_topic("reconnect.core");
+    let (ids, errors) =
+        collect_with_errors(subscribe(&broker, &topic, SubscribeOptions::new()).await);
 
-    for i in 0..50 {
-        broker
-            .publish(&topic, Message::new("before").with_id(format!("b{i}")))
-            .await
-            .expect("publish");
-    }
+    publish_ids(&broker, &topic, "b", 0..50).await;
     assert!(
-        common::wait_until(WAIT, || count(&ids) == 50).await,
+        wait_until(WAIT, || count(&ids) == 50).await,
         "before the restart: {} of 50",
         count(&ids)
     );
@@ -95,7 +82,7 @@ async fn core_publishing_resumes_after_a_restart() {
             .await
             .expect("publish probe");
         probe += 1;
-        if common::wait_until(Duration::from_millis(200), || count(&ids) > before).await {
+        if wait_until(Duration::from_millis(200), || count(&ids) > before).await {
             break true;
         }
         if probe > 150 {
@@ -104,14 +91,9 @@ async fn core_publishing_resumes_after_a_restart() {
     };
     assert!(resumed, "nothing published after the restart arrived");
     let before = count(&ids);
-    for i in 0..50 {
-        broker
-            .publish(&topic, Message::new("after").with_id(format!("a{i}")))
-            .await
-            .expect("publish");
-    }
+    publish_ids(&broker, &topic, "a", 0..50).await;
     assert!(
-        common::wait_until(WAIT, || count(&ids) >= before + 50).await,
+        wait_until(WAIT, || count(&ids) >= before + 50).await,
         "after the restart: {} of 50",
         count(&ids) - before
     );
@@ -134,19 +116,12 @@ async fn core_publishing_resumes_after_a_restart() {
 async fn jetstream_loses_no_acknowledged_message_across_restarts() {
     const PORT: u16 = 14225;
     const N: usize = 300;
-    common::nats_sh("start", PORT)
-        .await
-        .expect("start a private nats-server");
     let url = format!("jetstream://127.0.0.1:{PORT}?max_age_secs=3600&ack_wait_ms=5000");
-    let broker = connect(&url).await;
-    let topic = format!("reconnect.js.{}", uuid::Uuid::now_v7().simple());
-    let group = format!("g{}", uuid::Uuid::now_v7().simple());
-    let ids = collect(
-        broker
-            .subscribe(&topic, SubscribeOptions::new().queue(group))
-            .await
-            .expect("subscribe"),
-    );
+    let broker = start_and_connect(PORT, &url).await;
+    let topic = unique_topic("reconnect.js");
+    let group = common::unique_token("g");
+    let ids =
+        Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new().queue(group)).await);
 
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
     let failed = Arc::new(Mutex::new(0usize));
@@ -173,7 +148,7 @@ async fn jetstream_loses_no_acknowledged_message_across_restarts() {
     };
     for at in [100, 200] {
         assert!(
-            common::wait_until(WAIT * 2, || acknowledged.lock().expect("acked").len() >= at).await,
+            wait_until(WAIT * 2, || acknowledged.lock().expect("acked").len() >= at).await,
             "the publisher did not reach {at}"
         );
         common::nats_sh("restart", PORT).await.expect("restart");
@@ -186,12 +161,12 @@ async fn jetstream_loses_no_acknowledged_message_across_restarts() {
         "only {} publishes were acknowledged",
         acknowledged.len()
     );
-    let all_there = common::wait_until(WAIT * 2, || {
-        let got = ids.lock().expect("ids");
+    let all_there = wait_until(WAIT * 2, || {
+        let got = ids.unique_ids();
         acknowledged.iter().all(|id| got.contains(id))
     })
     .await;
-    let got = ids.lock().expect("ids").clone();
+    let got = ids.unique_ids();
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !got.contains(*id))
@@ -209,18 +184,12 @@ async fn jetstream_loses_no_acknowledged_message_across_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_publish_while_the_server_is_down_fails() {
     const PORT: u16 = 14226;
-    common::nats_sh("start", PORT)
-        .await
-        .expect("start a private nats-server");
     let url = format!(
         "jetstream://127.0.0.1:{PORT}?max_age_secs=3600&publish_timeout_ms=1500&request_timeout_ms=1000"
     );
-    let broker = connect(&url).await;
-    let topic = format!("reconnect.down.{}", uuid::Uuid::now_v7().simple());
-    broker
-        .publish(&topic, Message::new("up"))
-        .await
-        .expect("publish while up");
+    let broker = start_and_connect(PORT, &url).await;
+    let topic = unique_topic("reconnect.down");
+    publish(&broker, &topic, Message::new("up")).await;
 
     common::nats_sh("stop", PORT).await.expect("stop");
     let outcome = broker.publish(&topic, Message::new("down")).await;
@@ -247,40 +216,22 @@ async fn jetstream_publish_while_the_server_is_down_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_plain_subscriber_survives_a_restart() {
     const PORT: u16 = 14227;
-    common::nats_sh("start", PORT)
-        .await
-        .expect("start a private nats-server");
     let url = format!("jetstream://127.0.0.1:{PORT}?max_age_secs=3600");
-    let broker = connect(&url).await;
-    let topic = format!("reconnect.plain.{}", uuid::Uuid::now_v7().simple());
-    let ids = collect(
-        broker
-            .subscribe(&topic, SubscribeOptions::new())
-            .await
-            .expect("subscribe"),
-    );
-    for i in 0..10 {
-        broker
-            .publish(&topic, Message::new("x").with_id(format!("b{i}")))
-            .await
-            .expect("publish");
-    }
+    let broker = start_and_connect(PORT, &url).await;
+    let topic = unique_topic("reconnect.plain");
+    let ids = Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+    publish_ids(&broker, &topic, "b", 0..10).await;
     assert!(
-        common::wait_until(WAIT, || count(&ids) == 10).await,
+        wait_until(WAIT, || ids.unique_count() == 10).await,
         "before: {}",
-        count(&ids)
+        ids.unique_count()
     );
     common::nats_sh("restart", PORT).await.expect("restart");
-    for i in 0..10 {
-        broker
-            .publish(&topic, Message::new("x").with_id(format!("a{i}")))
-            .await
-            .expect("publish after the restart");
-    }
+    publish_ids(&broker, &topic, "a", 0..10).await;
     assert!(
-        common::wait_until(WAIT, || count(&ids) == 20).await,
+        wait_until(WAIT, || ids.unique_count() == 20).await,
         "an ephemeral consumer's subscriber got {} of 20 across the restart",
-        count(&ids)
+        ids.unique_count()
     );
     broker.close().await.expect("close");
 }

@@ -12,29 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker_core::options::AckMode;
+use broker_core::testkit::{
+    Collector, Received, connect_fails, expect_delivery, publish, subscribe,
+    try_next_delivery as next, unique_topic, wait_until,
+};
 use broker_core::{Broker, Delivery, ErrorKind, Message, SubscribeOptions, Subscription};
 use broker_nats::{NatsBroker, SlowConsumer};
+use common::{connect, publish_ids};
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn connect(url: &str) -> NatsBroker {
-    match NatsBroker::connect_url(url).await {
-        Ok(broker) => broker,
-        Err(err) => panic!("cannot connect to {url}: {}", err.display_chain()),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}.{}", uuid::Uuid::now_v7().simple())
-}
-
-async fn next(sub: &mut Subscription, within: Duration) -> Option<broker_core::Result<Delivery>> {
-    tokio::time::timeout(within, sub.next())
-        .await
-        .ok()
-        .flatten()
-}
 
 // ---------------------------------------------------------------------------------------
 // no server
@@ -53,31 +40,24 @@ async fn connect_without_a_server_fails_fast() {
         format!("jetstream://127.0.0.1:{PORT}?connect_timeout_ms=2000"),
         format!("nats://u:pw@127.0.0.1:{PORT}?connect_timeout_ms=2000&tls=on"),
     ] {
-        let started = Instant::now();
-        let err = NatsBroker::connect_url(&url)
-            .await
-            .expect_err("no server listens");
-        let elapsed = started.elapsed();
-        assert_eq!(err.kind(), ErrorKind::Connect, "{}", err.display_chain());
-        assert!(
-            elapsed < TIMEOUT + MARGIN,
-            "{url}: failing took {elapsed:?}"
-        );
+        let err = connect_fails(
+            NatsBroker::connect_url(&url),
+            TIMEOUT + MARGIN,
+            &[ErrorKind::Connect],
+            &format!("{url}: no server listens"),
+        )
+        .await;
         assert!(
             err.to_string().contains(&format!("127.0.0.1:{PORT}")),
             "the error names the server: {err}"
         );
-        eprintln!("{}: {} after {elapsed:?}", url, err.display_chain());
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_to_a_silent_server_times_out() {
     // Accepts TCP connections and never says anything: no INFO, no handshake.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
+    let (listener, port) = common::local_listener().await;
     let accept = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
@@ -89,21 +69,13 @@ async fn connect_to_a_silent_server_times_out() {
         format!("nats://127.0.0.1:{port}?connect_timeout_ms=1500"),
         format!("jetstream://127.0.0.1:{port}?connect_timeout_ms=1500"),
     ] {
-        let started = Instant::now();
-        let err = NatsBroker::connect_url(&url)
-            .await
-            .expect_err("a silent server");
-        let elapsed = started.elapsed();
-        assert!(
-            matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Connect),
-            "{}",
-            err.display_chain()
-        );
-        assert!(
-            elapsed < TIMEOUT + Duration::from_millis(1500),
-            "{url}: failing took {elapsed:?}"
-        );
-        eprintln!("{url}: {} after {elapsed:?}", err.display_chain());
+        connect_fails(
+            NatsBroker::connect_url(&url),
+            TIMEOUT + Duration::from_millis(1500),
+            &[ErrorKind::Timeout, ErrorKind::Connect],
+            &format!("{url}: a silent server"),
+        )
+        .await;
     }
     accept.abort();
 }
@@ -147,23 +119,15 @@ async fn core_slow_consumer_drops_are_reported_and_counted() {
     let server = common::Server::start(14245, &[]).await;
     let broker = connect(&server.url(&format!("?subscription_capacity={CAPACITY}"))).await;
     let publisher = connect(&server.url("")).await;
-    let topic = unique("slow.core");
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
-        .await
-        .expect("subscribe");
+    let topic = unique_topic("slow.core");
+    let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
 
     // The subscriber does not read while the burst arrives.
-    for i in 0..BURST {
-        publisher
-            .publish(&topic, Message::new("x").with_id(format!("m{i}")))
-            .await
-            .expect("publish");
-    }
+    publish_ids(&publisher, &topic, "m", 0..BURST).await;
     publisher.close().await.expect("flush the burst");
     // Everything that will be dropped is counted once the buffer has been full long
     // enough for the whole burst to pass.
-    let settled = common::wait_until(WAIT, || {
+    let settled = wait_until(WAIT, || {
         broker.dropped_messages() as usize + CAPACITY >= BURST
     })
     .await;
@@ -190,12 +154,7 @@ async fn core_slow_consumer_drops_are_reported_and_counted() {
 
     // Reading again: nothing is dropped once the reader keeps up.
     let before = broker.dropped_messages();
-    for i in 0..50 {
-        broker
-            .publish(&topic, Message::new("y").with_id(format!("after{i}")))
-            .await
-            .expect("publish");
-    }
+    publish_ids(&broker, &topic, "after", 0..50).await;
     for i in 0..50 {
         match next(&mut sub, WAIT).await {
             Some(Ok(delivery)) => assert_eq!(delivery.message().id().as_str(), format!("after{i}")),
@@ -215,7 +174,7 @@ async fn jetstream_backlog_of_100k_reaches_a_slow_reader_completely() {
     ))
     .await;
     // Its own first token, so its own stream, holding only this backlog.
-    let topic = format!("backlog{}.slow", uuid::Uuid::now_v7().simple());
+    let topic = format!("{}.slow", common::unique_token("backlog"));
     // The backlog: stored before anyone subscribes. Publishing through the broker
     // waits for each acknowledgement; plain NATS publishes to the stream's subject are
     // faster, and the stream's message count confirms that all were stored.
@@ -254,7 +213,7 @@ async fn jetstream_backlog_of_100k_reaches_a_slow_reader_completely() {
         .subscribe(
             &topic,
             SubscribeOptions::new()
-                .queue(unique("g").replace('.', "-"))
+                .queue(common::unique_token("g"))
                 .max_in_flight(1024),
         )
         .await
@@ -294,31 +253,61 @@ async fn jetstream_backlog_of_100k_reaches_a_slow_reader_completely() {
         "a message is missing"
     );
     drop(sub);
-    js.delete_stream(&stream_name)
-        .await
-        .expect("delete the stream");
-    broker.close().await.expect("close");
+    common::delete_stream_and_close(&broker, &stream_name).await;
 }
 
 // ---------------------------------------------------------------------------------------
 // crashed consumers
 
-/// Reads `sub` in the background, acking, recording each id with its attempts.
-fn collect(mut sub: Subscription) -> Arc<std::sync::Mutex<HashMap<String, u32>>> {
-    let seen: Arc<std::sync::Mutex<HashMap<String, u32>>> = Arc::default();
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Some(item) = sub.next().await {
-            let Ok(delivery) = item else { continue };
-            let id = delivery.message().id().to_string();
-            let attempt = delivery.attempt().unwrap_or(1);
-            let _ = delivery.ack().await;
-            let mut seen = record.lock().expect("seen");
-            let max = seen.entry(id).or_insert(0);
-            *max = (*max).max(attempt);
-        }
-    });
+/// Joins `group` on `topic` as a member with manual acks that takes `count` deliveries
+/// and settles none; returns its subscription and what it holds. `who` names it in a
+/// panic.
+async fn hold_deliveries(
+    broker: &NatsBroker,
+    topic: &str,
+    group: &str,
+    count: usize,
+    who: &str,
+) -> (Subscription, Vec<Delivery>) {
+    let options = SubscribeOptions::new()
+        .queue(group)
+        .ack_mode(AckMode::Manual)
+        .max_in_flight(count);
+    let mut sub = subscribe(broker, topic, options).await;
+    let mut held = Vec::new();
+    while held.len() < count {
+        held.push(expect_delivery(&mut sub, WAIT, who).await);
+    }
+    (sub, held)
+}
+
+/// Each id among `received` with the highest attempt it arrived with.
+fn attempts(received: &[Received]) -> HashMap<String, u32> {
+    let mut seen = HashMap::new();
+    for r in received {
+        let max = seen.entry(r.message.id().to_string()).or_insert(0);
+        *max = (*max).max(r.attempt.unwrap_or(1));
+    }
     seen
+}
+
+/// Waits until `collector` has `n` distinct messages or `timeout` passed; returns whether
+/// it got them all, and each id it got with the highest attempt it arrived with.
+async fn wait_for_all(
+    collector: &Collector,
+    n: usize,
+    timeout: Duration,
+) -> (bool, HashMap<String, u32>) {
+    let all = wait_until(timeout, || collector.unique_count() == n).await;
+    (all, attempts(&collector.received()))
+}
+
+/// The ids `m0`…`m<n-1>` missing from `seen`.
+fn missing(seen: &HashMap<String, u32>, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("m{i}"))
+        .filter(|id| !seen.contains_key(id))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,56 +318,24 @@ async fn jetstream_dropped_member_hands_its_unacked_deliveries_to_the_other() {
     let url = server.jetstream_url("?max_age_secs=3600&ack_wait_ms=30000");
     let broker_a = connect(&url).await;
     let broker_b = connect(&url).await;
-    let topic = unique("crash.js");
-    let group = unique("g").replace('.', "-");
-    for i in 0..N {
-        broker_a
-            .publish(&topic, Message::new("x").with_id(format!("m{i}")))
-            .await
-            .expect("publish");
-    }
+    let topic = unique_topic("crash.js");
+    let group = common::unique_token("g");
+    publish_ids(&broker_a, &topic, "m", 0..N).await;
     // Member A takes deliveries and never settles them.
-    let mut a = broker_a
-        .subscribe(
-            &topic,
-            SubscribeOptions::new()
-                .queue(group.clone())
-                .ack_mode(AckMode::Manual)
-                .max_in_flight(HELD),
-        )
-        .await
-        .expect("subscribe A");
-    let mut held = Vec::new();
-    while held.len() < HELD {
-        match next(&mut a, WAIT).await {
-            Some(Ok(delivery)) => held.push(delivery),
-            other => panic!("member A: {other:?}"),
-        }
-    }
+    let (a, held) = hold_deliveries(&broker_a, &topic, &group, HELD, "member A").await;
     let held_ids: HashSet<String> = held.iter().map(|d| d.message().id().to_string()).collect();
     // Member B joins; then A goes away with its deliveries unsettled (ack_wait is 30 s,
     // so only the hand-back on drop can bring them to B in time).
-    let seen = collect(
-        broker_b
-            .subscribe(&topic, SubscribeOptions::new().queue(group))
-            .await
-            .expect("subscribe B"),
-    );
+    let b =
+        Collector::spawn(subscribe(&broker_b, &topic, SubscribeOptions::new().queue(group)).await);
     drop(a);
     drop(held);
-    let all = common::wait_until(Duration::from_secs(20), || {
-        seen.lock().expect("seen").len() == N
-    })
-    .await;
-    let seen = seen.lock().expect("seen").clone();
-    let missing: Vec<String> = (0..N)
-        .map(|i| format!("m{i}"))
-        .filter(|id| !seen.contains_key(id))
-        .collect();
+    let (all, seen) = wait_for_all(&b, N, Duration::from_secs(20)).await;
     assert!(
         all,
-        "member B got {} of {N}; missing {missing:?}",
-        seen.len()
+        "member B got {} of {N}; missing {:?}",
+        seen.len(),
+        missing(&seen, N)
     );
     assert!(
         held_ids
@@ -403,14 +360,9 @@ async fn jetstream_killed_member_process_hands_its_deliveries_to_the_other() {
     let server = common::Server::start(14248, &[]).await;
     let url = server.jetstream_url("?max_age_secs=3600&ack_wait_ms=2000");
     let broker = connect(&url).await;
-    let topic = unique("kill.js");
-    let group = unique("g").replace('.', "-");
-    for i in 0..N {
-        broker
-            .publish(&topic, Message::new("x").with_id(format!("m{i}")))
-            .await
-            .expect("publish");
-    }
+    let topic = unique_topic("kill.js");
+    let group = common::unique_token("g");
+    publish_ids(&broker, &topic, "m", 0..N).await;
 
     // The other member is another process: this test binary, running this test as the
     // child. It prints the ids it holds unacked, then waits to be killed.
@@ -449,24 +401,16 @@ async fn jetstream_killed_member_process_hands_its_deliveries_to_the_other() {
     assert_eq!(held.len(), HELD, "the child holds {HELD} deliveries");
 
     // This member joins while the child holds its deliveries; then the child is killed.
-    let seen = collect(
-        broker
-            .subscribe(&topic, SubscribeOptions::new().queue(group))
-            .await
-            .expect("subscribe"),
-    );
+    let collector =
+        Collector::spawn(subscribe(&broker, &topic, SubscribeOptions::new().queue(group)).await);
     child.kill().expect("kill the child process");
     child.wait().expect("reap the child process");
-    let all = common::wait_until(WAIT, || seen.lock().expect("seen").len() == N).await;
-    let seen = seen.lock().expect("seen").clone();
-    let missing: Vec<String> = (0..N)
-        .map(|i| format!("m{i}"))
-        .filter(|id| !seen.contains_key(id))
-        .collect();
+    let (all, seen) = wait_for_all(&collector, N, WAIT).await;
     assert!(
         all,
-        "got {} of {N} after the kill; missing {missing:?}",
-        seen.len()
+        "got {} of {N} after the kill; missing {:?}",
+        seen.len(),
+        missing(&seen, N)
     );
     assert!(
         held.iter()
@@ -484,25 +428,9 @@ async fn crash_child(args: &str) {
     else {
         panic!("bad {CHILD_ENV}: {args}");
     };
-    let hold: usize = hold.parse().expect("how many to hold");
+    let count: usize = hold.parse().expect("how many to hold");
     let broker = connect(url).await;
-    let mut sub = broker
-        .subscribe(
-            topic,
-            SubscribeOptions::new()
-                .queue(group)
-                .ack_mode(AckMode::Manual)
-                .max_in_flight(hold),
-        )
-        .await
-        .expect("child subscribe");
-    let mut held = Vec::new();
-    while held.len() < hold {
-        match next(&mut sub, WAIT).await {
-            Some(Ok(delivery)) => held.push(delivery),
-            other => panic!("child: {other:?}"),
-        }
-    }
+    let (_sub, held) = hold_deliveries(&broker, topic, group, count, "child").await;
     let ids: Vec<String> = held.iter().map(|d| d.message().id().to_string()).collect();
     println!("\nHOLDING {}", ids.join(","));
     use std::io::Write as _;
@@ -518,11 +446,8 @@ async fn core_queue_member_crash_moves_later_messages_to_the_other() {
     let server = common::Server::start(14249, &[]).await;
     let broker_a = connect(&server.url("")).await;
     let broker_b = connect(&server.url("")).await;
-    let topic = unique("crash.core");
-    let a = broker_a
-        .subscribe(&topic, SubscribeOptions::new().queue("workers"))
-        .await
-        .expect("subscribe A");
+    let topic = unique_topic("crash.core");
+    let a = subscribe(&broker_a, &topic, SubscribeOptions::new().queue("workers")).await;
     let a_count = Arc::new(AtomicUsize::new(0));
     let a_reader = {
         let a_count = a_count.clone();
@@ -533,27 +458,19 @@ async fn core_queue_member_crash_moves_later_messages_to_the_other() {
             }
         })
     };
-    let seen = collect(
-        broker_b
-            .subscribe(&topic, SubscribeOptions::new().queue("workers"))
-            .await
-            .expect("subscribe B"),
+    let seen = Collector::spawn(
+        subscribe(&broker_b, &topic, SubscribeOptions::new().queue("workers")).await,
     );
-    for i in 0..N {
-        broker_b
-            .publish(&topic, Message::new("x").with_id(format!("before{i}")))
-            .await
-            .expect("publish");
-    }
-    let split = common::wait_until(WAIT, || {
-        a_count.load(Ordering::Relaxed) + seen.lock().expect("seen").len() == N
+    publish_ids(&broker_b, &topic, "before", 0..N).await;
+    let split = wait_until(WAIT, || {
+        a_count.load(Ordering::Relaxed) + seen.unique_count() == N
     })
     .await;
     assert!(
         split,
         "before the crash the group got {} and {}",
         a_count.load(Ordering::Relaxed),
-        seen.lock().expect("seen").len()
+        seen.unique_count()
     );
     assert!(
         a_count.load(Ordering::Relaxed) > 0,
@@ -574,12 +491,9 @@ async fn core_queue_member_crash_moves_later_messages_to_the_other() {
             "the group kept routing to the crashed member"
         );
         let id = format!("probe{probes}");
-        broker_b
-            .publish(&topic, Message::new("p").with_id(id.clone()))
-            .await
-            .expect("probe");
-        if common::wait_until(Duration::from_millis(500), || {
-            seen.lock().expect("seen").contains_key(&id)
+        publish(&broker_b, &topic, Message::new("p").with_id(id.clone())).await;
+        if wait_until(Duration::from_millis(500), || {
+            seen.unique_ids().contains(&id)
         })
         .await
         {
@@ -588,15 +502,10 @@ async fn core_queue_member_crash_moves_later_messages_to_the_other() {
             in_a_row = 0;
         }
     }
-    for i in 0..N {
-        broker_b
-            .publish(&topic, Message::new("x").with_id(format!("after{i}")))
-            .await
-            .expect("publish");
-    }
-    let all = common::wait_until(WAIT, || {
-        let seen = seen.lock().expect("seen");
-        (0..N).all(|i| seen.contains_key(&format!("after{i}")))
+    publish_ids(&broker_b, &topic, "after", 0..N).await;
+    let all = wait_until(WAIT, || {
+        let seen = seen.unique_ids();
+        (0..N).all(|i| seen.contains(&format!("after{i}")))
     })
     .await;
     assert!(

@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use broker_core::{Broker, Error, ErrorKind, Message, SubscribeOptions};
+use broker_core::testkit::{
+    connect_fails, expect_error, round_trip_through, subscribe, unique_topic,
+};
+use broker_core::{Broker, Error, ErrorKind, SubscribeOptions};
 use broker_nats::{NatsBroker, NatsOptions};
-use futures::StreamExt;
 
 /// The connect timeout the failing cases use, and how much longer they may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -18,48 +21,48 @@ fn path(dir: &Path, file: &str) -> String {
     dir.join(file).display().to_string()
 }
 
-/// Publishes one message on `broker` and receives it on the same connection.
-async fn round_trip(broker: &NatsBroker, what: &str) {
-    let topic = format!("tls.{what}.{}", uuid::Uuid::now_v7().simple());
-    let mut sub = broker
-        .subscribe(&topic, SubscribeOptions::new())
+/// Connects with `connect` (`how` says with what, in a panic), publishes one message and
+/// receives it on the same connection (`what` is its payload and id), and closes.
+async fn round_trip(
+    connect: impl Future<Output = broker_core::Result<NatsBroker>>,
+    how: &str,
+    what: &str,
+) {
+    let broker = connect
         .await
-        .expect("subscribe over TLS");
-    broker
-        .publish(&topic, Message::new(what.to_owned()).with_id(what))
-        .await
-        .expect("publish over TLS");
-    let delivery = match tokio::time::timeout(Duration::from_secs(15), sub.next()).await {
-        Ok(Some(Ok(delivery))) => delivery,
-        other => panic!("no delivery over TLS ({what}): {other:?}"),
-    };
-    assert_eq!(delivery.message().id().as_str(), what);
-    assert_eq!(delivery.message().payload().as_ref(), what.as_bytes());
-    delivery.ack().await.expect("ack");
+        .unwrap_or_else(|e| panic!("{how}: {}", e.display_chain()));
+    let topic = unique_topic(&format!("tls.{what}"));
+    let sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
+    round_trip_through(
+        &broker,
+        &topic,
+        &mut [sub],
+        what,
+        Duration::from_secs(15),
+        "TLS",
+    )
+    .await;
+    broker.close().await.expect("close");
+}
+
+/// JetStream on `server`, trusting the CA file `ca`.
+fn jetstream_options(server: &common::Server, ca: &str) -> NatsOptions {
+    NatsOptions::new(server.url(""))
+        .jetstream()
+        .max_age(Duration::from_secs(3600))
+        .tls_ca_file(ca)
 }
 
 /// Connects with `options`, expecting a failure of kind Connect or Auth within the
 /// connect timeout plus a margin.
 async fn refused(options: NatsOptions, what: &str) -> Error {
-    let started = Instant::now();
-    let outcome = NatsBroker::connect(options.connection_timeout(CONNECT_TIMEOUT)).await;
-    let elapsed = started.elapsed();
-    let err = match outcome {
-        Ok(broker) => panic!("{what}: connected, but it must fail: {broker:?}"),
-        Err(err) => err,
-    };
-    assert!(
-        matches!(err.kind(), ErrorKind::Connect | ErrorKind::Auth),
-        "{what}: {} ({:?})",
-        err.display_chain(),
-        err.kind()
-    );
-    assert!(
-        elapsed < CONNECT_TIMEOUT + MARGIN,
-        "{what}: failing took {elapsed:?}"
-    );
-    eprintln!("{what}: {} after {elapsed:?}", err.display_chain());
-    err
+    connect_fails(
+        NatsBroker::connect(options.connection_timeout(CONNECT_TIMEOUT)),
+        CONNECT_TIMEOUT + MARGIN,
+        &[ErrorKind::Connect, ErrorKind::Auth],
+        what,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,23 +72,20 @@ async fn tls_works_with_the_ca_and_fails_clearly_without_it() {
     let ca = path(&certs, "ca.pem");
 
     // The CA from the URL: core NATS.
-    let broker = NatsBroker::connect_url(&server.url(&format!("?tls_ca={ca}")))
-        .await
-        .unwrap_or_else(|e| panic!("TLS with the CA: {}", e.display_chain()));
-    round_trip(&broker, "core").await;
-    broker.close().await.expect("close");
+    round_trip(
+        NatsBroker::connect_url(&server.url(&format!("?tls_ca={ca}"))),
+        "TLS with the CA",
+        "core",
+    )
+    .await;
 
     // The CA from the builder: JetStream.
-    let broker = NatsBroker::connect(
-        NatsOptions::new(server.url(""))
-            .jetstream()
-            .max_age(Duration::from_secs(3600))
-            .tls_ca_file(&ca),
+    round_trip(
+        NatsBroker::connect(jetstream_options(&server, &ca)),
+        "TLS with the CA (JetStream)",
+        "jetstream",
     )
-    .await
-    .unwrap_or_else(|e| panic!("TLS with the CA (JetStream): {}", e.display_chain()));
-    round_trip(&broker, "jetstream").await;
-    broker.close().await.expect("close");
+    .await;
 
     // No CA: the server's certificate is not trusted (the system roots do not know it),
     // whether TLS is required by the client or only announced by the server.
@@ -111,16 +111,15 @@ async fn tls_works_with_the_ca_and_fails_clearly_without_it() {
 
     // The same through the registry, with the URL.
     broker_nats::link();
-    let err = match broker_core::connect(&format!(
+    let url = format!(
         "{}&connect_timeout_ms=3000",
         server.url(&format!("?tls_ca={}", path(&certs, "other-ca.pem")))
-    ))
-    .await
-    {
-        Ok(_) => panic!("connected with the wrong CA"),
-        Err(err) => err,
-    };
-    assert_eq!(err.kind(), ErrorKind::Connect, "{}", err.display_chain());
+    );
+    expect_error(
+        broker_core::connect(&url).await,
+        &[ErrorKind::Connect],
+        "connected with the wrong CA",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,31 +131,22 @@ async fn mutual_tls_needs_the_client_certificate() {
     let key = path(&certs, "client-key.pem");
 
     // The right client certificate, from the URL.
-    let broker = NatsBroker::connect_url(
-        &server.url(&format!("?tls_ca={ca}&tls_cert={cert}&tls_key={key}")),
+    round_trip(
+        NatsBroker::connect_url(
+            &server.url(&format!("?tls_ca={ca}&tls_cert={cert}&tls_key={key}")),
+        ),
+        "mutual TLS with the client certificate",
+        "mtls",
     )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "mutual TLS with the client certificate: {}",
-            e.display_chain()
-        )
-    });
-    round_trip(&broker, "mtls").await;
-    broker.close().await.expect("close");
+    .await;
 
     // From the builder, JetStream.
-    let broker = NatsBroker::connect(
-        NatsOptions::new(server.url(""))
-            .jetstream()
-            .max_age(Duration::from_secs(3600))
-            .tls_ca_file(&ca)
-            .tls_client_cert(&cert, &key),
+    round_trip(
+        NatsBroker::connect(jetstream_options(&server, &ca).tls_client_cert(&cert, &key)),
+        "mutual TLS (JetStream)",
+        "mtls-js",
     )
-    .await
-    .unwrap_or_else(|e| panic!("mutual TLS (JetStream): {}", e.display_chain()));
-    round_trip(&broker, "mtls-js").await;
-    broker.close().await.expect("close");
+    .await;
 
     // No client certificate: refused by the server.
     refused(
@@ -185,17 +175,15 @@ async fn mutual_tls_needs_the_client_certificate() {
     .await;
 
     // A key file that is missing is a clear error too, not a hang.
-    let err = NatsBroker::connect(
-        NatsOptions::new(server.url(""))
-            .tls_ca_file(&ca)
-            .tls_client_cert(&cert, path(&certs, "no-such-key.pem"))
-            .connection_timeout(CONNECT_TIMEOUT),
-    )
-    .await
-    .expect_err("a missing key file");
-    assert!(
-        matches!(err.kind(), ErrorKind::Connect | ErrorKind::InvalidConfig),
-        "{}",
-        err.display_chain()
+    expect_error(
+        NatsBroker::connect(
+            NatsOptions::new(server.url(""))
+                .tls_ca_file(&ca)
+                .tls_client_cert(&cert, path(&certs, "no-such-key.pem"))
+                .connection_timeout(CONNECT_TIMEOUT),
+        )
+        .await,
+        &[ErrorKind::Connect, ErrorKind::InvalidConfig],
+        "a missing key file",
     );
 }

@@ -21,6 +21,7 @@
 
 mod collect;
 pub mod scenarios;
+mod support;
 
 use std::fmt;
 use std::future::Future;
@@ -35,6 +36,7 @@ use crate::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 use crate::{Broker, Result};
 
 pub use collect::{Collector, Received};
+pub use support::*;
 
 /// Connects a fresh broker handle.
 pub type ConnectFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Broker>>> + Send + Sync>;
@@ -217,27 +219,6 @@ pub fn install_tracing() {
             .with(logs);
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
-/// held. The caller asserts, with a message saying what was expected. For the kit's
-/// scenarios and the backends' own tests alike.
-pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A topic no other test uses: `test.<name>.<unique>`.
-pub fn unique_topic(name: &str) -> String {
-    format!("test.{name}.{}", uuid::Uuid::now_v7().simple())
 }
 
 /// What the kit needs from a backend: its features and how to connect.

@@ -1,11 +1,13 @@
-//! Shared test helpers: where the server is, and how to start and restart private ones.
+//! Shared test helpers: where the server is, how to connect to it and name topics on it, and
+//! how to start and restart private ones.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use broker_core::{Error, ErrorKind, Result};
+use broker_core::testkit::{connected, publish_all, run_command, test_certs, unique_topic};
+use broker_core::{Broker, Message, Result};
+use broker_nats::NatsBroker;
 
 /// How to start the server the tests use.
 pub const START_HINT: &str = "scripts/nats.sh start (then export NATS_URL=nats://127.0.0.1:4222)";
@@ -22,6 +24,71 @@ pub fn jetstream_url(query: &str) -> String {
     format!("jetstream://{rest}{query}")
 }
 
+/// The shared server's core NATS URL with the URL options `query` (`a=1&b=2`) added.
+pub fn nats_url_with(query: &str) -> String {
+    let mut url = nats_url();
+    if !query.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(query);
+    }
+    url
+}
+
+/// Connects to `url`, or panics saying how to start the server.
+pub async fn connect(url: &str) -> NatsBroker {
+    connected(NatsBroker::connect_url(url).await, url, START_HINT)
+}
+
+/// Publishes, one after the other, a message `x` with the id `<prefix><i>` for each `i`
+/// of `ids`.
+pub async fn publish_ids(
+    broker: &NatsBroker,
+    topic: &str,
+    prefix: &str,
+    ids: std::ops::Range<usize>,
+) {
+    let messages = ids.map(|i| Message::new("x").with_id(format!("{prefix}{i}")));
+    publish_all(broker, topic, messages).await;
+}
+
+/// Deletes the JetStream stream `stream` a test made, then closes `broker`.
+pub async fn delete_stream_and_close(broker: &NatsBroker, stream: &str) {
+    async_nats::jetstream::new(broker.client().clone())
+        .delete_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("clean up the stream {stream}: {e}"));
+    broker.close().await.expect("close");
+}
+
+/// A listener on a free local port, and the port: where a test plays a server itself.
+pub async fn local_listener() -> (tokio::net::TcpListener, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    (listener, port)
+}
+
+/// A name no other test uses, `<prefix><unique>`: a first subject token (so a stream of
+/// its own on JetStream) or a queue group.
+pub fn unique_token(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A core NATS topic no other test uses: `nats-test.<name>.<unique>`.
+pub fn core_topic(name: &str) -> String {
+    format!("nats-{}", unique_topic(name))
+}
+
+/// A JetStream topic no other test uses: `js-test.<name>.<unique>`, all in the stream
+/// [`JS_TEST_STREAM`] on the shared server.
+pub fn js_topic(name: &str) -> String {
+    format!("js-{}", unique_topic(name))
+}
+
+/// The stream that holds the [`js_topic`]s.
+pub const JS_TEST_STREAM: &str = "BROKER_js-test";
+
 /// The conformance kit on JetStream: the shared server with `query` appended to its URL,
 /// and a private server on `restart_port` that the restart scenario starts and restarts.
 pub fn jetstream_kit(query: &'static str, restart_port: u16) -> broker_core::testkit::Kit {
@@ -29,7 +96,6 @@ pub fn jetstream_kit(query: &'static str, restart_port: u16) -> broker_core::tes
 
     use broker_core::Broker;
     use broker_core::testkit::{Features, Kit};
-    use broker_nats::NatsBroker;
 
     let features = Features::new("jetstream")
         .queue_groups()
@@ -51,7 +117,7 @@ pub fn jetstream_kit(query: &'static str, restart_port: u16) -> broker_core::tes
     })
 }
 
-fn script() -> PathBuf {
+fn script_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats.sh")
 }
 
@@ -63,48 +129,25 @@ pub async fn nats_sh(command: &'static str, port: u16) -> Result<()> {
 /// Runs `scripts/nats.sh <command>` for the private server on `port`, with extra
 /// environment variables (such as `NATS_AUTH_USER`).
 pub async fn nats_sh_with(command: &'static str, port: u16, env: &[(&str, &str)]) -> Result<()> {
-    let script = script();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .arg(&script)
-            .arg(command)
-            .env("NATS_PORT", port.to_string())
-            .env_remove("NATS_STATE_DIR")
-            .envs(env)
-            .output()
-    })
+    let mut script = nats_sh_command(command, port);
+    script.envs(env.iter().copied());
+    run_command(
+        script,
+        format!("scripts/nats.sh {command} (NATS_PORT={port})"),
+    )
     .await
-    .map_err(|e| Error::with_source(ErrorKind::Connect, "nats.sh task failed", e))?
-    .map_err(|e| Error::with_source(ErrorKind::Connect, "cannot run scripts/nats.sh", e))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Connect,
-            format!(
-                "scripts/nats.sh {command} (NATS_PORT={port}) failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        ))
-    }
+    .map(drop)
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
-pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// `bash scripts/nats.sh <command>` for the private server on `port`.
+fn nats_sh_command(command: &str, port: u16) -> Command {
+    let mut script = Command::new("bash");
+    script
+        .arg(script_path())
+        .arg(command)
+        .env("NATS_PORT", port.to_string())
+        .env_remove("NATS_STATE_DIR");
+    script
 }
 
 /// A private nats-server on its own port, started by `scripts/nats.sh` and stopped
@@ -141,12 +184,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let status = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .env("NATS_PORT", self.port.to_string())
-            .env_remove("NATS_STATE_DIR")
-            .output();
+        let status = nats_sh_command("stop", self.port).output();
         match status {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!(
@@ -162,21 +200,5 @@ impl Drop for Server {
 /// The directory of the test certificates (`scripts/certs.sh`: ca.pem, server.pem,
 /// client.pem, client-key.pem, other-ca.pem…), made on first use.
 pub fn certs() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg("generate")
-        .output()
-        .expect("cannot run scripts/certs.sh");
-    assert!(
-        output.status.success(),
-        "scripts/certs.sh failed (it needs openssl: apt-get install openssl): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let dir = line
-        .strip_prefix("CERTS_DIR=")
-        .unwrap_or_else(|| panic!("scripts/certs.sh printed `{line}`, not CERTS_DIR=…"));
-    PathBuf::from(dir)
+    test_certs(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh"))
 }
