@@ -70,8 +70,9 @@ impl WireFormat {
 struct Envelope {
     #[serde(rename = "Header", default)]
     header: Option<BTreeMap<String, String>>,
+    /// `null` when go-micro's message had no body: an empty payload.
     #[serde(rename = "Body")]
-    body: String,
+    body: Option<String>,
 }
 
 /// `message`, published to `topic`, as a go-micro envelope.
@@ -113,7 +114,7 @@ pub fn to_envelope(topic: &str, message: &Message) -> Result<Message> {
         .or_insert_with(|| message.id().to_string());
     let envelope = Envelope {
         header: Some(header),
-        body: STANDARD.encode(message.payload()),
+        body: Some(STANDARD.encode(message.payload())),
     };
     let json = serde_json::to_vec(&envelope)
         .map_err(|e| Error::with_source(ErrorKind::Codec, "encoding a go-micro envelope", e))?;
@@ -131,10 +132,14 @@ pub fn from_envelope(message: &Message) -> Option<Message> {
         return None;
     }
     let envelope: Envelope = serde_json::from_slice(payload).ok()?;
-    let body = STANDARD.decode(envelope.body.as_bytes()).ok()?;
+    let body = match envelope.body {
+        Some(body) => STANDARD.decode(body.as_bytes()).ok()?,
+        None => Vec::new(),
+    };
     let header = envelope.header.unwrap_or_default();
     let id = header
         .get(MICRO_ID)
+        .filter(|id| !id.is_empty())
         .map_or_else(|| message.id().clone(), |id| id.as_str().into());
     let mut headers: Headers = message.headers().clone();
     for (name, value) in header {
@@ -235,6 +240,12 @@ mod tests {
         assert_eq!(got.id(), raw.id(), "no Micro-Id: the id it arrived with");
         let null_header = Message::new(r#"{"Header":null,"Body":""}"#);
         assert!(from_envelope(&null_header).is_some_and(|m| m.payload().is_empty()));
+        // What go-micro writes for a message without a body.
+        let null_body = Message::new(r#"{"Header":{"a":"1"},"Body":null}"#);
+        let got = from_envelope(&null_body).expect("an envelope");
+        assert!(got.payload().is_empty());
+        assert_eq!(got.headers().get("a"), Some("1"));
+        assert!(from_envelope(&Message::new(r#"{"Header":null,"Body":null}"#)).is_some());
     }
 
     #[test]
