@@ -33,16 +33,14 @@ mod wildcards;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use tokio::task::JoinHandle;
 
 use crate::testkit::Collector;
 use crate::{
-    Broker, BrokerExt, Delivery, ErrorKind, Handler, HandlerOptions, Message, Result,
-    SubscribeOptions, SubscriberHandle, Subscription,
+    Broker, BrokerExt, ErrorKind, Handler, HandlerOptions, Message, Result, SubscribeOptions,
+    SubscriberHandle, Subscription,
 };
 
 pub use ack::{
@@ -182,21 +180,7 @@ async fn join_tasks(tasks: impl IntoIterator<Item = JoinHandle<()>>) {
     }
 }
 
-/// The next delivery, or a panic saying `what` did not arrive within `timeout`.
-async fn next_delivery(
-    subscription: &mut Subscription,
-    timeout: Duration,
-    what: impl fmt::Display,
-) -> Delivery {
-    match tokio::time::timeout(timeout, subscription.next()).await {
-        Ok(Some(Ok(delivery))) => delivery,
-        Ok(Some(Err(err))) => panic!("{what}: the subscription failed: {}", err.display_chain()),
-        Ok(None) => panic!("{what}: the subscription ended"),
-        Err(_) => panic!("{what}: nothing arrived within {timeout:?}"),
-    }
-}
-
-use super::wait_until;
+use super::{expect_delivery as next_delivery, wait_until};
 
 /// Panics if a backend claiming exactly-once delivered any id twice.
 fn check_duplicates(kit: &super::Kit, received: &[super::Received], what: &str) {
