@@ -74,7 +74,7 @@
 //!
 //! `nats://[user:password@|token@]host:port[?options]` and
 //! `jetstream://…` with the same form. Options (see [`NatsOptions`]):
-//! `name`, `connect_timeout_ms`, `request_timeout_ms`, `token`, `user`, `password`,
+//! `hosts` (a seed list; `nats://a:4222,b:4223` is the same), `name`, `connect_timeout_ms`, `request_timeout_ms`, `token`, `user`, `password`,
 //! `creds` (a `.creds` file), `tls=on`, `tls_ca`, `tls_cert`, `tls_key`,
 //! `subscription_capacity`, `message_ids=on|off` (`nats://` only); for `jetstream://`
 //! also `stream`, `stream_subjects`, `stream_prefix`, `create_streams=on|off`,

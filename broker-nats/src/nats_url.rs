@@ -74,6 +74,23 @@ impl NatsOptions {
     }
 }
 
+/// `nats://` addresses for a comma-separated list of `host:port` (or full URLs).
+fn seed_list(hosts: &str) -> String {
+    hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if h.contains("://") {
+                h.to_owned()
+            } else {
+                format!("nats://{h}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What the URL query sets: the options, and the `user` and `password` keys, which
 /// become the credentials once every key is read (whatever their order, and over a
 /// `token` or `creds` key or the userinfo).
@@ -145,6 +162,8 @@ impl UrlKey {
 /// these (see [`unknown_key`]); the crate docs list them for users.
 const URL_KEYS: &[UrlKey] = &[
     key("name", Both, Text(|q, v| q.options.name = Some(v))),
+    // A seed list: `nats://a:4222,b:4223` reaches here as `hosts=a:4222,b:4223`.
+    key("hosts", Both, Text(|q, v| q.options.server = seed_list(&v))),
     key(
         "connect_timeout_ms",
         Both,

@@ -191,7 +191,8 @@ impl Default for JetStreamOptions {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NatsOptions {
-    /// The server address, `nats://host:port` (no credentials).
+    /// The server address, `nats://host:port` (no credentials), or a comma-separated seed
+    /// list of them: connecting succeeds while any one is up.
     pub server: String,
     /// Core NATS or JetStream.
     pub mode: Mode,

@@ -514,3 +514,49 @@ async fn core_queue_member_crash_moves_later_messages_to_the_other() {
     );
     broker_b.close().await.expect("close");
 }
+
+/// A seed list connects while its first server is down, from a `nats://` and a
+/// `jetstream://` URL (as the registry hands a host list over) and from the builder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_list_connects_with_its_first_server_down() {
+    let live = common::nats_url();
+    let live_host = live.trim_start_matches("nats://").to_owned();
+    // Port 1 on loopback: nothing listens there.
+    for url in [
+        format!("nats://127.0.0.1:1,{live_host}"),
+        format!("jetstream://127.0.0.1:1,{live_host}?max_age_secs=60"),
+    ] {
+        let broker = broker_core::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {}", e.display_chain()));
+        let topic = broker_core::testkit::unique_topic("seeds");
+        let mut sub = broker
+            .subscribe(&topic, SubscribeOptions::new())
+            .await
+            .expect("subscribe");
+        broker
+            .publish(&topic, Message::new("through the second seed"))
+            .await
+            .expect("publish");
+        let got = broker_core::testkit::next_delivery(&mut sub, Duration::from_secs(10)).await;
+        assert_eq!(
+            got.message().payload().as_ref(),
+            b"through the second seed",
+            "{url}"
+        );
+        broker.close().await.expect("close");
+    }
+    let options = broker_nats::NatsOptions::new(format!("nats://127.0.0.1:1,{live}"));
+    let broker = NatsBroker::connect(options)
+        .await
+        .expect("builder seed list");
+    broker.close().await.expect("close");
+    let err = NatsBroker::connect_url("nats://127.0.0.1:1,127.0.0.1:2")
+        .await
+        .expect_err("no seed is up");
+    assert!(
+        matches!(err.kind(), ErrorKind::Connect | ErrorKind::Timeout),
+        "{}",
+        err.display_chain()
+    );
+}

@@ -101,9 +101,8 @@ impl NatsBroker {
         // async-nats bounds each attempt by `connection_timeout`; this bounds the whole
         // of it (address resolution, TCP, TLS and the CONNECT handshake) as well.
         let limit = options.connection_timeout + CONNECT_GRACE;
-        let client = match tokio::time::timeout(limit, connect.connect(options.server.as_str()))
-            .await
-        {
+        let servers = server_addrs(&options.server)?;
+        let client = match tokio::time::timeout(limit, connect.connect(servers)).await {
             Ok(connected) => connected.map_err(|e| error::connect(&shown, e))?,
             Err(_) => {
                 return Err(Error::new(
@@ -149,15 +148,10 @@ impl NatsBroker {
         })
     }
 
-    /// Connects to a `nats://` or `jetstream://` URL (see [`NatsOptions::from_url`]).
+    /// Connects to a `nats://` or `jetstream://` URL (see [`NatsOptions::from_url`]); a
+    /// seed list is written `nats://a:4222,b:4223`.
     pub async fn connect_url(url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| {
-            Error::with_source(
-                ErrorKind::InvalidUrl,
-                format!("cannot parse NATS URL `{}`", redact_url(url)),
-                e,
-            )
-        })?;
+        let parsed = broker_core::registry::parse_url(url)?;
         NatsBroker::connect(NatsOptions::from_url(&parsed)?).await
     }
 }
@@ -186,6 +180,32 @@ fn check_jetstream_version(version: &str, shown: &str) -> Result<()> {
             "jetstream:// needs nats-server {need_major}.{need_minor} or newer; {shown} runs {version}"
         ),
     ))
+}
+
+/// The seed list in `servers` (`nats://a:4222,nats://b:4222`, or `host:port` entries):
+/// connecting succeeds while any of them is up.
+fn server_addrs(servers: &str) -> Result<Vec<async_nats::ServerAddr>> {
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|e| {
+                Error::with_source(
+                    ErrorKind::InvalidUrl,
+                    format!("invalid NATS server address `{}`", redact_url(s)),
+                    e,
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    if addrs.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidUrl,
+            "no NATS server address given",
+        ));
+    }
+    Ok(addrs)
 }
 
 #[cfg(test)]
