@@ -58,27 +58,34 @@ pub(crate) const PRODUCER: &[(&str, &str)] = &[
     ("message.timeout.ms", "30000"),
 ];
 
-fn brokers() -> String {
+/// The Kafka brokers to use: `KAFKA_BROKERS`, or the local default.
+pub(crate) fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
-/// Measures Kafka.
-pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let brokers = brokers();
+/// The framework's Kafka broker, with [`PRODUCER`]'s settings and topics of
+/// [`PARTITIONS`] partitions; fails with how to start Kafka when it is not reachable.
+pub(crate) async fn connect_framework(brokers: &str) -> anyhow::Result<KafkaBroker> {
     let hint = || {
         format!(
             "Kafka is not reachable at {brokers}: start it with `scripts/kafka.sh start` (and export the KAFKA_BROKERS it prints)"
         )
     };
-    let query: Vec<String> = PRODUCER.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let url = format!("kafka://{brokers}?client_id=broker-bench&partitions={PARTITIONS}");
     let mut options = KafkaOptions::from_url_str(&url)?;
     for (k, v) in PRODUCER {
         options = options.set(*k, *v);
     }
-    let kafka = KafkaBroker::connect(options)
+    KafkaBroker::connect(options)
         .await
-        .map_err(|err| connect_error(err, hint))?;
+        .map_err(|err| connect_error(err, hint))
+}
+
+/// Measures Kafka.
+pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let brokers = brokers();
+    let query: Vec<String> = PRODUCER.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let kafka = connect_framework(&brokers).await?;
     let framework_topics = kafka.clone();
     let broker: Arc<dyn Broker> = Arc::new(kafka);
     let fw = Framework::new(broker.clone())
@@ -96,10 +103,6 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     let producer: ThreadedProducer<Counting> = producer_config
         .create_with_context(Counting::default())
         .context("creating the raw producer")?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .context("creating the admin client")?;
     let raw = RawKafka {
         brokers: brokers.clone(),
         producer,
@@ -114,10 +117,7 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         &baseline,
         &raw,
         &fw,
-        &CreateTopics {
-            admin,
-            framework: framework_topics,
-        },
+        &CreateTopics::new(&brokers, framework_topics)?,
         &Topics::new("bench"),
         plan,
         rows,
@@ -131,9 +131,20 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
 /// broker about them, as the raw side knows them: a service publishes to a topic many
 /// times, and the first publish's check and creation request (each run here uses a new
 /// topic) is start-up, not throughput.
-struct CreateTopics {
+pub(crate) struct CreateTopics {
     admin: AdminClient<DefaultClientContext>,
     framework: KafkaBroker,
+}
+
+impl CreateTopics {
+    /// Creates topics on `brokers` and tells `framework` about them.
+    pub(crate) fn new(brokers: &str, framework: KafkaBroker) -> anyhow::Result<Self> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .context("creating the admin client")?;
+        Ok(CreateTopics { admin, framework })
+    }
 }
 
 impl Prepare for CreateTopics {

@@ -8,7 +8,11 @@
 //! ```text
 //! cargo run --release -p broker-bench --features nats,kafka -- --backend memory,nats,kafka
 //! cargo run -p broker-bench -- --quick            # smoke test: counts only
+//! cargo run --release -p broker-bench --features nats,kafka -- --backend nats,kafka --peer gomicro
 //! ```
+//!
+//! `--peer gomicro` measures the framework's publish against a go-micro v4 service's
+//! (`GOMICRO_PEER`, built by `scripts/gomicro.sh build`); see [`peer`].
 //!
 //! NATS and Kafka are read from `NATS_URL` and `KAFKA_BROKERS` (default
 //! `nats://127.0.0.1:4222` and `127.0.0.1:9092`; start them with `scripts/nats.sh start`
@@ -23,6 +27,7 @@ mod memory;
 #[cfg(feature = "nats")]
 mod nats;
 mod observe;
+mod peer;
 mod report;
 mod scenario;
 mod side;
@@ -116,9 +121,23 @@ struct Args {
     /// one after the other. With `--raw-ids` only `on` runs.
     #[arg(long, value_enum, default_value = "both")]
     nats_ids: NatsIds,
+    /// Publish throughput against a peer written with another framework, A B A B, for
+    /// the `nats` (core) and `kafka` backends: `gomicro`, a go-micro v4 service (the
+    /// binary `GOMICRO_PEER` names; `scripts/gomicro.sh build` builds it). Alone it runs
+    /// only this comparison (and a full run rewrites only its section of BENCHMARKS.md);
+    /// with `--scenarios` those scenarios run too.
+    #[arg(long, value_enum)]
+    peer: Option<PeerArg>,
     /// Internal: run one backlog case in this process and print its memory figures.
     #[arg(long, hide = true)]
     backlog_child: Option<backlog::Case>,
+}
+
+/// A peer to compare publishing with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PeerArg {
+    /// A go-micro v4 service (`gomicro-peer bench`).
+    Gomicro,
 }
 
 /// Which JetStream acks the framework side is measured with.
@@ -226,6 +245,19 @@ struct Sizing {
     samples: (u64, u64),
 }
 
+/// Core NATS message counts.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+const NATS_CORE_SIZING: Sizing = Sizing {
+    messages: (100_000, 500),
+    samples: (2_000, 50),
+};
+
+/// Kafka message counts.
+const KAFKA_SIZING: Sizing = Sizing {
+    messages: (20_000, 400),
+    samples: (200, 20),
+};
+
 /// How much each of `name`'s runs does, for the report.
 fn plan_line(name: &str, plan: &Plan) -> String {
     format!(
@@ -272,6 +304,12 @@ impl Args {
             warm_up: true,
             raw_ids: self.raw_ids,
         }
+    }
+
+    /// Whether the scenarios run: always, unless `--peer` is given without
+    /// `--scenarios`.
+    fn scenarios_run(&self) -> bool {
+        self.peer.is_none() || !self.scenarios.is_empty()
     }
 
     fn backends(&self) -> Vec<Backend> {
@@ -342,43 +380,92 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let mut plans: Vec<String> = Vec::new();
+    let mut peer_rows: Vec<peer::PeerRow> = Vec::new();
+    let mut peer_failures: Vec<String> = Vec::new();
+    let mut peer_plans: Vec<String> = Vec::new();
+    let scenarios_run = args.scenarios_run();
+    if args.peer.is_some()
+        && !args
+            .backends()
+            .iter()
+            .any(|b| matches!(b, Backend::NatsCore | Backend::Kafka))
+    {
+        bail!(
+            "--peer compares publishing on the `nats` (core) and `kafka` backends; add one to --backend"
+        );
+    }
+    if args.peer.is_some() {
+        // Before anything runs: the peer binary is there.
+        peer::GoMicro::from_env()?;
+    }
     for backend in args.backends() {
-        let before = rows.len();
-        let result = runtime.block_on(run_backend(args, backend, &mut rows, &mut plans));
-        if let Err(err) = result {
-            rows.truncate(before);
-            eprintln!("{backend:?} FAILED: {err:#}");
-            failures.push(format!(
-                "{}: {err:#}",
-                format!("{backend:?}").to_lowercase()
-            ));
+        if scenarios_run {
+            let before = rows.len();
+            let result = runtime.block_on(run_backend(args, backend, &mut rows, &mut plans));
+            if let Err(err) = result {
+                rows.truncate(before);
+                eprintln!("{backend:?} FAILED: {err:#}");
+                failures.push(format!(
+                    "{}: {err:#}",
+                    format!("{backend:?}").to_lowercase()
+                ));
+            }
+        }
+        if args.peer.is_some() {
+            let before = peer_rows.len();
+            let result = runtime.block_on(run_peer(args, backend, &mut peer_rows, &mut peer_plans));
+            if let Err(err) = result {
+                peer_rows.truncate(before);
+                eprintln!("{backend:?} against go-micro FAILED: {err:#}");
+                let name = if backend == Backend::Kafka {
+                    "kafka"
+                } else {
+                    "nats"
+                };
+                peer_failures.push(format!("{name} against go-micro: {err:#}"));
+            }
         }
     }
     let backlog_messages = args
         .backlog
         .unwrap_or(if args.quick { 20_000 } else { 1_000_000 });
-    let backlog = if args.backends().contains(&Backend::Memory) && backlog_messages > 0 {
-        eprintln!("memory backlog: {backlog_messages} messages, 4 cases, one process each");
-        match backlog::run_all(backlog_messages) {
-            Ok(outcomes) => Some(outcomes),
-            Err(err) => {
-                eprintln!("memory backlog FAILED: {err:#}");
-                failures.push(format!("memory backlog: {err:#}"));
-                None
+    let backlog =
+        if scenarios_run && args.backends().contains(&Backend::Memory) && backlog_messages > 0 {
+            eprintln!("memory backlog: {backlog_messages} messages, 4 cases, one process each");
+            match backlog::run_all(backlog_messages) {
+                Ok(outcomes) => Some(outcomes),
+                Err(err) => {
+                    eprintln!("memory backlog FAILED: {err:#}");
+                    failures.push(format!("memory backlog: {err:#}"));
+                    None
+                }
             }
-        }
-    } else {
-        None
-    };
+        } else {
+            None
+        };
+    let command = command_line();
     let results = report::Results {
-        command: &command_line(),
+        command: &command,
         machine: &machine,
         plan: &plans.join("; "),
         rows: &rows,
         skipped: &failures,
         backlog: backlog.as_deref().map(|o| (backlog_messages, o)),
     };
-    println!("{}", results.markdown());
+    let peer_plan = peer_plans.join("; ");
+    let peer_results = peer::PeerResults {
+        command: &command,
+        machine: &machine,
+        plan: &peer_plan,
+        rows: &peer_rows,
+        skipped: &peer_failures,
+    };
+    if scenarios_run {
+        println!("{}", results.markdown());
+    }
+    if args.peer.is_some() {
+        println!("{}", peer_results.markdown());
+    }
     // A one-side profiling run has no ratios worth keeping.
     let no_write = args.quick || args.no_write || args.only.is_some();
     let output = match (&args.output, no_write) {
@@ -390,10 +477,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
         _ => None,
     };
     if let Some(path) = output {
-        let template = format!("# Benchmarks\n\n{}\n{}\n", report::BEGIN, report::END);
-        results.write(&path, &template)?;
-        eprintln!("wrote {}", path.display());
+        if scenarios_run {
+            let template = format!("# Benchmarks\n\n{}\n{}\n", report::BEGIN, report::END);
+            results.write(&path, &template)?;
+            eprintln!("wrote {}", path.display());
+        }
+        // Only a comparison that measured something replaces the recorded one.
+        if args.peer.is_some() && !peer_rows.is_empty() {
+            peer_results.write(&path)?;
+            eprintln!("wrote the go-micro peer section of {}", path.display());
+        }
     }
+    failures.extend(peer_failures);
     if !failures.is_empty() {
         bail!(
             "{} part(s) failed:\n{}",
@@ -466,10 +561,7 @@ async fn run_nats(
             samples: (1_000, 30),
         })
     } else {
-        args.plan(Sizing {
-            messages: (100_000, 500),
-            samples: (2_000, 50),
-        })
+        args.plan(NATS_CORE_SIZING)
     };
     if args.quick && jetstream {
         // Creating consumers dominates a quick JetStream run: one repetition, no warm-up.
@@ -500,10 +592,16 @@ async fn run_kafka(
     rows: &mut Vec<Row>,
     plans: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let mut plan = args.plan(Sizing {
-        messages: (20_000, 400),
-        samples: (200, 20),
-    });
+    let plan = kafka_plan(args);
+    eprintln!("kafka: {} messages per run", plan.messages);
+    plans.push(plan_line("kafka", &plan));
+    kafka::run(&plan, rows).await
+}
+
+/// The plan of Kafka's runs.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+fn kafka_plan(args: &Args) -> Plan {
+    let mut plan = args.plan(KAFKA_SIZING);
     if args.quick {
         // Joining consumer groups and creating topics dominate a quick Kafka run: one
         // payload, one repetition, no warm-up keep the smoke test short.
@@ -511,9 +609,49 @@ async fn run_kafka(
         plan.reps = args.reps.unwrap_or(1);
         plan.warm_up = false;
     }
-    eprintln!("kafka: {} messages per run", plan.messages);
-    plans.push(plan_line("kafka", &plan));
-    kafka::run(&plan, rows).await
+    plan
+}
+
+/// The peer comparison for `backend` (core NATS or Kafka; nothing for the others).
+async fn run_peer(
+    args: &Args,
+    backend: Backend,
+    rows: &mut Vec<peer::PeerRow>,
+    plans: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    match backend {
+        #[cfg(feature = "nats")]
+        Backend::NatsCore => {
+            let plan = args.plan(NATS_CORE_SIZING);
+            let line = peer::plan_line("nats", &plan);
+            eprintln!("{line}");
+            plans.push(line);
+            peer::run_nats(&plan, rows).await
+        }
+        #[cfg(feature = "kafka")]
+        Backend::Kafka => {
+            let plan = kafka_plan(args);
+            let line = peer::plan_line("kafka", &plan);
+            eprintln!("{line}");
+            plans.push(line);
+            peer::run_kafka(&plan, rows).await
+        }
+        #[cfg(not(feature = "nats"))]
+        Backend::NatsCore => {
+            let _ = (args, rows, plans);
+            bail!(
+                "this binary was built without the `nats` feature: cargo run --release -p broker-bench --features nats -- --backend nats-core --peer gomicro"
+            )
+        }
+        #[cfg(not(feature = "kafka"))]
+        Backend::Kafka => {
+            let _ = (args, rows, plans);
+            bail!(
+                "this binary was built without the `kafka` feature: cargo run --release -p broker-bench --features kafka -- --backend kafka --peer gomicro"
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(not(feature = "kafka"))]

@@ -36,8 +36,43 @@ const STREAM: &str = "BENCHFILE";
 /// What it captures.
 const STREAM_SUBJECTS: &str = "benchjs.>";
 
-fn server() -> String {
+/// The NATS server to use: `NATS_URL`, or the local default.
+pub(crate) fn server() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// `[credentials@]host:port` of `server`, for the framework's URLs.
+fn host_of(server: &str) -> String {
+    server
+        .trim_start_matches("nats://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// What to do when NATS is not reachable at `server`.
+fn hint(server: &str) -> String {
+    format!(
+        "NATS is not reachable at {server}: start it with `scripts/nats.sh start` (and export the NATS_URL it prints)"
+    )
+}
+
+/// The framework's core NATS side as [`run`] measures it (`nats://…?name=broker-bench`,
+/// the backend's defaults, message ids on): publishes through `Arc<dyn Broker>`, one
+/// flush of the client at the end of a batch. Returns the broker too, to close it.
+pub(crate) async fn core_framework() -> anyhow::Result<(Framework, Arc<dyn Broker>)> {
+    let server = server();
+    let url = format!("nats://{}?name=broker-bench", host_of(&server));
+    let nats = NatsBroker::connect_url(&url)
+        .await
+        .map_err(|err| connect_error(err, || hint(&server)))?;
+    let client = nats.client().clone();
+    let broker: Arc<dyn Broker> = Arc::new(nats);
+    Ok((
+        Framework::new(broker.clone()).flush(flush_of(client)),
+        broker,
+    ))
 }
 
 /// Measures core NATS (`jetstream` false) or JetStream.
@@ -49,17 +84,8 @@ pub(crate) async fn run(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     let server = server();
-    let host = server
-        .trim_start_matches("nats://")
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let hint = || {
-        format!(
-            "NATS is not reachable at {server}: start it with `scripts/nats.sh start` (and export the NATS_URL it prints)"
-        )
-    };
+    let host = host_of(&server);
+    let hint = || hint(&server);
     let url = if jetstream {
         format!(
             "jetstream://{host}?name=broker-bench&stream={STREAM}&stream_subjects={STREAM_SUBJECTS}&storage=file&max_age_secs=60&duplicate_window_ms=30000&pull_batch={JS_PULL_BATCH}&pull_expires_ms={}",

@@ -13,7 +13,8 @@ pub(crate) const BEGIN: &str = "<!-- results:begin (written by broker-bench) -->
 /// Where it ends.
 pub(crate) const END: &str = "<!-- results:end -->";
 
-fn rate(r: f64) -> String {
+/// A rate, e.g. `125.4 k/s`.
+pub(crate) fn rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2} M/s", r / 1e6)
     } else if r >= 1e3 {

@@ -4,7 +4,8 @@
 //!
 //! Memory always runs. NATS and Kafka run when this crate's `nats` / `kafka` features
 //! are on (`cargo test --workspace --all-features`); they then need their broker, and
-//! fail, never skip, when it is not running.
+//! fail, never skip, when it is not running. The go-micro peer comparison
+//! (`--peer gomicro`) runs with them when `GOMICRO_PEER` names the peer binary.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::Command;
@@ -105,6 +106,73 @@ fn quick_nats() {
 fn quick_kafka() {
     kafka_brokers();
     quick("kafka", &["kafka"]);
+}
+
+/// The go-micro peer from `GOMICRO_PEER` (`scripts/test` exports it). Unset, the peer
+/// tests fail with how to build it when `REQUIRE_BROKERS` or `CI` is set, and are
+/// skipped (with a note) otherwise.
+#[allow(dead_code)]
+fn gomicro_peer() -> bool {
+    if std::env::var_os("GOMICRO_PEER").is_some_and(|p| !p.is_empty()) {
+        return true;
+    }
+    let required = ["REQUIRE_BROKERS", "CI"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "0"));
+    assert!(
+        !required,
+        "GOMICRO_PEER is not set: build the go-micro peer with `scripts/gomicro.sh build` and export the GOMICRO_PEER=… line it prints (REQUIRE_BROKERS/CI is set, so this test does not skip)"
+    );
+    eprintln!("skipped: GOMICRO_PEER is not set (scripts/gomicro.sh build prints it)");
+    false
+}
+
+/// Runs `broker-bench --quick --peer gomicro` on `backend` alone and checks that it
+/// printed the peer's rows (`rows` of them for `broker`) and nothing of the scenarios.
+#[allow(dead_code)]
+fn quick_peer(backend: &str, broker: &str, rows: usize) {
+    let stdout = succeeded(
+        env!("CARGO_BIN_EXE_broker-bench"),
+        &[
+            "--quick",
+            "--no-write",
+            "--backend",
+            backend,
+            "--peer",
+            "gomicro",
+            "--sizes",
+            "128",
+        ],
+    );
+    let row = format!("| {broker} | 128 B + 3 h |");
+    assert_eq!(
+        stdout.matches(&row).count(),
+        rows,
+        "expected {rows} `{row}` rows in:\n{stdout}"
+    );
+    assert!(stdout.contains("## Peer: go-micro v4"), "{stdout}");
+    assert!(
+        !stdout.contains("## Latest results"),
+        "--peer alone runs only the peer comparison:\n{stdout}"
+    );
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn quick_peer_gomicro_nats() {
+    nats_host();
+    if gomicro_peer() {
+        quick_peer("nats-core", "nats", 1);
+    }
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn quick_peer_gomicro_kafka() {
+    kafka_brokers();
+    if gomicro_peer() {
+        quick_peer("kafka", "kafka", 3);
+    }
 }
 
 /// Runs `broker-backlog` on a small backlog and checks that it drained it completely and
