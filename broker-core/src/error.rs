@@ -145,6 +145,13 @@ impl Error {
         out
     }
 
+    /// Whether a handler's `err` says the message cannot be read (an [`Error`] of kind
+    /// [`ErrorKind::Codec`]): a permanent failure that redelivering would repeat.
+    pub(crate) fn is_unreadable(err: &BoxError) -> bool {
+        err.downcast_ref::<Error>()
+            .is_some_and(|e| e.kind() == ErrorKind::Codec)
+    }
+
     /// A [`ErrorKind::Closed`] error for `what` (a broker, a subscription…).
     pub fn closed(what: &str) -> Self {
         Error::new(ErrorKind::Closed, format!("{what} is closed"))

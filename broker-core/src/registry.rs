@@ -97,38 +97,41 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Broker>> {
         .find(|r| r.scheme == scheme)
         .ok_or_else(|| unknown_scheme(&scheme))?;
     tracing::debug!(url = %redact_url(url), backend = registration.crate_name, "connecting");
-    let (parsed, format) = take_wire_format(parsed)?;
-    let broker = (registration.connect)(parsed).await?;
-    match format {
-        None => Ok(broker),
-        #[cfg(feature = "json")]
-        Some(format) => Ok(crate::gomicro::GoMicroBroker::wrap(broker, format)),
-        #[cfg(not(feature = "json"))]
-        Some(()) => Err(Error::new(
+    // `format` (see [`crate::gomicro`]) is every backend's key: taken off the URL, and
+    // checked before connecting.
+    let (parsed, format) = take_query_key(parsed, "format");
+    #[cfg(feature = "json")]
+    let format = format
+        .as_deref()
+        .map(crate::gomicro::WireFormat::parse)
+        .transpose()?;
+    #[cfg(not(feature = "json"))]
+    if format.is_some() {
+        return Err(Error::new(
             ErrorKind::Unsupported,
             "the `format` URL option needs broker-core's `json` feature",
-        )),
+        ));
     }
+    let broker = (registration.connect)(parsed).await?;
+    #[cfg(feature = "json")]
+    if let Some(format) = format {
+        return Ok(crate::gomicro::GoMicroBroker::wrap(broker, format));
+    }
+    Ok(broker)
 }
 
-/// The `format` query key, which every backend takes (see [`crate::gomicro`]), taken off
-/// the URL before the backend sees it.
-#[cfg(feature = "json")]
-type WireFormat = crate::gomicro::WireFormat;
-#[cfg(not(feature = "json"))]
-type WireFormat = ();
-
-fn take_wire_format(mut url: Url) -> Result<(Url, Option<WireFormat>)> {
+/// `url` without the query key `key`, and that key's value if it was there.
+fn take_query_key(mut url: Url, key: &str) -> (Url, Option<String>) {
     let Some(value) = url
         .query_pairs()
-        .find(|(k, _)| k == "format")
+        .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
     else {
-        return Ok((url, None));
+        return (url, None);
     };
     let rest: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(k, _)| k != "format")
+        .filter(|(k, _)| k != key)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     if rest.is_empty() {
@@ -136,11 +139,7 @@ fn take_wire_format(mut url: Url) -> Result<(Url, Option<WireFormat>)> {
     } else {
         url.query_pairs_mut().clear().extend_pairs(rest);
     }
-    #[cfg(feature = "json")]
-    let format = crate::gomicro::WireFormat::parse(&value)?;
-    #[cfg(not(feature = "json"))]
-    let format = drop(value);
-    Ok((url, Some(format)))
+    (url, Some(value))
 }
 
 /// Parses a broker URL. An authority listing several hosts (`kafka://h1:9092,h2:9093`),

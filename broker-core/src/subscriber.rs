@@ -291,9 +291,7 @@ async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(err)) => {
-            let unreadable = err
-                .downcast_ref::<Error>()
-                .is_some_and(|e| e.kind() == ErrorKind::Codec);
+            let unreadable = Error::is_unreadable(&err);
             Some((err.to_string(), unreadable))
         }
         Err(panic) => Some((

@@ -311,22 +311,23 @@ impl Drop for JetStreamDeliveries {
 /// client published it) gets `STREAM-SEQUENCE` as its id, the same for every subscriber
 /// and every redelivery.
 fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Delivery {
+    let has_id = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(broker_core::headers::names::MESSAGE_ID).is_some());
+    // The stream position is formatted only for a message that needs it as its id.
     let (attempt, position) = match message.info() {
         Ok(info) => (
             u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
-            Some(format!("{}-{}", info.stream, info.stream_sequence)),
+            (!has_id).then(|| format!("{}-{}", info.stream, info.stream_sequence)),
         ),
         Err(_) => (1, None),
     };
     let (message, acker) = message.split();
     let defect = convert::defect(&message);
-    let has_id = message
-        .headers
-        .as_ref()
-        .is_some_and(|h| h.get(broker_core::headers::names::MESSAGE_ID).is_some());
     let topic = message.subject.to_string();
     let mut converted = convert::from_nats(&topic, message.headers.as_ref(), message.payload, None);
-    if let Some(position) = position.filter(|_| !has_id) {
+    if let Some(position) = position {
         converted = converted.with_id(position);
     }
     let delivery = Delivery::new(

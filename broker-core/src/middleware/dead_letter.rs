@@ -81,9 +81,7 @@ impl<H: Handler> Handler for DeadLetter<H> {
                     Err(err) => err,
                 };
                 let attempt = failed.attempt();
-                let unreadable = err
-                    .downcast_ref::<Error>()
-                    .is_some_and(|e| e.kind() == ErrorKind::Codec);
+                let unreadable = Error::is_unreadable(&err);
                 let can_redeliver = config.broker.capabilities().redelivery;
                 if can_redeliver && attempt < config.max_attempts && !unreadable {
                     return Err(err);
