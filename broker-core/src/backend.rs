@@ -39,7 +39,10 @@
 //! [`conformance_suite!`](crate::conformance_suite); the kit derives what to test from
 //! the capabilities, and skips, by name, what the backend does not claim.
 
+mod outage;
+
 pub use async_trait::async_trait;
+pub use outage::OutageLog;
 
 pub use crate::broker::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 pub use crate::delivery::{Acknowledger, Requeue, settled};

@@ -40,6 +40,12 @@ pub mod names {
     pub const HANDLER_DURATION: &str = "broker_handler_duration_seconds";
     /// Gauge: handlers running (labels `backend`, `pattern`).
     pub const IN_FLIGHT: &str = "broker_handlers_in_flight";
+    /// Counter: failed connection attempts and lost connections to a server (label
+    /// `backend`).
+    pub const CONNECTION_FAILURES: &str = "broker_connection_failures_total";
+    /// Counter: outages, each a run of failures to reach one server that ends when it
+    /// answers again (label `backend`).
+    pub const OUTAGES: &str = "broker_outages_total";
 }
 
 /// A broker decorator recording publishes (count, failures, latency) and, per
