@@ -68,6 +68,8 @@ impl KafkaBroker {
     /// Connects with `options`: builds the producer and the admin client and checks, by
     /// asking for the cluster's metadata, that a broker answers.
     pub async fn connect(options: KafkaOptions) -> Result<Self> {
+        // A consumer's group settings that cannot work fail here, not at `subscribe`.
+        options.group_settings()?;
         let max = options.max_message_bytes + FRAMING_ALLOWANCE;
         let producer: Producer = options
             .client_config(&[

@@ -7,7 +7,7 @@ use std::time::Duration;
 use broker_core::{Error, ErrorKind, Result};
 use url::Url;
 
-use crate::options::{KafkaOptions, SCHEME};
+use crate::options::{GroupProtocol, KafkaOptions, SCHEME};
 
 /// One query key of a `kafka://` URL: its name, and how its value is parsed and what
 /// it sets (a builder method of [`KafkaOptions`]).
@@ -28,6 +28,8 @@ enum Setter {
     Flag(fn(KafkaOptions, bool) -> KafkaOptions),
     /// Any text.
     Text(fn(KafkaOptions, String) -> KafkaOptions),
+    /// A consumer group protocol: `classic` or `consumer`.
+    Protocol(fn(KafkaOptions, GroupProtocol) -> KafkaOptions),
     /// A comma-separated list of `host[:port]` (9092 when the port is left out).
     Hosts(fn(KafkaOptions, Vec<String>) -> KafkaOptions),
 }
@@ -43,6 +45,22 @@ const URL_KEYS: &[UrlKey] = &[
     UrlKey {
         name: "replication",
         sets: Setter::Count(KafkaOptions::replication),
+    },
+    UrlKey {
+        name: "min_insync_replicas",
+        sets: Setter::Count(KafkaOptions::min_insync_replicas),
+    },
+    UrlKey {
+        name: "group_protocol",
+        sets: Setter::Protocol(KafkaOptions::group_protocol),
+    },
+    UrlKey {
+        name: "session_timeout_ms",
+        sets: Setter::Millis(KafkaOptions::session_timeout),
+    },
+    UrlKey {
+        name: "heartbeat_interval_ms",
+        sets: Setter::Millis(KafkaOptions::heartbeat_interval),
     },
     UrlKey {
         name: "create_topics",
@@ -203,6 +221,7 @@ fn apply_query_key(options: KafkaOptions, key: &str, value: Cow<'_, str>) -> Res
         Setter::Millis(set) => set(options, Duration::from_millis(value.number()?)),
         Setter::Flag(set) => set(options, value.flag()?),
         Setter::Text(set) => set(options, value.value.into_owned()),
+        Setter::Protocol(set) => set(options, value.value.parse()?),
         Setter::Hosts(set) => set(options, value.hosts()?),
     })
 }
@@ -325,7 +344,8 @@ mod tests {
     fn every_key_sets_its_option_from_either_parser() {
         let query = "partitions=6&replication=2&create_topics=no&max_message_bytes=1000\
             &publish_timeout_ms=1&subscribe_timeout_ms=2&commit_interval_ms=3\
-            &pattern_refresh_ms=4&client_id=me&bootstrap.servers=x:1,y";
+            &pattern_refresh_ms=4&client_id=me&bootstrap.servers=x:1,y&min_insync_replicas=2\
+            &session_timeout_ms=6000&heartbeat_interval_ms=2000&group_protocol=classic";
         let from_str = KafkaOptions::from_url_str(&format!("kafka://h:1?{query}")).expect("str");
         let url = Url::parse(&format!("kafka://h:1?{query}")).expect("url");
         let from_url = KafkaOptions::from_url(&url).expect("url");
@@ -340,8 +360,15 @@ mod tests {
             .commit_interval(Duration::from_millis(3))
             .pattern_refresh(Duration::from_millis(4))
             .client_id("me")
-            .brokers(["x:1", "y:9092"]);
+            .brokers(["x:1", "y:9092"])
+            .min_insync_replicas(2)
+            .session_timeout(Duration::from_secs(6))
+            .heartbeat_interval(Duration::from_secs(2))
+            .group_protocol(GroupProtocol::Classic);
         assert_eq!(from_str, expected);
+        let consumer =
+            KafkaOptions::from_url_str("kafka://h?group_protocol=consumer").expect("kip-848");
+        assert_eq!(consumer.group_protocol, GroupProtocol::Consumer);
         let hosts = KafkaOptions::from_url_str("kafka://h:1?hosts=a:2,b").expect("hosts");
         assert_eq!(hosts.brokers, ["a:2", "b:9092"]);
     }
@@ -353,6 +380,7 @@ mod tests {
             "kafka://h:1?partitions=x",
             "kafka://h:1?partitions=3000000000",
             "kafka://h:1?create_topics=maybe",
+            "kafka://h:1?group_protocol=eager",
             "kafka://h:1?bootstrap.servers=,",
         ] {
             let err = KafkaOptions::from_url_str(bad).expect_err(bad);

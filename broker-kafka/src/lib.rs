@@ -128,7 +128,10 @@ use broker_core::{Broker, Result};
 use futures::FutureExt;
 
 pub use broker::KafkaBroker;
-pub use options::{DEFAULT_MAX_MESSAGE_BYTES, KafkaOptions, SCHEME};
+pub use options::{
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SESSION_TIMEOUT, GroupProtocol,
+    KafkaOptions, SCHEME,
+};
 
 broker_core::register_backend!(SCHEME, |url| connect_url(url).boxed());
 

@@ -22,6 +22,10 @@ pub const SCHEME: &str = "kafka";
 /// |---|---|---|
 /// | `partitions` | [`partitions`](Self::partitions) | 3 |
 /// | `replication` | [`replication`](Self::replication) | 1 |
+/// | `min_insync_replicas` | [`min_insync_replicas`](Self::min_insync_replicas) | the broker's |
+/// | `group_protocol` | [`group_protocol`](Self::group_protocol) | `classic` |
+/// | `session_timeout_ms` | [`session_timeout`](Self::session_timeout) | 10 s (classic) |
+/// | `heartbeat_interval_ms` | [`heartbeat_interval`](Self::heartbeat_interval) | 3 s (classic) |
 /// | `create_topics` | [`create_topics`](Self::create_topics) | true |
 /// | `max_message_bytes` | [`max_message_bytes`](Self::max_message_bytes) | 8 MiB |
 /// | `publish_timeout_ms` | [`publish_timeout`](Self::publish_timeout) | 30 s |
@@ -60,6 +64,19 @@ pub struct KafkaOptions {
     pub partitions: i32,
     /// Replication factor of topics the broker creates.
     pub replication: i32,
+    /// `min.insync.replicas` of topics the broker creates; `None` leaves the broker's
+    /// default. With `acks=all` (the producer's setting), a publish succeeds only once
+    /// this many replicas have the record.
+    pub min_insync_replicas: Option<i32>,
+    /// The consumer group protocol.
+    pub group_protocol: GroupProtocol,
+    /// How long the group waits for a silent consumer before giving its partitions to
+    /// the others (`session.timeout.ms`); `None` is [`DEFAULT_SESSION_TIMEOUT`]. Classic
+    /// protocol only: with [`GroupProtocol::Consumer`] the broker sets it.
+    pub session_timeout: Option<Duration>,
+    /// How often a consumer tells its group it is alive (`heartbeat.interval.ms`); `None`
+    /// is [`DEFAULT_HEARTBEAT_INTERVAL`]. Classic protocol only, like the session timeout.
+    pub heartbeat_interval: Option<Duration>,
     /// Whether topics are created on first publish or subscribe (through the admin API).
     pub create_topics: bool,
     /// The largest message accepted (payload, key, id and headers), in bytes. Topics the
@@ -79,6 +96,53 @@ pub struct KafkaOptions {
     config: Vec<(String, String)>,
 }
 
+/// A consumer group protocol (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// The classic protocol: the group stops to rebalance; the client sets the session
+    /// timeout and heartbeat interval.
+    #[default]
+    Classic,
+    /// The consumer protocol of KIP-848 (Kafka 4.0 and later): the broker assigns
+    /// partitions incrementally, without stopping the group, and sets the session timeout
+    /// (`group.consumer.session.timeout.ms`, 45 s by default) and heartbeat interval.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value of `group.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+impl std::str::FromStr for GroupProtocol {
+    type Err = broker_core::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(GroupProtocol::Classic),
+            "consumer" => Ok(GroupProtocol::Consumer),
+            other => Err(broker_core::Error::new(
+                broker_core::ErrorKind::InvalidConfig,
+                format!("unknown Kafka group protocol `{other}` (known: classic, consumer)"),
+            )),
+        }
+    }
+}
+
+/// The session timeout of a classic consumer unless set: librdkafka's default is 45 s,
+/// which leaves a crashed member's partitions unread for that long.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The heartbeat interval of a classic consumer unless set (a third of the session
+/// timeout).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
 /// The default of [`KafkaOptions::max_message_bytes`]: 8 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -93,6 +157,10 @@ impl Default for KafkaOptions {
             client_id: "broker-rs".to_owned(),
             partitions: 3,
             replication: 1,
+            min_insync_replicas: None,
+            group_protocol: GroupProtocol::Classic,
+            session_timeout: None,
+            heartbeat_interval: None,
             create_topics: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             publish_timeout: Duration::from_secs(30),
@@ -136,6 +204,59 @@ impl KafkaOptions {
     pub fn replication(mut self, replication: i32) -> Self {
         self.replication = replication.max(1);
         self
+    }
+
+    /// Sets `min.insync.replicas` of created topics (at least 1).
+    pub fn min_insync_replicas(mut self, replicas: i32) -> Self {
+        self.min_insync_replicas = Some(replicas.max(1));
+        self
+    }
+
+    /// Sets the consumer group protocol.
+    pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
+        self
+    }
+
+    /// Sets the session timeout of classic consumers.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the heartbeat interval of classic consumers.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = Some(interval);
+        self
+    }
+
+    /// The group settings of a consumer: `group.protocol`, and for the classic protocol
+    /// the session timeout and heartbeat interval. The consumer protocol takes those from
+    /// the broker, so setting them is an `InvalidConfig` error there.
+    pub(crate) fn group_settings(&self) -> broker_core::Result<Vec<(&'static str, String)>> {
+        let protocol = ("group.protocol", self.group_protocol.as_str().to_owned());
+        match self.group_protocol {
+            GroupProtocol::Classic => {
+                let session = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
+                let heartbeat = self
+                    .heartbeat_interval
+                    .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+                Ok(vec![
+                    protocol,
+                    ("session.timeout.ms", session.as_millis().to_string()),
+                    ("heartbeat.interval.ms", heartbeat.as_millis().to_string()),
+                ])
+            }
+            GroupProtocol::Consumer => {
+                if self.session_timeout.is_some() || self.heartbeat_interval.is_some() {
+                    return Err(broker_core::Error::new(
+                        broker_core::ErrorKind::InvalidConfig,
+                        "the Kafka consumer group protocol takes its session timeout and heartbeat interval from the broker (group.consumer.session.timeout.ms, group.consumer.heartbeat.interval.ms); unset them or use group_protocol=classic",
+                    ));
+                }
+                Ok(vec![protocol])
+            }
+        }
     }
 
     /// Sets whether topics are created on demand.
@@ -226,6 +347,10 @@ impl fmt::Debug for KafkaOptions {
             .field("client_id", &self.client_id)
             .field("partitions", &self.partitions)
             .field("replication", &self.replication)
+            .field("min_insync_replicas", &self.min_insync_replicas)
+            .field("group_protocol", &self.group_protocol)
+            .field("session_timeout", &self.session_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .field("create_topics", &self.create_topics)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("publish_timeout", &self.publish_timeout)
@@ -258,5 +383,23 @@ mod tests {
         assert_eq!(o.get("acks"), Some("0"));
         let config = o.client_config(&[("acks", "all".to_owned())]);
         assert_eq!(config.get("acks"), Some("0"));
+    }
+
+    #[test]
+    fn group_settings_follow_the_protocol() {
+        let classic = KafkaOptions::new().group_settings().expect("classic");
+        assert!(classic.contains(&("session.timeout.ms", "10000".to_owned())));
+        assert!(classic.contains(&("heartbeat.interval.ms", "3000".to_owned())));
+
+        let consumer = KafkaOptions::new().group_protocol(GroupProtocol::Consumer);
+        assert_eq!(
+            consumer.group_settings().expect("consumer"),
+            [("group.protocol", "consumer".to_owned())]
+        );
+        let err = consumer
+            .session_timeout(Duration::from_secs(5))
+            .group_settings()
+            .expect_err("the broker sets it");
+        assert_eq!(err.kind(), broker_core::ErrorKind::InvalidConfig);
     }
 }

@@ -106,12 +106,16 @@ impl Inner {
 
     async fn create_topic_once(&self, topic: &str) -> Result<()> {
         let max = (self.options.max_message_bytes + FRAMING_ALLOWANCE).to_string();
-        let new_topic = NewTopic::new(
+        let min_insync = self.options.min_insync_replicas.map(|n| n.to_string());
+        let mut new_topic = NewTopic::new(
             topic,
             self.options.partitions,
             TopicReplication::Fixed(self.options.replication),
         )
         .set("max.message.bytes", &max);
+        if let Some(min_insync) = &min_insync {
+            new_topic = new_topic.set("min.insync.replicas", min_insync);
+        }
         let admin_options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
             .request_timeout(Some(Duration::from_secs(10)));

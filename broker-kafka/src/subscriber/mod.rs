@@ -126,7 +126,7 @@ fn create_consumer(
     context: RebalanceContext,
 ) -> Result<BaseConsumer<RebalanceContext>> {
     let consumer: BaseConsumer<RebalanceContext> = options
-        .client_config(&consumer_defaults(options, group, target.regex))
+        .client_config(&consumer_defaults(options, group, target.regex)?)
         .create_with_context(context)
         .map_err(|e| config("consumer", e))?;
     consumer.subscribe(&[&target.topic]).map_err(|e| {
@@ -144,7 +144,7 @@ fn consumer_defaults(
     options: &KafkaOptions,
     group: &str,
     regex: bool,
-) -> Vec<(&'static str, String)> {
+) -> Result<Vec<(&'static str, String)>> {
     let mut defaults = vec![
         ("group.id", group.to_owned()),
         ("enable.auto.commit", "false".to_owned()),
@@ -164,7 +164,8 @@ fn consumer_defaults(
             options.pattern_refresh.as_millis().max(1).to_string(),
         ));
     }
-    defaults
+    defaults.extend(options.group_settings()?);
+    Ok(defaults)
 }
 
 /// Starts `consumer_thread`, counted in [`Inner::consumers`] while it runs.
