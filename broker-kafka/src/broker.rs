@@ -196,6 +196,10 @@ impl ClientContext for ProbeContext {
         self.record(err.rdkafka_error_code(), reason);
         crate::context::error(err, reason);
     }
+
+    fn stats_raw(&self, json: &[u8]) {
+        crate::context::stats(json);
+    }
 }
 
 impl ProducerContext for ProbeContext {

@@ -1,8 +1,24 @@
-//! The rdkafka client context: librdkafka's logs and errors go to `tracing`.
+//! The rdkafka client context: librdkafka's logs and errors go to `tracing`, and a
+//! broker outage is logged once when it starts and once when it ends
+//! ([`OutageLog`]), not once per reconnect attempt.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use broker_core::backend::OutageLog;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use serde::Deserialize;
+
+/// How often librdkafka reports its brokers' states, from which the end of an outage is
+/// seen (the statistics are read only while an outage is in progress).
+pub(crate) const STATS_INTERVAL_MS: &str = "1000";
+
+/// The outages of this process's Kafka clients, by broker address: the producer, the
+/// admin client and every consumer reach the same brokers, so an outage is logged once,
+/// not once per client.
+static OUTAGES: LazyLock<OutageLog> = LazyLock::new(|| OutageLog::new("kafka"));
 
 /// Forwards librdkafka's log lines and client errors to `tracing`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -12,6 +28,11 @@ pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
     // Pass-through properties go to every client; librdkafka warns when a client of
     // another role ignores one (a consumer property on the producer, ...).
     if facility == "CONFWARN" {
+        tracing::debug!(target: "librdkafka", facility, "{message}");
+        return;
+    }
+    // A failed or lost broker connection: the error callback reports it too.
+    if facility == "FAIL" {
         tracing::debug!(target: "librdkafka", facility, "{message}");
         return;
     }
@@ -29,7 +50,51 @@ pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
 }
 
 pub(crate) fn error(error: KafkaError, reason: &str) {
-    tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::BrokerTransportFailure) => {
+            OUTAGES.failed(&broker_address(reason), &reason);
+        }
+        // Follows the per-broker failures above, which said it already.
+        Some(RDKafkaErrorCode::AllBrokersDown) => {
+            tracing::debug!(target: "librdkafka", error = %error, "{reason}")
+        }
+        _ => tracing::warn!(target: "librdkafka", error = %error, "{reason}"),
+    }
+}
+
+/// The address (`host:port`) of the broker a transport error names: librdkafka starts
+/// its reason with the broker's name, `host:port/id` or `host:port/bootstrap`.
+fn broker_address(reason: &str) -> String {
+    let name = reason.split(": ").next().unwrap_or(reason);
+    name.split('/').next().unwrap_or(name).to_owned()
+}
+
+/// The part of librdkafka's statistics that says which brokers are up.
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStats>,
+}
+
+#[derive(Deserialize)]
+struct BrokerStats {
+    nodename: String,
+    state: String,
+}
+
+/// Ends the outage of each broker the statistics show up again.
+pub(crate) fn stats(json: &[u8]) {
+    if !OUTAGES.any_down() {
+        return;
+    }
+    match serde_json::from_slice::<Stats>(json) {
+        Ok(stats) => {
+            for broker in stats.brokers.values().filter(|b| b.state == "UP") {
+                OUTAGES.recovered(&broker.nodename);
+            }
+        }
+        Err(err) => tracing::debug!(target: "librdkafka", error = %err, "unreadable statistics"),
+    }
 }
 
 impl ClientContext for LogContext {
@@ -39,5 +104,40 @@ impl ClientContext for LogContext {
 
     fn error(&self, err: KafkaError, reason: &str) {
         error(err, reason);
+    }
+
+    fn stats_raw(&self, json: &[u8]) {
+        stats(json);
+    }
+}
+
+/// The broker outages of this process's Kafka clients: which brokers are unreachable
+/// now, and how many failures and outages there were. Each outage is logged once when it
+/// starts (WARN) and once when it ends (INFO); the attempts in between are only counted.
+pub fn outages() -> &'static OutageLog {
+    &OUTAGES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_address_is_read_from_librdkafkas_reason() {
+        for reason in [
+            "127.0.0.1:29093/2: Connect to ipv4#127.0.0.1:29093 failed: Connection refused (after 0ms in state CONNECT)",
+            "127.0.0.1:29093/bootstrap: Connect to ipv4#127.0.0.1:29093 failed: Connection refused",
+        ] {
+            assert_eq!(broker_address(reason), "127.0.0.1:29093");
+        }
+    }
+
+    #[test]
+    fn statistics_end_the_outage_of_a_broker_that_is_up() {
+        OUTAGES.failed("10.9.9.9:1", &"refused");
+        stats(br#"{"brokers":{"10.9.9.9:1/3":{"nodename":"10.9.9.9:1","state":"CONNECT"}}}"#);
+        assert!(OUTAGES.down().contains(&"10.9.9.9:1".to_owned()));
+        stats(br#"{"brokers":{"10.9.9.9:1/3":{"nodename":"10.9.9.9:1","state":"UP"}}}"#);
+        assert!(!OUTAGES.down().contains(&"10.9.9.9:1".to_owned()));
     }
 }

@@ -128,6 +128,7 @@ use broker_core::{Broker, Result};
 use futures::FutureExt;
 
 pub use broker::KafkaBroker;
+pub use context::outages;
 pub use options::{
     DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SESSION_TIMEOUT, GroupProtocol,
     KafkaOptions, SCHEME,

@@ -319,6 +319,7 @@ impl KafkaOptions {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.brokers.join(","));
         config.set("client.id", &self.client_id);
+        config.set("statistics.interval.ms", crate::context::STATS_INTERVAL_MS);
         for (key, value) in role_defaults {
             config.set(*key, value);
         }

@@ -43,6 +43,10 @@ impl ClientContext for PublishContext {
     fn error(&self, err: KafkaError, reason: &str) {
         crate::context::error(err, reason);
     }
+
+    fn stats_raw(&self, json: &[u8]) {
+        crate::context::stats(json);
+    }
 }
 
 impl ProducerContext for PublishContext {

@@ -92,6 +92,10 @@ impl ClientContext for RebalanceContext {
         }
         crate::context::error(error, reason);
     }
+
+    fn stats_raw(&self, json: &[u8]) {
+        crate::context::stats(json);
+    }
 }
 
 impl ConsumerContext for RebalanceContext {
