@@ -8,10 +8,10 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use broker_core::testkit::{connected, unique_topic};
+use broker_core::testkit::{captured_text, connected, log_capture, unique_topic};
 use broker_core::{Broker, Message, SubscribeOptions, Subscription};
 use broker_kafka::{KafkaBroker, KafkaOptions};
 use futures::{StreamExt, stream};
@@ -24,6 +24,19 @@ const HINT: &str = "scripts/kafka-cluster.sh start (it prints KAFKA_CLUSTER_BROK
 const MEMBER_ENV: &str = "KAFKA_CLUSTER_MEMBER";
 /// How long consumption may stall after a node or member is killed.
 const RESUME_BOUND: Duration = Duration::from_secs(30);
+
+/// What this process logs at INFO and above.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let (subscriber, buffer) = log_capture();
+        subscriber
+            .with_max_level(tracing::Level::INFO)
+            .try_init()
+            .expect("the only log subscriber of this process");
+        buffer
+    })
+}
 
 /// The tests kill nodes and processes: one at a time.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -221,6 +234,7 @@ async fn wait_for_all(received: &Mutex<Received>, ids: &BTreeSet<String>, bound:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partition_leader_killed_mid_stream_loses_no_acknowledged_publish() {
     let _turn = TURN.lock().await;
+    let logged_before = captured_text(logs()).len();
     const COUNT: usize = 3000;
     let publisher = connect(cluster_options()).await;
     let topic = unique_topic("cluster.leader");
@@ -290,6 +304,15 @@ async fn a_partition_leader_killed_mid_stream_loses_no_acknowledged_publish() {
 
     wait_for_all(&received, &ok, Duration::from_secs(90)).await;
     cluster(&["restart", &leader.to_string()]).await;
+    let recovered = broker_core::testkit::wait_until(Duration::from_secs(15), || {
+        broker_kafka::outages().down().is_empty()
+    })
+    .await;
+    assert!(
+        recovered,
+        "outages still open after the restart: {:?}",
+        broker_kafka::outages().down()
+    );
 
     let producer_duplicates: Vec<_> = offsets_by_id(&topic, 3)
         .into_iter()
@@ -308,6 +331,35 @@ async fn a_partition_leader_killed_mid_stream_loses_no_acknowledged_publish() {
             .collect::<BTreeSet<_>>(),
         received.duplicates(),
         started.elapsed()
+    );
+    // One WARN when the node went away, one INFO when it came back, little else.
+    let logged = captured_text(logs());
+    let logged = &logged[logged_before..];
+    let address = &seeds[0];
+    let warnings: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    let count = |what: &str| {
+        logged
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(address.as_str()))
+            .count()
+    };
+    println!("logged at WARN and above during the outage: {warnings:#?}");
+    assert_eq!(
+        count("server unreachable"),
+        1,
+        "one WARN for the outage: {warnings:#?}"
+    );
+    assert_eq!(
+        count("server reachable again"),
+        1,
+        "one INFO at its end:\n{logged}"
+    );
+    assert!(
+        warnings.len() <= 5,
+        "the outage flooded the log: {warnings:#?}"
     );
     assert!(
         producer_duplicates.is_empty(),
