@@ -85,6 +85,16 @@ impl Shop {
         (status, answer)
     }
 
+    /// Submits `body` and expects it refused with `status` (also the answer's code), a
+    /// message that contains `reason`, and no order id.
+    async fn expect_refused(&self, body: serde_json::Value, status: u16, reason: &str) {
+        let (got, answer) = self.submit(body).await;
+        assert_eq!(got, status, "{answer:?}");
+        assert_eq!(answer.code, status.to_string());
+        assert!(answer.msg.contains(reason), "{answer:?}");
+        assert_eq!(answer.order_id, None);
+    }
+
     async fn stock(&self, product: i64) -> u64 {
         let products: serde_json::Value = self
             .client
@@ -166,21 +176,12 @@ async fn notification_arrives_with_user_and_product(backend: Backend) {
 async fn insufficient_stock_is_a_400_without_notification(backend: Backend) {
     let mut shop = Shop::start(Harness::shared(backend).await, 1).await;
     // Cake has no stock; Coffee has one left.
-    let (status, answer) = shop
-        .submit(json!({"productId": 3, "count": 1, "uid": 900}))
+    let out_of_stock = json!({"productId": 3, "count": 1, "uid": 900});
+    shop.expect_refused(out_of_stock, 400, "insufficient stock")
         .await;
-    assert_eq!(status, 400, "{answer:?}");
-    assert_eq!(answer.code, "400");
-    assert!(answer.msg.contains("insufficient stock"), "{answer:?}");
-    assert_eq!(answer.order_id, None);
-    let (status, answer) = shop
-        .submit(json!({"productId": 2, "count": 5, "uid": 900}))
+    let too_many = json!({"productId": 2, "count": 5, "uid": 900});
+    shop.expect_refused(too_many, 400, "product 2 has 1 left, 5 requested")
         .await;
-    assert_eq!(status, 400, "{answer:?}");
-    assert!(
-        answer.msg.contains("product 2 has 1 left, 5 requested"),
-        "{answer:?}"
-    );
     assert_eq!(shop.stock(2).await, 1, "a refused order takes no stock");
     assert_eq!(shop.service.orders().len(), 0);
 
@@ -366,14 +367,9 @@ async fn malformed_or_unknown_orders_are_refused() {
     assert_eq!(response.status().as_u16(), 400);
     let answer: SubmitResponse = response.json().await.expect("JSON");
     assert_eq!(answer.code, "400");
-    let (status, answer) = shop
-        .submit(json!({"productId": 77, "count": 1, "uid": 1}))
+    let unknown = json!({"productId": 77, "count": 1, "uid": 1});
+    shop.expect_refused(unknown, 404, "product 77 does not exist")
         .await;
-    assert_eq!(status, 404, "{answer:?}");
-    assert!(
-        answer.msg.contains("product 77 does not exist"),
-        "{answer:?}"
-    );
     let (status, _) = shop
         .submit(json!({"productId": 1, "count": 0, "uid": 1}))
         .await;
