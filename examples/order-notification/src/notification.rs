@@ -44,12 +44,6 @@ impl fmt::Display for Notification {
 /// How a notification instance runs.
 pub type NotificationOptions = ServiceOptions<Topics, Notification>;
 
-/// The defaults: topic `notification.submit`, queue group [`QUEUE_GROUP`], instance
-/// `notification`, one order at a time.
-pub fn notification_options() -> NotificationOptions {
-    ServiceOptions::named(QUEUE_GROUP)
-}
-
 /// Starts a notification instance on `broker`. It runs until the returned handle is
 /// [shut down](SubscriberHandle::shutdown) or the broker closes.
 ///
@@ -66,6 +60,12 @@ pub async fn run_notifications(
     options
         .subscribe_typed(&broker, topic, "notification service", Protobuf, notify)
         .await
+}
+
+/// The defaults: topic `notification.submit`, queue group [`QUEUE_GROUP`], instance
+/// `notification`, one order at a time.
+pub fn notification_options() -> NotificationOptions {
+    ServiceOptions::named(QUEUE_GROUP)
 }
 
 /// The notification of one order, logged by `instance`.

@@ -40,11 +40,6 @@ impl fmt::Display for AuditEntry {
 /// How the audit log runs (its entries do not name the instance).
 pub type AuditOptions = ServiceOptions<Topics, AuditEntry>;
 
-/// The defaults: pattern `user.>`, queue group [`QUEUE_GROUP`].
-pub fn audit_options() -> AuditOptions {
-    ServiceOptions::named(QUEUE_GROUP)
-}
-
 /// Starts the audit log on `broker`, subscribed to `topics.all_users`. The handler runs
 /// under [`ObserveLayer`](broker::observe::ObserveLayer) (trace, correlation id, handler
 /// metrics; see [`ServiceOptions::subscribe`]); pass an
@@ -74,4 +69,9 @@ pub async fn run_audit(
     options
         .subscribe(&broker, &options.topics.all_users, "audit log", handler)
         .await
+}
+
+/// The defaults: pattern `user.>`, queue group [`QUEUE_GROUP`].
+pub fn audit_options() -> AuditOptions {
+    ServiceOptions::named(QUEUE_GROUP)
 }

@@ -42,11 +42,6 @@ impl fmt::Display for WelcomeMail {
 /// How an email instance runs.
 pub type EmailOptions = ServiceOptions<Topics, WelcomeMail>;
 
-/// The defaults: topic `user.created`, queue group [`QUEUE_GROUP`], instance `email`.
-pub fn email_options() -> EmailOptions {
-    ServiceOptions::named(QUEUE_GROUP)
-}
-
 /// Starts an email instance on `broker`. It runs until the handle is shut down or the
 /// broker closes. The handler runs under [`ObserveLayer`](broker::observe::ObserveLayer)
 /// (trace, correlation id, handler metrics; see [`ServiceOptions::subscribe_typed`]);
@@ -60,6 +55,11 @@ pub async fn run_email(
     options
         .subscribe_typed(&broker, topic, "email service", Json, welcome)
         .await
+}
+
+/// The defaults: topic `user.created`, queue group [`QUEUE_GROUP`], instance `email`.
+pub fn email_options() -> EmailOptions {
+    ServiceOptions::named(QUEUE_GROUP)
 }
 
 /// The welcome mail for a new user, "sent" (logged) by `instance`. The user id is the
