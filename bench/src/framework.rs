@@ -10,7 +10,7 @@ use broker::{Broker, ErrorKind, Headers, Message, SubscribeOptions, Subscription
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::side::{MsgSpec, Side, Sub};
+use crate::side::{MsgSpec, Side, Sub, Subscribers};
 
 /// Something to await after a batch of publishes (core NATS: the client's flush).
 pub(crate) type Flush = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
@@ -133,12 +133,8 @@ impl Side for Framework {
             .with_context(|| format!("framework publish to `{topic}`"))
     }
 
-    async fn subscribe(
-        &self,
-        topic: &str,
-        group: Option<&str>,
-        members: usize,
-    ) -> anyhow::Result<Vec<FrameworkSub>> {
+    async fn subscribe(&self, topic: &str, who: Subscribers<'_>) -> anyhow::Result<Vec<Self::Sub>> {
+        let Subscribers { group, members } = who;
         let mut options = SubscribeOptions::new();
         if let Some(group) = group {
             options = options.queue(group);

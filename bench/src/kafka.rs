@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 
 use crate::framework::{Framework, connect_error};
 use crate::scenario::{self, Plan, Prepare, Row, Topics};
-use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
+use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub, Subscribers};
 
 /// Partitions of every benchmark topic (at least the queue group's 4 members).
 pub(crate) const PARTITIONS: i32 = 4;
@@ -240,6 +240,22 @@ fn with_spec_headers(headers: OwnedHeaders, spec: &MsgSpec) -> OwnedHeaders {
 }
 
 impl RawKafka {
+    /// A raw consumer of `topic` in the consumer group `group_id`, reading from the
+    /// earliest offset.
+    fn consumer(&self, topic: &str, group_id: &str) -> anyhow::Result<StreamConsumer> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "broker-bench-raw")
+            .set("group.id", group_id)
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .context("creating a raw consumer")?;
+        consumer
+            .subscribe(&[topic])
+            .context("raw consumer subscribe")?;
+        Ok(consumer)
+    }
+
     /// Enqueues one record, waiting while librdkafka's queue is full.
     async fn send(
         &self,
@@ -315,30 +331,14 @@ impl Side for RawKafka {
         self.send(topic, spec, &owned_headers(spec)).await
     }
 
-    async fn subscribe(
-        &self,
-        topic: &str,
-        group: Option<&str>,
-        members: usize,
-    ) -> anyhow::Result<Vec<RawKafkaSub>> {
-        let mut consumers = Vec::with_capacity(members);
-        for i in 0..members {
-            let group_id = match group {
-                Some(g) => g.to_owned(),
-                None => format!("raw-{topic}-{i}"),
-            };
-            let consumer: StreamConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &self.brokers)
-                .set("client.id", "broker-bench-raw")
-                .set("group.id", &group_id)
-                .set("auto.offset.reset", "earliest")
-                .create()
-                .context("creating a raw consumer")?;
-            consumer
-                .subscribe(&[topic])
-                .context("raw consumer subscribe")?;
-            consumers.push(consumer);
-        }
+    async fn subscribe(&self, topic: &str, who: Subscribers<'_>) -> anyhow::Result<Vec<Self::Sub>> {
+        let Subscribers { group, members } = who;
+        let consumers = (0..members)
+            .map(|i| match group {
+                Some(group) => self.consumer(topic, group),
+                None => self.consumer(topic, &format!("raw-{topic}-{i}")),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // Live when this returns, as the framework's: poll until the group(s) have
         // handed out every partition. The topic is new, so nothing can arrive yet.
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -444,9 +444,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
             None
         };
     let command = command_line();
-    let results = report::Results {
+    let run = report::RunInfo {
         command: &command,
         machine: &machine,
+    };
+    let results = report::Results {
+        run,
         plan: &plans.join("; "),
         rows: &rows,
         skipped: &failures,
@@ -454,8 +457,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
     let peer_plan = peer_plans.join("; ");
     let peer_results = peer::PeerResults {
-        command: &command,
-        machine: &machine,
+        run,
         plan: &peer_plan,
         rows: &peer_rows,
         skipped: &peer_failures,

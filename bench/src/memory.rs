@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::framework::Framework;
-use crate::side::{MsgSpec, Side, Sub};
+use crate::side::{MsgSpec, Side, Sub, Subscribers};
 
 /// A message on the raw channels: the same shared headers and payload the framework's
 /// `Message` carries.
@@ -97,12 +97,8 @@ impl Side for RawMemory {
         self.publish_many(topic, 1, spec).await
     }
 
-    async fn subscribe(
-        &self,
-        topic: &str,
-        group: Option<&str>,
-        members: usize,
-    ) -> anyhow::Result<Vec<RawMemorySub>> {
+    async fn subscribe(&self, topic: &str, who: Subscribers<'_>) -> anyhow::Result<Vec<Self::Sub>> {
+        let Subscribers { group, members } = who;
         let mut routes = self
             .routes
             .lock()

@@ -21,7 +21,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::framework::{Flush, Framework, connect_error};
 use crate::scenario::{self, NoPrepare, Plan, Row, Topics};
-use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub};
+use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub, Subscribers};
 use crate::{JetStreamAcks, NatsIds};
 
 /// JetStream publishes in flight, on both sides.
@@ -363,12 +363,8 @@ impl Side for RawNats {
         Ok(())
     }
 
-    async fn subscribe(
-        &self,
-        topic: &str,
-        group: Option<&str>,
-        members: usize,
-    ) -> anyhow::Result<Vec<RawNatsSub>> {
+    async fn subscribe(&self, topic: &str, who: Subscribers<'_>) -> anyhow::Result<Vec<Self::Sub>> {
+        let Subscribers { group, members } = who;
         let mut subs = Vec::with_capacity(members);
         match &self.js {
             None => {

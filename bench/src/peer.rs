@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use crate::report::RunInfo;
 #[cfg(any(feature = "nats", feature = "kafka"))]
 use crate::scenario::{Plan, Topics};
 #[cfg(any(feature = "nats", feature = "kafka"))]
@@ -423,10 +424,8 @@ fn versions() -> String {
 
 /// The peer comparison's section of BENCHMARKS.md.
 pub(crate) struct PeerResults<'a> {
-    /// The command line.
-    pub(crate) command: &'a str,
-    /// The machine.
-    pub(crate) machine: &'a str,
+    /// The command line and the machine.
+    pub(crate) run: RunInfo<'a>,
     /// The plan, in words.
     pub(crate) plan: &'a str,
     /// The rows.
@@ -448,8 +447,7 @@ impl PeerResults<'_> {
              sides alternate (A B A B), each run on a fresh topic (Kafka: created up front with 4 partitions); the table \
              shows the medians. The framework's messages carry the 3 benchmark headers, go-micro's its own 3 (below).\n\n",
         );
-        let _ = writeln!(out, "- Command: `{}`", self.command);
-        let _ = writeln!(out, "- Machine: {}", self.machine);
+        self.run.write_lines(&mut out);
         let _ = writeln!(out, "- go-micro: {}", versions());
         let _ = writeln!(out, "- Plan: {}", self.plan);
         for skipped in self.skipped {

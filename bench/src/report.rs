@@ -235,12 +235,27 @@ pub(crate) fn targets(rows: &[Row], backlog: Option<&[Outcome]>) -> String {
     out
 }
 
-/// Everything a run writes between the markers of BENCHMARKS.md.
-pub(crate) struct Results<'a> {
+/// Where a run was made and how it was started, as each section of BENCHMARKS.md states.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunInfo<'a> {
     /// The command line.
     pub(crate) command: &'a str,
     /// The machine.
     pub(crate) machine: &'a str,
+}
+
+impl RunInfo<'_> {
+    /// The `- Command:` and `- Machine:` lines of a section.
+    pub(crate) fn write_lines(&self, out: &mut String) {
+        let _ = writeln!(out, "- Command: `{}`", self.command);
+        let _ = writeln!(out, "- Machine: {}", self.machine);
+    }
+}
+
+/// Everything a run writes between the markers of BENCHMARKS.md.
+pub(crate) struct Results<'a> {
+    /// The command line and the machine.
+    pub(crate) run: RunInfo<'a>,
     /// The plan, in words.
     pub(crate) plan: &'a str,
     /// The rows.
@@ -256,8 +271,7 @@ impl Results<'_> {
     pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "## Latest results\n");
-        let _ = writeln!(out, "- Command: `{}`", self.command);
-        let _ = writeln!(out, "- Machine: {}", self.machine);
+        self.run.write_lines(&mut out);
         let _ = writeln!(out, "- Plan: {}", self.plan);
         let _ = writeln!(out, "- Baselines:\n{}", indent(&baselines(self.rows)));
         for skipped in self.skipped {

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::side::{MsgSpec, Side, Sub};
+use crate::side::{MsgSpec, Side, Sub, Subscribers};
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +295,7 @@ async fn measure_inner<S: Side>(
     match scenario {
         Scenario::Publish => {
             let sink = if side.publish_needs_sink() {
-                let subs = side.subscribe(topic, None, 1).await?;
+                let subs = side.subscribe(topic, Subscribers::each(1)).await?;
                 Some(Receiving::start(subs, n, Some(n), len))
             } else {
                 None
@@ -309,7 +309,7 @@ async fn measure_inner<S: Side>(
             Ok(Sample::Rate(n as f64 / elapsed.as_secs_f64()))
         }
         Scenario::PubSub => {
-            let subs = side.subscribe(topic, None, 1).await?;
+            let subs = side.subscribe(topic, Subscribers::each(1)).await?;
             let receiving = Receiving::start(subs, n, Some(n), len);
             let (elapsed, _) = publish_received(side, topic, n, spec, receiving, load).await?;
             Ok(Sample::Rate(n as f64 / elapsed.as_secs_f64()))
@@ -317,7 +317,7 @@ async fn measure_inner<S: Side>(
         Scenario::FanOut(k) => {
             let published = (n / k as u64).max(1);
             let expected = published * k as u64;
-            let subs = side.subscribe(topic, None, k).await?;
+            let subs = side.subscribe(topic, Subscribers::each(k)).await?;
             let receiving = Receiving::start(subs, expected, Some(published), len);
             let (elapsed, _) =
                 publish_received(side, topic, published, spec, receiving, load).await?;
@@ -325,7 +325,7 @@ async fn measure_inner<S: Side>(
         }
         Scenario::Queue(k) => {
             let group = format!("g-{}", topic.replace('.', "-"));
-            let subs = side.subscribe(topic, Some(&group), k).await?;
+            let subs = side.subscribe(topic, Subscribers::group(&group, k)).await?;
             let receiving = Receiving::start(subs, n, None, len);
             let (elapsed, counts) = publish_received(side, topic, n, spec, receiving, load).await?;
             let max = counts.iter().copied().max().unwrap_or(0) as f64;
@@ -337,7 +337,7 @@ async fn measure_inner<S: Side>(
             })
         }
         Scenario::RoundTrip => {
-            let mut subs = side.subscribe(topic, None, 1).await?;
+            let mut subs = side.subscribe(topic, Subscribers::each(1)).await?;
             let mut sub = subs.pop().context("no subscription")?;
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3)
                 .context("histogram bounds")?;

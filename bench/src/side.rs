@@ -71,6 +71,34 @@ impl MsgSpec {
     }
 }
 
+/// The subscriptions a scenario makes to its topic: plain subscribers (each gets every
+/// message) without a group, members sharing the load with one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subscribers<'a> {
+    /// The queue group the subscriptions share, if any.
+    pub(crate) group: Option<&'a str>,
+    /// How many subscriptions.
+    pub(crate) members: usize,
+}
+
+impl<'a> Subscribers<'a> {
+    /// `members` plain subscribers, each getting every message.
+    pub(crate) fn each(members: usize) -> Self {
+        Subscribers {
+            group: None,
+            members,
+        }
+    }
+
+    /// `members` members of `group`, sharing the messages.
+    pub(crate) fn group(group: &'a str, members: usize) -> Self {
+        Subscribers {
+            group: Some(group),
+            members,
+        }
+    }
+}
+
 /// A transport under test.
 pub(crate) trait Side: Send + Sync + 'static {
     /// A subscription of this side.
@@ -92,14 +120,12 @@ pub(crate) trait Side: Send + Sync + 'static {
         spec: &MsgSpec,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Makes `members` subscriptions to `topic`: plain subscribers (each gets every
-    /// message) without a group, members sharing the load with one. They are live when
-    /// this returns.
+    /// Makes the subscriptions `who` asks for to `topic`. They are live when this
+    /// returns.
     fn subscribe(
         &self,
         topic: &str,
-        group: Option<&str>,
-        members: usize,
+        who: Subscribers<'_>,
     ) -> impl Future<Output = anyhow::Result<Vec<Self::Sub>>> + Send;
 
     /// Whether a publish-only run needs a consumer to drain the messages (in-process

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrayvec::ArrayString;
 use bytes::Bytes;
 
-use crate::Headers;
+use crate::{Error, ErrorKind, Headers, Result};
 
 /// A message id: generated (a UUIDv7, so ids sort by creation time) when the publisher
 /// sets none, and readable by every consumer. Cheap to clone.
@@ -378,6 +378,28 @@ impl Message {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
+    }
+
+    /// Fails with [`ErrorKind::PayloadTooLarge`] when the message's
+    /// [`encoded_len`](Self::encoded_len) exceeds `limit`, the largest message `broker`
+    /// (such as `"the memory broker"`) carries.
+    ///
+    /// ```
+    /// use broker_core::{ErrorKind, Message};
+    ///
+    /// assert!(Message::new("hi").check_size(64, "the memory broker").is_ok());
+    /// let err = Message::new("hi").check_size(1, "the memory broker").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
+    /// ```
+    pub fn check_size(&self, limit: usize, broker: &str) -> Result<()> {
+        let size = self.encoded_len();
+        if size > limit {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!("message of {size} bytes exceeds {broker}'s limit of {limit} bytes"),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -113,16 +113,7 @@ impl Inner {
         if !ready {
             check_topic(topic)?;
         }
-        let size = message.encoded_len();
-        if size > self.options.max_message_bytes {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "message of {size} bytes exceeds the Kafka broker's limit of {} bytes",
-                    self.options.max_message_bytes
-                ),
-            ));
-        }
+        message.check_size(self.options.max_message_bytes, "the Kafka broker")?;
         Ok(ready)
     }
 

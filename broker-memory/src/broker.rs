@@ -195,16 +195,7 @@ impl Inner {
     /// [`publish_now`](Inner::publish_now) once the route is known.
     #[inline(always)]
     fn publish_on(&self, route: &Route, message: Message) -> Result<Option<Wait<'_>>> {
-        let size = message.encoded_len();
-        if size > self.options.max_message_bytes {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "message of {size} bytes exceeds the memory broker's limit of {} bytes",
-                    self.options.max_message_bytes
-                ),
-            ));
-        }
+        message.check_size(self.options.max_message_bytes, "the memory broker")?;
         let Some((last, others)) = route.targets.split_last() else {
             return Ok(None);
         };

@@ -337,21 +337,17 @@ impl Broker for NatsBroker {
 
     fn capabilities(&self) -> Capabilities {
         let max = Some(self.inner.client.max_payload()).filter(|m| *m > 0);
-        match self.inner.options.mode {
-            Mode::Core => Capabilities::new("nats")
-                .delivery(DeliveryGuarantee::AtMostOnce)
-                .ordering(OrderingGuarantee::PerPublisher)
-                .persistence(false)
-                .redelivery(false)
-                .queue_groups(true)
-                .max_message_bytes(max),
-            Mode::JetStream => Capabilities::new("jetstream")
-                .delivery(DeliveryGuarantee::AtLeastOnce)
-                .ordering(OrderingGuarantee::PerPublisher)
-                .persistence(true)
-                .redelivery(true)
-                .queue_groups(true)
-                .max_message_bytes(max),
-        }
+        // JetStream stores messages, and so redelivers them; core NATS does neither.
+        let (backend, delivery, stored) = match self.inner.options.mode {
+            Mode::Core => ("nats", DeliveryGuarantee::AtMostOnce, false),
+            Mode::JetStream => ("jetstream", DeliveryGuarantee::AtLeastOnce, true),
+        };
+        Capabilities::new(backend)
+            .delivery(delivery)
+            .ordering(OrderingGuarantee::PerPublisher)
+            .persistence(stored)
+            .redelivery(stored)
+            .queue_groups(true)
+            .max_message_bytes(max)
     }
 }

@@ -81,24 +81,21 @@ pub async fn publish_all<B: Broker + ?Sized>(
 /// Asserts that `broker`, closed, refuses both to publish to `topic` and to subscribe to
 /// it, with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
 pub async fn assert_refuses_work_after_close<B: Broker + ?Sized>(broker: &B, topic: &str) {
-    let err = broker
-        .publish(topic, Message::new("after close"))
-        .await
-        .expect_err("a publish after close");
+    let published = broker.publish(topic, Message::new("after close")).await;
+    assert_closed(published, "a publish after close");
+    let subscribed = broker.subscribe(topic, SubscribeOptions::new()).await;
+    assert_closed(subscribed, "a subscribe after close");
+}
+
+/// Asserts that `what` failed with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+fn assert_closed<T>(outcome: Result<T>, what: &str) {
+    let Err(err) = outcome else {
+        panic!("{what} succeeded");
+    };
     assert_eq!(
         err.kind(),
         crate::ErrorKind::Closed,
-        "{}",
-        err.display_chain()
-    );
-    let err = broker
-        .subscribe(topic, SubscribeOptions::new())
-        .await
-        .expect_err("a subscribe after close");
-    assert_eq!(
-        err.kind(),
-        crate::ErrorKind::Closed,
-        "{}",
+        "{what}: {}",
         err.display_chain()
     );
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use broker::Broker;
-use event_bus::{Gateway, ProductOptions, Topics, router, run_product_service};
+use event_bus::{Gateway, Topics, product_options, router, run_product_service};
 use example_support::demo;
 use example_support::plugin;
 
@@ -40,8 +40,8 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
     println!("no product service:");
     anyhow::ensure!(get("/prods").await? == 504, "expected a timeout");
 
-    let options = ProductOptions::new().topics(topics.clone());
-    let products = run_product_service(broker.clone(), options)
+    let options = product_options().topics(topics.clone());
+    let products = run_product_service(broker.clone(), options, Duration::ZERO)
         .await
         .context("cannot subscribe the product service")?;
     println!("product service running:");
@@ -51,11 +51,10 @@ pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> 
         .await
         .context("stopping the product service")?;
 
-    let options = ProductOptions::new()
+    let options = product_options()
         .topics(topics.clone())
-        .instance("slow-product")
-        .delay(TIMEOUT * 4);
-    let slow = run_product_service(broker, options)
+        .instance("slow-product");
+    let slow = run_product_service(broker, options, TIMEOUT * 4)
         .await
         .context("cannot subscribe the slow product service")?;
     println!("a product service that answers after {:?}:", TIMEOUT * 4);

@@ -25,4 +25,4 @@ pub mod product;
 
 pub use event::{Product, ProductList, ProductQuery, Topics};
 pub use gateway::{DEFAULT_TIMEOUT, Gateway, GatewayError, router};
-pub use product::{ProductOptions, run_product_service};
+pub use product::{ProductOptions, product_options, run_product_service};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use broker::Broker;
 use clap::{Parser, Subcommand};
-use event_bus::{Gateway, ProductOptions, Topics, router, run_product_service};
+use event_bus::{Gateway, Topics, product_options, router, run_product_service};
 use example_support::plugin;
 use example_support::run::{Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c};
 use example_telemetry::PrometheusHandle;
@@ -83,18 +83,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Products { instance, delay_ms } => {
             process.warn_if_alone("products");
-            let options = ProductOptions::new()
-                .topics(topics)
-                .instance(instance)
-                .delay(Duration::from_millis(delay_ms));
-            let handle = run_product_service(broker, options)
+            let options = product_options().topics(topics).instance(instance);
+            let handle = run_product_service(broker, options, Duration::from_millis(delay_ms))
                 .await
                 .context("cannot subscribe the product service")?;
             subscribe_until_ctrl_c(vec![handle], "the product service").await
         }
         Command::All { addr, timeout_ms } => {
-            let options = ProductOptions::new().topics(topics.clone());
-            let handle = run_product_service(broker.clone(), options)
+            let options = product_options().topics(topics.clone());
+            let handle = run_product_service(broker.clone(), options, Duration::ZERO)
                 .await
                 .context("cannot subscribe the product service")?;
             let served = serve(broker, topics, addr, timeout_ms, metrics).await;

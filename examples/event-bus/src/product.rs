@@ -5,11 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::codec::{Codec, Json};
-use broker::observe::ObserveLayer;
-use broker::{
-    BoxError, Broker, BrokerExt, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions,
-    SubscriberHandle,
-};
+use broker::{BoxError, Broker, BrokerExt, Event, Message, SubscriberHandle};
+use example_support::service::ServiceOptions;
 
 use crate::event::{Product, ProductList, ProductQuery, Topics};
 
@@ -22,59 +19,13 @@ pub const DEFAULT_SIZE: u32 = 3;
 /// The catalogue.
 const CATALOGUE: [&str; 6] = ["Tea", "Coffee", "Cake", "Juice", "Bagel", "Muffin"];
 
-/// How a product instance runs.
-#[derive(Debug, Clone)]
-pub struct ProductOptions {
-    /// Where queries arrive.
-    pub topics: Topics,
-    /// The queue group, [`QUEUE_GROUP`] unless changed.
-    pub queue: String,
-    /// This instance's name, sent back in every answer.
-    pub instance: String,
-    /// How long each answer takes: a slow service, to see the gateway time out.
-    pub delay: Duration,
-}
+/// How a product instance runs; its observer receives a copy of every answer.
+pub type ProductOptions = ServiceOptions<Topics, ProductList>;
 
-impl Default for ProductOptions {
-    fn default() -> Self {
-        ProductOptions {
-            topics: Topics::default(),
-            queue: QUEUE_GROUP.to_owned(),
-            instance: "product".to_owned(),
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-impl ProductOptions {
-    /// The defaults: topic `product.list`, queue group `product`, no delay.
-    pub fn new() -> Self {
-        ProductOptions::default()
-    }
-
-    /// Listens on `topics`.
-    pub fn topics(mut self, topics: Topics) -> Self {
-        self.topics = topics;
-        self
-    }
-
-    /// Joins the queue group `queue`.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = queue.into();
-        self
-    }
-
-    /// Names this instance.
-    pub fn instance(mut self, instance: impl Into<String>) -> Self {
-        self.instance = instance.into();
-        self
-    }
-
-    /// Waits `delay` before each answer.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
+/// The defaults: topic `product.list`, queue group [`QUEUE_GROUP`], instance `product`,
+/// eight queries at once.
+pub fn product_options() -> ProductOptions {
+    ServiceOptions::named(QUEUE_GROUP).concurrency(8)
 }
 
 /// The products a query asks for.
@@ -91,27 +42,26 @@ pub fn products(query: &ProductQuery) -> Vec<Product> {
         .collect()
 }
 
-/// Starts a product instance on `broker`. It answers until the handle is shut down or
-/// the broker closes.
+/// Starts a product instance on `broker`, which waits `delay` before each answer (a slow
+/// service, to see the gateway time out; [`Duration::ZERO`] for none). It answers until
+/// the handle is shut down or the broker closes.
 ///
-/// The handler runs under [`ObserveLayer`]: with an [`observed`](broker::observe::observed)
+/// The handler runs under [`ObserveLayer`](broker::observe::ObserveLayer) (see
+/// [`ServiceOptions::subscribe`]): with an [`observed`](broker::observe::observed)
 /// broker the answer carries the query's correlation id (and continues its trace), and
 /// deliveries, acks and handler durations are recorded.
 pub async fn run_product_service(
     broker: Arc<dyn Broker>,
     options: ProductOptions,
+    delay: Duration,
 ) -> broker::Result<SubscriberHandle> {
-    let ProductOptions {
-        topics,
-        queue,
-        instance,
-        delay,
-    } = options;
     let replier = broker.clone();
-    let layer = ObserveLayer::new(broker.capabilities().backend, &topics.list);
-    let handler = (move |event: Event| {
+    let instance = options.instance.clone();
+    let observer = options.observer.clone();
+    let handler = move |event: Event| {
         let broker = replier.clone();
         let instance = instance.clone();
+        let observer = observer.clone();
         async move {
             let query: ProductQuery = Json.decode(event.message().payload())?;
             if !delay.is_zero() {
@@ -124,18 +74,11 @@ pub async fn run_product_service(
             tracing::info!(size = answer.products.len(), served_by = %answer.served_by, "answering a product query");
             let payload = Json.encode(&answer)?;
             broker.reply(event.message(), Message::new(payload)).await?;
+            observer.send(answer);
             Ok::<_, BoxError>(())
         }
-    })
-    .with(layer);
-    let handle = broker
-        .subscribe_with(
-            &topics.list,
-            SubscribeOptions::new().queue(queue.clone()),
-            HandlerOptions::new().concurrency(8),
-            handler,
-        )
-        .await?;
-    tracing::info!(topic = %topics.list, queue = %queue, "product service subscribed");
-    Ok(handle)
+    };
+    options
+        .subscribe(&broker, &options.topics.list, "product service", handler)
+        .await
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use broker::headers::names::CORRELATION_ID;
 use broker::{Message, Requester};
-use event_bus::{Gateway, ProductList, ProductOptions, Topics, router, run_product_service};
+use event_bus::{Gateway, ProductList, Topics, product_options, router, run_product_service};
 use example_support::backend_tests;
 use example_support::testing::metrics;
 use example_support::testing::{Backend, Harness, WAIT, unique};
@@ -29,16 +29,7 @@ impl Deref for Bus {
 }
 
 impl Bus {
-    async fn start(backend: Backend, timeout: Duration) -> Bus {
-        Bus::start_in(Harness::shared(backend).await, timeout).await
-    }
-
-    /// Alone on `backend`, so that the publish counter is this test's own.
-    async fn start_alone(backend: Backend, timeout: Duration) -> Bus {
-        Bus::start_in(Harness::alone(backend).await, timeout).await
-    }
-
-    async fn start_in(mut harness: Harness, timeout: Duration) -> Bus {
+    async fn start(mut harness: Harness, timeout: Duration) -> Bus {
         let topics = Topics::prefixed(&unique("bus"));
         let gateway = Gateway::new(harness.broker.clone(), topics.clone(), timeout);
         let gateway = harness.within("the gateway's inbox", gateway).await;
@@ -51,12 +42,11 @@ impl Bus {
     }
 
     async fn add_product_service(&self, instance: &str, delay: Duration) {
-        let options = ProductOptions::new()
+        let options = product_options()
             .topics(self.topics.clone())
             .queue(self.queue.clone())
-            .instance(instance)
-            .delay(delay);
-        let subscribing = run_product_service(self.broker.clone(), options);
+            .instance(instance);
+        let subscribing = run_product_service(self.broker.clone(), options, delay);
         self.subscribe(subscribing).await;
     }
 
@@ -81,7 +71,7 @@ impl Bus {
 }
 
 async fn prods_are_answered_by_the_product_service(backend: Backend) {
-    let bus = Bus::start(backend, WAIT).await;
+    let bus = Bus::start(Harness::shared(backend).await, WAIT).await;
     bus.add_product_service("p1", Duration::ZERO).await;
     let (status, body, _) = bus.get("/prods?size=2").await;
     assert_eq!(status, 200, "{body}");
@@ -97,7 +87,7 @@ async fn prods_are_answered_by_the_product_service(backend: Backend) {
 
 async fn no_responder_is_a_504_timeout(backend: Backend) {
     let timeout = Duration::from_millis(500);
-    let bus = Bus::start(backend, timeout).await;
+    let bus = Bus::start(Harness::shared(backend).await, timeout).await;
     let (status, body, took) = bus.get("/prods").await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body, serde_json::json!({ "message": "timeout" }));
@@ -111,7 +101,7 @@ async fn no_responder_is_a_504_timeout(backend: Backend) {
 
 async fn a_slow_responder_is_a_504_timeout(backend: Backend) {
     let timeout = Duration::from_millis(300);
-    let bus = Bus::start(backend, timeout).await;
+    let bus = Bus::start(Harness::shared(backend).await, timeout).await;
     bus.add_product_service("slow", Duration::from_secs(2))
         .await;
     let (status, body, took) = bus.get("/prods").await;
@@ -128,7 +118,7 @@ async fn a_slow_responder_is_a_504_timeout(backend: Backend) {
 /// delivered and acked once in the product group, nothing for the malformed one.
 async fn metrics_count_the_queries(backend: Backend) {
     const QUERIES: u32 = 4;
-    let bus = Bus::start_alone(backend, WAIT).await;
+    let bus = Bus::start(Harness::alone(backend).await, WAIT).await;
     bus.add_product_service("p1", Duration::ZERO).await;
     bus.add_product_service("p2", Duration::ZERO).await;
     let before = bus.published().await;
@@ -159,7 +149,7 @@ async fn metrics_count_the_queries(backend: Backend) {
 /// reaches the requester (the second hop) with the query's correlation id, the one the
 /// query carried or else the query's own message id.
 async fn the_answer_carries_the_query_correlation_id(backend: Backend) {
-    let bus = Bus::start(backend, WAIT).await;
+    let bus = Bus::start(Harness::shared(backend).await, WAIT).await;
     bus.add_product_service("p1", Duration::ZERO).await;
     let requester = Requester::new(bus.broker.clone());
     let requester = bus.within("the requester's inbox", requester).await;
@@ -193,7 +183,11 @@ backend_tests!(
 
 #[tokio::test]
 async fn a_malformed_query_is_a_400() {
-    let bus = Bus::start(Backend::Memory, Duration::from_millis(100)).await;
+    let bus = Bus::start(
+        Harness::shared(Backend::Memory).await,
+        Duration::from_millis(100),
+    )
+    .await;
     let (status, body, _) = bus.get("/prods?size=many").await;
     assert_eq!(status, 400, "{body}");
     assert!(

@@ -8,26 +8,20 @@ use example_support::demo::{self, drain, next, post_json};
 use example_support::plugin;
 use example_support::run::shutdown_all;
 use order_notification::{
-    NotificationOptions, OrderService, ProductStore, Snowflake, SubmitOrder, SubmitResponse,
-    Topics, router, run_notifications,
+    OrderService, ProductStore, Snowflake, SubmitOrder, SubmitResponse, Topics,
+    notification_options, router, run_notifications,
 };
 use tokio::sync::mpsc;
 
 pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> anyhow::Result<()> {
     let (observer, mut notifications) = mpsc::unbounded_channel();
-    let mut instances = Vec::new();
-    for n in 1..=2 {
-        let options = NotificationOptions::new()
-            .topics(topics.clone())
-            .instance(format!("notification-{n}"))
-            .observe(observer.clone());
-        instances.push(
+    let instances = notification_options()
+        .topics(topics.clone())
+        .observe(observer)
+        .start_instances(2, "the notification service", |options| {
             run_notifications(broker.clone(), options)
-                .await
-                .context("cannot subscribe the notification service")?,
-        );
-    }
-    drop(observer);
+        })
+        .await?;
     let ids = Snowflake::new(1).context("snowflake node")?;
     let service = OrderService::new(broker, topics, ProductStore::sample(), ids)
         .context("cannot create the order service")?;

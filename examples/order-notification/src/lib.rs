@@ -39,7 +39,9 @@ pub mod snowflake;
 pub mod store;
 
 pub use event::{SUBMIT_TOPIC, SubmitRequest, Topics};
-pub use notification::{Notification, NotificationOptions, QUEUE_GROUP, run_notifications};
+pub use notification::{
+    Notification, NotificationOptions, QUEUE_GROUP, notification_options, run_notifications,
+};
 pub use order::{OrderService, SubmitError, SubmitOrder, SubmitResponse, router};
 pub use snowflake::Snowflake;
 pub use store::{Order, OrderStore, Product, ProductStore, StockError};

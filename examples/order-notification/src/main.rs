@@ -20,7 +20,7 @@ use example_support::run::{
 };
 use example_telemetry::PrometheusHandle;
 use order_notification::{
-    NotificationOptions, OrderService, ProductStore, Snowflake, Topics, router, run_notifications,
+    OrderService, ProductStore, Snowflake, Topics, notification_options, router, run_notifications,
 };
 
 /// Order → notification over a message broker.
@@ -142,17 +142,12 @@ async fn run_all(
     instances: usize,
     metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
-    let mut handles = Vec::new();
-    for n in 1..=instances.max(1) {
-        let options = NotificationOptions::new()
-            .topics(topics.clone())
-            .instance(format!("notification-{n}"));
-        handles.push(
+    let handles = notification_options()
+        .topics(topics.clone())
+        .start_instances(instances, "the notification service", |options| {
             run_notifications(broker.clone(), options)
-                .await
-                .context("cannot subscribe the notification service")?,
-        );
-    }
+        })
+        .await?;
     let served = run_order(broker, topics, addr, 1, metrics).await;
     shutdown_all(handles, "a notification instance").await?;
     served
@@ -166,7 +161,7 @@ async fn run_notification(
     metrics_addr: Option<SocketAddr>,
     metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
-    let options = NotificationOptions::new()
+    let options = notification_options()
         .topics(topics.clone())
         .instance(instance)
         .queue(queue);

@@ -11,8 +11,8 @@ use example_support::demo::drain;
 use example_support::testing::metrics::{self, value};
 use example_support::testing::{Backend, Harness, WAIT, collect, unique};
 use order_notification::{
-    Notification, NotificationOptions, OrderService, ProductStore, Snowflake, SubmitResponse,
-    Topics, router, run_notifications,
+    Notification, OrderService, ProductStore, Snowflake, SubmitResponse, Topics,
+    notification_options, router, run_notifications,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -36,16 +36,7 @@ impl Deref for Shop {
 }
 
 impl Shop {
-    async fn start(backend: Backend, instances: usize) -> Shop {
-        Shop::start_in(Harness::shared(backend).await, instances).await
-    }
-
-    /// Alone on `backend`, so that the publish counter is this test's own.
-    async fn start_alone(backend: Backend, instances: usize) -> Shop {
-        Shop::start_in(Harness::alone(backend).await, instances).await
-    }
-
-    async fn start_in(mut harness: Harness, instances: usize) -> Shop {
+    async fn start(mut harness: Harness, instances: usize) -> Shop {
         let topics = Topics::prefixed(&unique("shop"));
         let (observer, notifications) = mpsc::unbounded_channel();
         let service = OrderService::new(
@@ -71,7 +62,7 @@ impl Shop {
     }
 
     async fn add_instance(&self, name: &str) {
-        let options = NotificationOptions::new()
+        let options = notification_options()
             .topics(self.topics.clone())
             .queue(self.queue.clone())
             .instance(name)
@@ -92,6 +83,16 @@ impl Shop {
         let status = response.status().as_u16();
         let answer = response.json().await.expect("a JSON answer");
         (status, answer)
+    }
+
+    /// Submits `body` and expects it refused with `status` (also the answer's code), a
+    /// message that contains `reason`, and no order id.
+    async fn expect_refused(&self, body: serde_json::Value, status: u16, reason: &str) {
+        let (got, answer) = self.submit(body).await;
+        assert_eq!(got, status, "{answer:?}");
+        assert_eq!(answer.code, status.to_string());
+        assert!(answer.msg.contains(reason), "{answer:?}");
+        assert_eq!(answer.order_id, None);
     }
 
     async fn stock(&self, product: i64) -> u64 {
@@ -148,7 +149,7 @@ fn order_id(status: u16, answer: &SubmitResponse) -> String {
 }
 
 async fn notification_arrives_with_user_and_product(backend: Backend) {
-    let mut shop = Shop::start(backend, 1).await;
+    let mut shop = Shop::start(Harness::shared(backend).await, 1).await;
     let (status, answer) = shop
         .submit(json!({"productId": 1, "count": 1, "uid": 42}))
         .await;
@@ -173,23 +174,14 @@ async fn notification_arrives_with_user_and_product(backend: Backend) {
 }
 
 async fn insufficient_stock_is_a_400_without_notification(backend: Backend) {
-    let mut shop = Shop::start(backend, 1).await;
+    let mut shop = Shop::start(Harness::shared(backend).await, 1).await;
     // Cake has no stock; Coffee has one left.
-    let (status, answer) = shop
-        .submit(json!({"productId": 3, "count": 1, "uid": 900}))
+    let out_of_stock = json!({"productId": 3, "count": 1, "uid": 900});
+    shop.expect_refused(out_of_stock, 400, "insufficient stock")
         .await;
-    assert_eq!(status, 400, "{answer:?}");
-    assert_eq!(answer.code, "400");
-    assert!(answer.msg.contains("insufficient stock"), "{answer:?}");
-    assert_eq!(answer.order_id, None);
-    let (status, answer) = shop
-        .submit(json!({"productId": 2, "count": 5, "uid": 900}))
+    let too_many = json!({"productId": 2, "count": 5, "uid": 900});
+    shop.expect_refused(too_many, 400, "product 2 has 1 left, 5 requested")
         .await;
-    assert_eq!(status, 400, "{answer:?}");
-    assert!(
-        answer.msg.contains("product 2 has 1 left, 5 requested"),
-        "{answer:?}"
-    );
     assert_eq!(shop.stock(2).await, 1, "a refused order takes no stock");
     assert_eq!(shop.service.orders().len(), 0);
 
@@ -208,7 +200,7 @@ async fn insufficient_stock_is_a_400_without_notification(backend: Backend) {
 }
 
 async fn queue_group_notifies_each_order_once(backend: Backend) {
-    let mut shop = Shop::start(backend, 2).await;
+    let mut shop = Shop::start(Harness::shared(backend).await, 2).await;
     let mut ids = Vec::new();
     for uid in 1..=8 {
         let (status, answer) = shop
@@ -245,7 +237,7 @@ async fn queue_group_notifies_each_order_once(backend: Backend) {
 /// in the queue group, nothing for the refused one.
 async fn metrics_count_the_orders(backend: Backend) {
     const ORDERS: u32 = 5;
-    let mut shop = Shop::start_alone(backend, 2).await;
+    let mut shop = Shop::start(Harness::alone(backend).await, 2).await;
     let before = shop.published().await;
 
     let mut ids = Vec::new();
@@ -302,7 +294,7 @@ async fn unreadable_messages_are_dead_lettered_and_orders_keep_flowing(backend: 
     use broker::{Message, SubscribeOptions};
     use futures::StreamExt;
 
-    let mut shop = Shop::start(backend, 1).await;
+    let mut shop = Shop::start(Harness::shared(backend).await, 1).await;
     let dead_topic = format!("{}.dead", shop.topics.submit);
     let mut dead = shop
         .broker
@@ -363,7 +355,7 @@ backend_tests!(
 
 #[tokio::test]
 async fn malformed_or_unknown_orders_are_refused() {
-    let shop = Shop::start(Backend::Memory, 0).await;
+    let shop = Shop::start(Harness::shared(Backend::Memory).await, 0).await;
     let response = shop
         .client
         .post(shop.url("/order/submit"))
@@ -375,14 +367,9 @@ async fn malformed_or_unknown_orders_are_refused() {
     assert_eq!(response.status().as_u16(), 400);
     let answer: SubmitResponse = response.json().await.expect("JSON");
     assert_eq!(answer.code, "400");
-    let (status, answer) = shop
-        .submit(json!({"productId": 77, "count": 1, "uid": 1}))
+    let unknown = json!({"productId": 77, "count": 1, "uid": 1});
+    shop.expect_refused(unknown, 404, "product 77 does not exist")
         .await;
-    assert_eq!(status, 404, "{answer:?}");
-    assert!(
-        answer.msg.contains("product 77 does not exist"),
-        "{answer:?}"
-    );
     let (status, _) = shop
         .submit(json!({"productId": 1, "count": 0, "uid": 1}))
         .await;

@@ -6,6 +6,8 @@
 //! - [`run`]: what each binary does around its services: logs and metrics, the broker
 //!   from `--broker-url`/`BROKER_URL`, serving HTTP with `GET /metrics` until ctrl-c,
 //!   stopping subscribers, closing;
+//! - [`service`]: the subscribing services' options, and how an instance subscribes
+//!   (in its queue group, observed);
 //! - [`demo`]: what the `demo` commands print and wait for;
 //! - [`testing`] (feature `testing`, for `[dev-dependencies]`): the end-to-end tests'
 //!   backends, fixture, metrics and per-backend test modules.
@@ -14,5 +16,6 @@
 pub mod demo;
 pub mod plugin;
 pub mod run;
+pub mod service;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -4,12 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use broker::observe::ObserveLayer;
-use broker::{
-    BoxError, Broker, BrokerExt, Event, HandlerExt, HandlerOptions, SubscribeOptions,
-    SubscriberHandle,
-};
-use tokio::sync::mpsc;
+use broker::{BoxError, Broker, Event, SubscriberHandle};
+use example_support::service::ServiceOptions;
 
 use crate::event::{Topics, USER_ID_HEADER};
 
@@ -41,68 +37,21 @@ impl fmt::Display for AuditEntry {
     }
 }
 
-/// How the audit log runs.
-#[derive(Debug, Clone)]
-pub struct AuditOptions {
-    /// The topics; the audit log subscribes to `topics.all_users`.
-    pub topics: Topics,
-    /// The queue group, [`QUEUE_GROUP`] unless changed.
-    pub queue: String,
-    /// Receives a copy of every entry, for tests and demos.
-    pub observer: Option<mpsc::UnboundedSender<AuditEntry>>,
-}
+/// How the audit log runs (its entries do not name the instance).
+pub type AuditOptions = ServiceOptions<Topics, AuditEntry>;
 
-impl Default for AuditOptions {
-    fn default() -> Self {
-        AuditOptions {
-            topics: Topics::default(),
-            queue: QUEUE_GROUP.to_owned(),
-            observer: None,
-        }
-    }
-}
-
-impl AuditOptions {
-    /// The defaults: pattern `user.>`, queue group `audit`.
-    pub fn new() -> Self {
-        AuditOptions::default()
-    }
-
-    /// Listens on `topics`.
-    pub fn topics(mut self, topics: Topics) -> Self {
-        self.topics = topics;
-        self
-    }
-
-    /// Joins the queue group `queue`.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = queue.into();
-        self
-    }
-
-    /// Sends a copy of every entry to `observer`.
-    pub fn observe(mut self, observer: mpsc::UnboundedSender<AuditEntry>) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-}
-
-/// Starts the audit log on `broker`. The handler runs under [`ObserveLayer`] (trace,
-/// correlation id, handler metrics); pass an [`observed`](broker::observe::observed)
-/// broker for the delivery and ack counters.
+/// Starts the audit log on `broker`, subscribed to `topics.all_users`. The handler runs
+/// under [`ObserveLayer`](broker::observe::ObserveLayer) (trace, correlation id, handler
+/// metrics; see [`ServiceOptions::subscribe`]); pass an
+/// [`observed`](broker::observe::observed) broker for the delivery and ack counters.
 pub async fn run_audit(
     broker: Arc<dyn Broker>,
     options: AuditOptions,
 ) -> broker::Result<SubscriberHandle> {
-    let AuditOptions {
-        topics,
-        queue,
-        observer,
-    } = options;
-    let layer = ObserveLayer::new(broker.capabilities().backend, &topics.all_users);
+    let observer = options.observer.clone();
     // The work happens in the returned future: the layers' span and correlation id cover
     // the future, not the closure's synchronous part.
-    let handler = (move |event: Event| {
+    let handler = move |event: Event| {
         let observer = observer.clone();
         async move {
             let message = event.message();
@@ -113,21 +62,16 @@ pub async fn run_audit(
                 payload: String::from_utf8_lossy(message.payload()).into_owned(),
             };
             tracing::info!("audit: {entry}");
-            if let Some(observer) = &observer {
-                let _ = observer.send(entry);
-            }
+            observer.send(entry);
             Ok::<_, BoxError>(())
         }
-    })
-    .with(layer);
-    let handle = broker
-        .subscribe_with(
-            &topics.all_users,
-            SubscribeOptions::new().queue(queue.clone()),
-            HandlerOptions::new(),
-            handler,
-        )
-        .await?;
-    tracing::info!(pattern = %topics.all_users, queue = %queue, "audit log subscribed");
-    Ok(handle)
+    };
+    options
+        .subscribe(&broker, &options.topics.all_users, "audit log", handler)
+        .await
+}
+
+/// The defaults: pattern `user.>`, queue group [`QUEUE_GROUP`].
+pub fn audit_options() -> AuditOptions {
+    ServiceOptions::named(QUEUE_GROUP)
 }

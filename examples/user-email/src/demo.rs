@@ -9,26 +9,21 @@ use example_support::plugin;
 use example_support::run::shutdown_all;
 use tokio::sync::mpsc;
 use user_email::{
-    AuditEntry, AuditOptions, EmailOptions, Topics, User, UserService, WelcomeMail, router,
+    AuditEntry, Topics, User, UserService, WelcomeMail, audit_options, email_options, router,
     run_audit, run_email,
 };
 
 pub(crate) async fn run(broker: Arc<dyn Broker>, url: &str, topics: &Topics) -> anyhow::Result<()> {
     let (mail_tx, mut mails) = mpsc::unbounded_channel();
     let (audit_tx, mut audit) = mpsc::unbounded_channel();
-    let mut handles = Vec::new();
-    for n in 1..=2 {
-        let options = EmailOptions::new()
-            .topics(topics.clone())
-            .instance(format!("email-{n}"))
-            .observe(mail_tx.clone());
-        handles.push(
+    let mut handles = email_options()
+        .topics(topics.clone())
+        .observe(mail_tx)
+        .start_instances(2, "the email service", |options| {
             run_email(broker.clone(), options)
-                .await
-                .context("email service")?,
-        );
-    }
-    let options = AuditOptions::new().topics(topics.clone()).observe(audit_tx);
+        })
+        .await?;
+    let options = audit_options().topics(topics.clone()).observe(audit_tx);
     handles.push(
         run_audit(broker.clone(), options)
             .await

@@ -27,7 +27,7 @@ pub mod email;
 pub mod event;
 pub mod user;
 
-pub use audit::{AuditEntry, AuditOptions, run_audit};
-pub use email::{EmailOptions, WelcomeMail, run_email};
+pub use audit::{AuditEntry, AuditOptions, audit_options, run_audit};
+pub use email::{EmailOptions, WelcomeMail, email_options, run_email};
 pub use event::{Topics, USER_ID_HEADER, UserCreated, UserDeleted};
 pub use user::{NewUser, User, UserError, UserService, router};

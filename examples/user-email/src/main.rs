@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use example_support::plugin;
 use example_support::run::{Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c};
 use example_telemetry::PrometheusHandle;
-use user_email::{AuditOptions, EmailOptions, Topics, UserService, router, run_audit, run_email};
+use user_email::{Topics, UserService, audit_options, email_options, router, run_audit, run_email};
 
 /// User created → welcome mail, with an audit log, over a message broker.
 #[derive(Debug, Parser)]
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Email { instance } => {
             process.warn_if_alone("email");
-            let options = EmailOptions::new().topics(topics).instance(instance);
+            let options = email_options().topics(topics).instance(instance);
             let handle = run_email(broker, options)
                 .await
                 .context("cannot subscribe the email service")?;
@@ -84,25 +84,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Audit => {
             process.warn_if_alone("audit");
-            let handle = run_audit(broker, AuditOptions::new().topics(topics))
+            let handle = run_audit(broker, audit_options().topics(topics))
                 .await
                 .context("cannot subscribe the audit log")?;
             subscribe_until_ctrl_c(vec![handle], "a subscriber").await
         }
         Command::All { addr } => {
-            let mut handles = Vec::new();
-            for n in 1..=2 {
-                let options = EmailOptions::new()
-                    .topics(topics.clone())
-                    .instance(format!("email-{n}"));
-                handles.push(
+            let mut handles = email_options()
+                .topics(topics.clone())
+                .start_instances(2, "the email service", |options| {
                     run_email(broker.clone(), options)
-                        .await
-                        .context("cannot subscribe the email service")?,
-                );
-            }
+                })
+                .await?;
             handles.push(
-                run_audit(broker.clone(), AuditOptions::new().topics(topics.clone()))
+                run_audit(broker.clone(), audit_options().topics(topics.clone()))
                     .await
                     .context("cannot subscribe the audit log")?,
             );

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use broker::codec::Json as JsonCodec;
+use broker::codec::{Codec, Json as JsonCodec};
 use broker::typed::TypedPublisher;
 use broker::{Broker, Message};
 use serde::{Deserialize, Serialize};
@@ -154,12 +154,7 @@ impl UserService {
             name: user.name.clone(),
             email: user.email.clone(),
         };
-        if let Err(err) = self
-            .inner
-            .created
-            .publish_with(&event, user_message(&user.id))
-            .await
-        {
+        if let Err(err) = publish_about(&self.inner.created, &event, &user.id).await {
             self.users().remove(&user.id);
             tracing::error!(user_id = %user.id, error = %err.display_chain(), "publishing user.created failed; user not kept");
             return Err(UserError::Publish(err));
@@ -178,12 +173,7 @@ impl UserService {
         let event = UserDeleted {
             id: user.id.clone(),
         };
-        if let Err(err) = self
-            .inner
-            .deleted
-            .publish_with(&event, user_message(&user.id))
-            .await
-        {
+        if let Err(err) = publish_about(&self.inner.deleted, &event, &user.id).await {
             self.users().insert(user.id.clone(), user);
             return Err(UserError::Publish(err));
         }
@@ -200,11 +190,20 @@ impl UserService {
     }
 }
 
-/// The message template of a user event: keyed by the user, id in a header.
-fn user_message(user_id: &str) -> Message {
-    Message::new("")
+/// Publishes `event` about the user `user_id`: keyed by the user, its id in the
+/// `user-id` header.
+async fn publish_about<T>(
+    publisher: &TypedPublisher<T, JsonCodec>,
+    event: &T,
+    user_id: &str,
+) -> broker::Result<()>
+where
+    JsonCodec: Codec<T>,
+{
+    let template = Message::new("")
         .with_key(user_id)
-        .with_header(USER_ID_HEADER, user_id)
+        .with_header(USER_ID_HEADER, user_id);
+    publisher.publish_with(event, template).await
 }
 
 /// The user service's HTTP interface:

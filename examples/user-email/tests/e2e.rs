@@ -12,7 +12,7 @@ use example_support::testing::{Backend, Harness, WAIT, collect, unique};
 use serde_json::json;
 use tokio::sync::mpsc;
 use user_email::{
-    AuditEntry, AuditOptions, EmailOptions, Topics, User, UserCreated, UserService, WelcomeMail,
+    AuditEntry, Topics, User, UserCreated, UserService, WelcomeMail, audit_options, email_options,
     router, run_audit, run_email,
 };
 
@@ -33,25 +33,14 @@ impl Deref for Users {
 }
 
 impl Users {
-    async fn start(backend: Backend, email_instances: usize, with_audit: bool) -> Users {
-        let harness = Harness::shared(backend).await;
-        Users::start_in(harness, email_instances, with_audit).await
-    }
-
-    /// Alone on `backend`, so that the publish counter is this test's own.
-    async fn start_alone(backend: Backend, email_instances: usize, with_audit: bool) -> Users {
-        let harness = Harness::alone(backend).await;
-        Users::start_in(harness, email_instances, with_audit).await
-    }
-
-    async fn start_in(mut harness: Harness, email_instances: usize, with_audit: bool) -> Users {
+    async fn start(mut harness: Harness, email_instances: usize, with_audit: bool) -> Users {
         let broker = harness.broker.clone();
         let topics = Topics::prefixed(&unique("users"));
         let (mail_tx, mails) = mpsc::unbounded_channel();
         let (audit_tx, audit) = mpsc::unbounded_channel();
         let email_group = unique("email");
         for n in 1..=email_instances {
-            let options = EmailOptions::new()
+            let options = email_options()
                 .topics(topics.clone())
                 .queue(email_group.clone())
                 .instance(format!("e{n}"))
@@ -59,7 +48,7 @@ impl Users {
             harness.subscribe(run_email(broker.clone(), options)).await;
         }
         if with_audit {
-            let options = AuditOptions::new()
+            let options = audit_options()
                 .topics(topics.clone())
                 .queue(unique("audit"))
                 .observe(audit_tx);
@@ -120,7 +109,7 @@ impl Users {
 }
 
 async fn welcome_mail_and_audit_fan_out(backend: Backend) {
-    let mut users = Users::start(backend, 1, true).await;
+    let mut users = Users::start(Harness::shared(backend).await, 1, true).await;
     let ada = users.create("Ada", "ada@example.com").await;
     assert_eq!(ada.name, "Ada");
 
@@ -166,7 +155,7 @@ async fn welcome_mail_and_audit_fan_out(backend: Backend) {
 }
 
 async fn audit_wildcard_sees_deletes_that_email_ignores(backend: Backend) {
-    let mut users = Users::start(backend, 1, true).await;
+    let mut users = Users::start(Harness::shared(backend).await, 1, true).await;
     let linus = users.create("Linus", "linus@example.com").await;
     assert_eq!(users.delete(&linus.id).await, 204);
     let deleted = users.topics.deleted.clone();
@@ -192,7 +181,7 @@ async fn audit_wildcard_sees_deletes_that_email_ignores(backend: Backend) {
 }
 
 async fn email_group_sends_one_mail_per_user(backend: Backend) {
-    let mut users = Users::start(backend, 2, false).await;
+    let mut users = Users::start(Harness::shared(backend).await, 2, false).await;
     let mut ids = Vec::new();
     for n in 1..=6 {
         let user = users
@@ -219,7 +208,7 @@ async fn email_group_sends_one_mail_per_user(backend: Backend) {
 /// in the email group and once in the audit log, nothing for the refused sign-up.
 async fn metrics_count_the_sign_ups(backend: Backend) {
     const USERS: u32 = 4;
-    let mut users = Users::start_alone(backend, 2, true).await;
+    let mut users = Users::start(Harness::alone(backend).await, 2, true).await;
     let before = users.published().await;
 
     let mut ids = Vec::new();
@@ -263,7 +252,7 @@ backend_tests!(
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_a_message() {
-    let users = Users::start(Backend::Memory, 1, false).await;
+    let users = Users::start(Harness::shared(Backend::Memory).await, 1, false).await;
     let (status, body) = users.post_user("", "nobody@example.com").await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().is_some_and(|m| m.contains("name")));
