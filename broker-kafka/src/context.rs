@@ -3,7 +3,9 @@
 //! ([`OutageLog`]), not once per reconnect attempt.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use broker_core::backend::OutageLog;
 use rdkafka::client::ClientContext;
@@ -82,7 +84,10 @@ struct BrokerStats {
     state: String,
 }
 
-/// Ends the outage of each broker the statistics show up again.
+/// Ends the outage of each broker the statistics show up again. A client connects only
+/// to the brokers it needs, so a broker back from an outage may stay unused for long;
+/// one that is not up in the statistics is probed with a TCP connection instead, at most
+/// once per statistics interval.
 pub(crate) fn stats(json: &[u8]) {
     if !OUTAGES.any_down() {
         return;
@@ -94,6 +99,44 @@ pub(crate) fn stats(json: &[u8]) {
             }
         }
         Err(err) => tracing::debug!(target: "librdkafka", error = %err, "unreadable statistics"),
+    }
+    for server in OUTAGES.down() {
+        probe(server);
+    }
+}
+
+/// Tries, on a thread of its own, to open a TCP connection to `server`, and ends its
+/// outage when that works; does nothing when `server` was probed less than a statistics
+/// interval ago.
+fn probe(server: String) {
+    static PROBED: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Mutex::default);
+    let interval = Duration::from_millis(STATS_INTERVAL_MS.parse().unwrap_or(1000));
+    {
+        let mut probed = PROBED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if probed
+            .get(&server)
+            .is_some_and(|at| at.elapsed() < interval)
+        {
+            return;
+        }
+        probed.insert(server.clone(), Instant::now());
+    }
+    let spawned = std::thread::Builder::new()
+        .name("kafka-probe".to_owned())
+        .spawn(move || {
+            let answers = server
+                .to_socket_addrs()
+                .into_iter()
+                .flatten()
+                .any(|addr| TcpStream::connect_timeout(&addr, interval).is_ok());
+            if answers {
+                OUTAGES.recovered(&server);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::debug!(error = %err, "cannot start a broker probe");
     }
 }
 
@@ -130,6 +173,19 @@ mod tests {
         ] {
             assert_eq!(broker_address(reason), "127.0.0.1:29093");
         }
+    }
+
+    #[test]
+    fn a_broker_that_answers_again_ends_its_outage_without_a_client_using_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let server = listener.local_addr().expect("address").to_string();
+        OUTAGES.failed(&server, &"refused");
+        let ended = (0..50).any(|_| {
+            stats(br#"{"brokers":{}}"#);
+            std::thread::sleep(Duration::from_millis(100));
+            !OUTAGES.down().contains(&server)
+        });
+        assert!(ended, "the probe did not end the outage of {server}");
     }
 
     #[test]

@@ -107,6 +107,21 @@
 //! subscription ends (best effort: if that fails, the broker drops its offsets after
 //! `offsets.retention.minutes`).
 //!
+//! # Running on a cluster
+//!
+//! List several brokers (`kafka://b1:9092,b2:9092,b3:9092`): any one that answers is
+//! enough to connect. For topics the framework creates, set
+//! [`KafkaOptions::replication`] (3 on a three-node cluster) and
+//! [`KafkaOptions::min_insync_replicas`] (2): with the producer's `acks=all`, a publish
+//! then returns `Ok` only once two replicas have the record, and a node may die without
+//! losing it. How long a dead group member's partitions wait is the session timeout,
+//! [`KafkaOptions::session_timeout`] (10 s unless set; librdkafka's own default is 45 s),
+//! or with [`GroupProtocol::Consumer`] (KIP-848) the broker's
+//! `group.consumer.session.timeout.ms`. The failover times measured for each setting are
+//! in the project's GUARANTEES.md. A broker that goes away is logged once (WARN) and its
+//! return once (INFO) per process, whatever the number of clients and reconnect
+//! attempts; [`outages`] tells which brokers are unreachable now.
+//!
 //! [`SubscribeOptions::start_position`]: broker_core::SubscribeOptions::start_position
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

@@ -449,6 +449,7 @@ async fn a_member_process_killed_mid_stream_hands_its_partitions_over() {
         return run_member(&spec).await;
     }
     let _turn = TURN.lock().await;
+    let options = cluster_options();
     const COUNT: usize = 2000;
     let publisher = connect(cluster_options().partitions(4)).await;
     let topic = unique_topic("cluster.member");
@@ -529,12 +530,15 @@ async fn a_member_process_killed_mid_stream_hands_its_partitions_over() {
     let all_by_survivor = received_guard.ids().len();
     println!(
         "member kill: {} published, {} acked by the killed member, {} delivered to the survivor \
-         ({} twice), hand-over stall {handover:?} (session timeout {:?})",
+         ({} twice), hand-over stall {handover:?} ({:?} protocol, session timeout {:?})",
         ok.len(),
         acked_by_child.len(),
         all_by_survivor,
         received_guard.duplicates(),
-        broker_kafka::DEFAULT_SESSION_TIMEOUT
+        options.group_protocol,
+        options
+            .session_timeout
+            .unwrap_or(broker_kafka::DEFAULT_SESSION_TIMEOUT)
     );
     drop(received_guard);
     consumer.abort();
