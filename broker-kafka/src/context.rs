@@ -53,9 +53,12 @@ pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
 
 pub(crate) fn error(error: KafkaError, reason: &str) {
     match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::BrokerTransportFailure) => {
-            OUTAGES.failed(&broker_address(reason), &reason);
-        }
+        Some(RDKafkaErrorCode::BrokerTransportFailure) => match broker_address(reason) {
+            Some(server) => {
+                OUTAGES.failed(server, &reason);
+            }
+            None => tracing::warn!(target: "librdkafka", error = %error, "{reason}"),
+        },
         // Follows the per-broker failures above, which said it already.
         Some(RDKafkaErrorCode::AllBrokersDown) => {
             tracing::debug!(target: "librdkafka", error = %error, "{reason}")
@@ -65,10 +68,21 @@ pub(crate) fn error(error: KafkaError, reason: &str) {
 }
 
 /// The address (`host:port`) of the broker a transport error names: librdkafka starts
-/// its reason with the broker's name, `host:port/id` or `host:port/bootstrap`.
-fn broker_address(reason: &str) -> String {
-    let name = reason.split(": ").next().unwrap_or(reason);
-    name.split('/').next().unwrap_or(name).to_owned()
+/// its reason with the broker's name, `host:port/id` or `host:port/bootstrap`, after a
+/// role such as `GroupCoordinator: ` for the logical coordinator connection.
+fn broker_address(reason: &str) -> Option<&str> {
+    reason
+        .split(": ")
+        .map(|part| match part.split_once('#') {
+            // `Connect to ipv4#host:port failed`
+            Some((_, address)) => address.split(' ').next().unwrap_or(address),
+            None => part.split('/').next().unwrap_or(part),
+        })
+        .find(|name| {
+            name.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
 }
 
 /// The part of librdkafka's statistics that says which brokers are up.
@@ -170,9 +184,12 @@ mod tests {
         for reason in [
             "127.0.0.1:29093/2: Connect to ipv4#127.0.0.1:29093 failed: Connection refused (after 0ms in state CONNECT)",
             "127.0.0.1:29093/bootstrap: Connect to ipv4#127.0.0.1:29093 failed: Connection refused",
+            "GroupCoordinator: 127.0.0.1:29093/2: Disconnected (after 5012ms in state UP)",
+            "GroupCoordinator/2: Connect to ipv4#127.0.0.1:29093 failed: Connection refused",
         ] {
-            assert_eq!(broker_address(reason), "127.0.0.1:29093");
+            assert_eq!(broker_address(reason), Some("127.0.0.1:29093"), "{reason}");
         }
+        assert_eq!(broker_address("3/3 brokers are down"), None);
     }
 
     #[test]
