@@ -11,7 +11,8 @@
 #   status     Exit 0 and print the URL if all three nodes run, else exit 1.
 #   url        Print the URL (the seed list of the three nodes).
 #   kill N     kill -9 node N (1..3), as a crash.
-#   restart N  Start node N again (after `kill N`), its store kept; waits until it serves.
+#   restart N  Start node N again (after `kill N`), its store kept; waits until it serves
+#              and is current with the meta leader.
 #   pid N      Print the pid of node N (exit 1 if it does not run).
 #
 # Nodes are named n1, n2, n3 (JetStream's stream info names the leader so: cluster.leader).
@@ -117,14 +118,13 @@ wait_node() {
     die "n$n did not become ready within ${TIMEOUT}s"
 }
 
-# Waits until the cluster has a JetStream meta leader: every node's /healthz says ok
-# (it does once the node is current with the meta leader), or, without curl, a log
-# line names the leader.
+# Waits until nodes $@ know the JetStream meta leader: their /healthz says ok (it does
+# once a node is current with the meta leader), or, without curl, a log line names it.
 wait_meta_leader() {
     local deadline=$((SECONDS + TIMEOUT + 1)) n ok
     while ((SECONDS < deadline)); do
         ok=1
-        for n in "${NODES[@]}"; do
+        for n in "$@"; do
             if command -v curl >/dev/null 2>&1; then
                 curl -fs "http://$HOST:$((28221 + n))/healthz" 2>/dev/null | grep -q '"ok"' || ok=0
             else
@@ -157,7 +157,7 @@ cmd_start() {
         for n in "${missing[@]}"; do launch "$n"; done
     fi
     for n in "${NODES[@]}"; do wait_node "$n"; done
-    wait_meta_leader
+    wait_meta_leader "${NODES[@]}"
     log "running: $URL"
     echo "NATS_CLUSTER_URL=$URL"
 }
@@ -205,6 +205,7 @@ main() {
                 launch "$2"
             fi
             wait_node "$2"
+            wait_meta_leader "$2"
             ;;
         pid)
             check_node "${2:-}"

@@ -96,7 +96,7 @@ pub(crate) async fn subscribe(
             stream: stream_name,
             ephemeral,
         },
-        confirm_acks: jo.confirm_acks,
+        confirm: jo.confirm_acks.then(|| inner.client.clone()),
     };
     Ok(Subscription::new(pattern, &options, deliveries))
 }
@@ -268,8 +268,9 @@ impl Drop for ConsumerGuard {
 struct JetStreamDeliveries {
     rx: mpsc::Receiver<async_nats::jetstream::Message>,
     guard: ConsumerGuard,
-    /// [`JetStreamOptions::confirm_acks`](crate::JetStreamOptions::confirm_acks).
-    confirm_acks: bool,
+    /// With [`JetStreamOptions::confirm_acks`](crate::JetStreamOptions::confirm_acks):
+    /// the client that sends the acks as requests.
+    confirm: Option<async_nats::Client>,
 }
 
 impl Stream for JetStreamDeliveries {
@@ -278,7 +279,7 @@ impl Stream for JetStreamDeliveries {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(message)) => {
-                Poll::Ready(Some(Ok(delivery(message, self.confirm_acks))))
+                Poll::Ready(Some(Ok(delivery(message, self.confirm.as_ref()))))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -310,7 +311,10 @@ impl Drop for JetStreamDeliveries {
 /// A JetStream message as a delivery. A message without the framework's id (another
 /// client published it) gets `STREAM-SEQUENCE` as its id, the same for every subscriber
 /// and every redelivery.
-fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Delivery {
+fn delivery(
+    message: async_nats::jetstream::Message,
+    confirm: Option<&async_nats::Client>,
+) -> Delivery {
     let has_id = message
         .headers
         .as_ref()
@@ -323,6 +327,7 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
         ),
         Err(_) => (1, None),
     };
+    let confirm = confirm.zip(message.reply.clone());
     let (message, acker) = message.split();
     let defect = convert::defect(&message);
     let topic = message.subject.to_string();
@@ -335,7 +340,7 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
         topic,
         Box::new(JetStreamAcker {
             acker,
-            confirm_acks,
+            confirm: confirm.map(|(client, reply)| (client.clone(), reply)),
         }),
     )
     .with_attempt(attempt);
@@ -345,23 +350,25 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
     }
 }
 
-/// Settles one JetStream delivery: ack waits for the server's confirmation (unless
-/// `confirm_acks` is off: then it resolves once the ack is sent); nack is a NAK, with a
-/// delay for [`Redelivery::After`].
+/// Settles one JetStream delivery: ack waits for the server's confirmation (when
+/// `confirm` holds the client and the message's ack subject; else it resolves once the
+/// ack is sent); nack is a NAK, with a delay for [`Redelivery::After`].
 struct JetStreamAcker {
     acker: Acker,
-    confirm_acks: bool,
+    confirm: Option<(async_nats::Client, async_nats::Subject)>,
 }
 
 impl Acknowledger for JetStreamAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         async move {
-            let acked = if self.confirm_acks {
-                self.acker.double_ack().await
-            } else {
-                self.acker.ack().await
-            };
-            acked.map_err(|e| error::ack("acknowledging a JetStream message", e))
+            match self.confirm {
+                Some((client, ack_subject)) => confirm_ack(client, ack_subject).await,
+                None => self
+                    .acker
+                    .ack()
+                    .await
+                    .map_err(|e| error::ack("acknowledging a JetStream message", e)),
+            }
         }
         .boxed()
     }
@@ -378,5 +385,36 @@ impl Acknowledger for JetStreamAcker {
                 .map_err(|e| error::ack("NAKing a JetStream message", e))
         }
         .boxed()
+    }
+}
+
+/// Sends an ack as a request and waits for the consumer leader's answer, which it sends
+/// once the ack is stored: on a replicated consumer, once a quorum of its replicas has it
+/// (nats-server `processReplicatedAck`). While no server leads the consumer (the moments
+/// of a failover), nobody subscribes to the ack subject and the server answers at once
+/// with a "no responders" status: the ack reached nobody, so that answer is an error, not
+/// a confirmation. (async-nats's `double_ack` takes any answer, that one too, as a
+/// confirmation.)
+async fn confirm_ack(client: async_nats::Client, ack_subject: async_nats::Subject) -> Result<()> {
+    use async_nats::RequestErrorKind;
+    const WHAT: &str = "acknowledging a JetStream message";
+    match client
+        .request(ack_subject, bytes::Bytes::from_static(b"+ACK"))
+        .await
+    {
+        Ok(answer) => match answer.status {
+            None | Some(async_nats::StatusCode::OK) => Ok(()),
+            Some(status) => Err(error::ack(
+                WHAT,
+                format!("the server answered with status {status}"),
+            )),
+        },
+        Err(err) if err.kind() == RequestErrorKind::NoResponders => Err(error::ack(
+            WHAT,
+            format!(
+                "no server leads the consumer (a failover?), so the ack reached nobody and the message will be redelivered: {err}"
+            ),
+        )),
+        Err(err) => Err(error::ack(WHAT, err)),
     }
 }
