@@ -86,6 +86,9 @@ pub(crate) async fn subscribe(
         batch: jo.pull_batch.min(options.max_in_flight).max(1),
         expires: jo.pull_expires,
         pattern: pattern.to_owned(),
+        client: inner.client.clone(),
+        failures: 0,
+        warned: false,
     };
     inner.tasks.spawn(pull.run());
     let deliveries = JetStreamDeliveries {
@@ -115,6 +118,11 @@ struct PullLoop {
     batch: usize,
     expires: Duration,
     pattern: String,
+    client: async_nats::Client,
+    /// Failed pulls in a row.
+    failures: u32,
+    /// Whether this run of failures was logged as a WARN.
+    warned: bool,
 }
 
 impl PullLoop {
@@ -122,7 +130,6 @@ impl PullLoop {
     /// back (NAKs) what was fetched and not delivered, so it goes to another member at
     /// once instead of after `ack_wait`.
     async fn run(mut self) {
-        let mut failures: u32 = 0;
         loop {
             let batch = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -137,9 +144,7 @@ impl PullLoop {
             let mut batch = match batch {
                 Ok(batch) => batch,
                 Err(err) => {
-                    failures += 1;
-                    self.pause(failures, &err).await;
-                    self.recover(failures).await;
+                    self.failed(&err).await;
                     continue;
                 }
             };
@@ -149,15 +154,16 @@ impl PullLoop {
                     next = batch.next() => next,
                 };
                 match next {
-                    None => break,
+                    None => {
+                        self.pulled();
+                        break;
+                    }
                     Some(Err(err)) => {
-                        failures += 1;
-                        self.pause(failures, &*err).await;
-                        self.recover(failures).await;
+                        self.failed(&*err).await;
                         break;
                     }
                     Some(Ok(message)) => {
-                        failures = 0;
+                        self.pulled();
                         if let Ok(info) = message.info() {
                             self.last_sequence = info.stream_sequence;
                         }
@@ -181,8 +187,8 @@ impl PullLoop {
     /// After repeated failures, makes sure the consumer exists: it may have been deleted
     /// (by an operator, or as an inactive ephemeral during a long outage). A lost
     /// ephemeral consumer is recreated after the last message it fetched.
-    async fn recover(&mut self, failures: u32) {
-        if failures < 3 || self.cancel.is_cancelled() {
+    async fn recover(&mut self) {
+        if self.failures < 3 || self.cancel.is_cancelled() {
             return;
         }
         let mut config = self.config.clone();
@@ -209,14 +215,34 @@ impl PullLoop {
         let _ = tokio::time::timeout(self.expires + Duration::from_secs(1), drain).await;
     }
 
-    /// Waits before pulling again after a failure (the server may be restarting).
-    async fn pause(&self, failures: u32, err: &(dyn std::error::Error + Send + Sync + 'static)) {
-        if failures <= 1 {
-            tracing::debug!(pattern = %self.pattern, error = %err, "JetStream pull failed; retrying");
-        } else {
-            tracing::warn!(pattern = %self.pattern, error = %err, failures, "JetStream pull keeps failing; retrying");
+    /// A pull worked: ends a run of failures, with an INFO if it was logged as a WARN.
+    fn pulled(&mut self) {
+        if self.warned {
+            tracing::info!(pattern = %self.pattern, failures = self.failures, "JetStream pull works again");
         }
-        let delay = Duration::from_millis(100 * u64::from(failures.min(10)));
+        self.failures = 0;
+        self.warned = false;
+    }
+
+    /// A pull failed: logs, waits, and makes sure the consumer exists.
+    async fn failed(&mut self, err: &(dyn std::error::Error + Send + Sync + 'static)) {
+        self.failures += 1;
+        self.pause(err).await;
+        self.recover().await;
+    }
+
+    /// Waits before pulling again after a failure (the server may be restarting). A run
+    /// of failures logs one WARN, at its second failure, and none while the connection
+    /// is down (the connection's outage has its own WARN); the rest are DEBUG.
+    async fn pause(&mut self, err: &(dyn std::error::Error + Send + Sync + 'static)) {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if self.failures >= 2 && !self.warned && connected {
+            self.warned = true;
+            tracing::warn!(pattern = %self.pattern, error = %err, "JetStream pull keeps failing; retrying");
+        } else {
+            tracing::debug!(pattern = %self.pattern, error = %err, failures = self.failures, "JetStream pull failed; retrying");
+        }
+        let delay = Duration::from_millis(100 * u64::from(self.failures.min(10)));
         tokio::select! {
             _ = self.cancel.cancelled() => {}
             _ = tokio::time::sleep(delay) => {}

@@ -235,3 +235,65 @@ async fn jetstream_plain_subscriber_survives_a_restart() {
     );
     broker.close().await.expect("close");
 }
+
+/// A one-server outage logs one WARN when it starts and one INFO when it ends, whatever
+/// the number of reconnect attempts between, which are counted instead. Runs on one
+/// thread, so the log capture sees the client's background tasks.
+#[tokio::test(flavor = "current_thread")]
+async fn an_outage_logs_one_warning_and_one_info_and_counts_the_attempts() {
+    const PORT: u16 = 14228;
+    let (capture, buffer) = broker_core::testkit::log_capture();
+    let _logs = tracing::subscriber::set_default(capture.finish());
+    let broker = start_and_connect(PORT, &format!("jetstream://127.0.0.1:{PORT}")).await;
+    let topic = unique_topic("reconnect.outage");
+    let (ids, _errors) =
+        collect_with_errors(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+
+    common::nats_sh("stop", PORT)
+        .await
+        .expect("stop the server");
+    assert!(
+        wait_until(WAIT, || broker.outages().failures() >= 5).await,
+        "reconnect attempts are counted: {}",
+        broker.outages().failures()
+    );
+    common::nats_sh("start", PORT)
+        .await
+        .expect("start it again");
+    assert!(
+        wait_until(WAIT, || !broker.outages().any_down()).await,
+        "the outage ends when the server is back"
+    );
+    publish(&broker, &topic, Message::new("after").with_id("after")).await;
+    assert!(
+        wait_until(WAIT, || ids.lock().expect("ids").contains("after")).await,
+        "the subscription works again"
+    );
+
+    let text = broker_core::testkit::captured_text(&buffer);
+    let lines = |level: &str, what: &str| {
+        text.lines()
+            .filter(|l| l.contains(level) && l.contains(what))
+            .count()
+    };
+    assert_eq!(lines(" WARN ", "server unreachable"), 1, "{text}");
+    assert_eq!(lines(" INFO ", "server reachable again"), 1, "{text}");
+    assert!(
+        lines(" WARN ", "JetStream pull") <= 1,
+        "a pull that fails while the connection is down logs no WARN of its own: {text}"
+    );
+    let others: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| !l.contains("server unreachable") && !l.contains("JetStream pull"))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "no other warnings or errors: {others:#?}"
+    );
+    assert_eq!(broker.outages().outages(), 1, "one outage");
+    broker.close().await.expect("close");
+    common::nats_sh("stop", PORT)
+        .await
+        .expect("stop the server");
+}
