@@ -122,7 +122,8 @@ async fn kill_a_leader_under_load(victim: Victim) {
     // did not hold would come back after `ack_wait`.
     tokio::time::sleep(ack_wait + Duration::from_secs(2)).await;
 
-    let l = ledger.lock().expect("ledger");
+    // What was recorded; the readers stop below.
+    let l = std::mem::take(&mut *ledger.lock().expect("ledger"));
     let stored = stream_messages(&publisher, &stream).await;
     let stall = l.longest_gap_since(killed_at);
     eprintln!(
@@ -170,7 +171,6 @@ async fn kill_a_leader_under_load(victim: Victim) {
         stall < LEADER_STALL_BOUND,
         "consumption stalled {stall:?} after the leader kill (bound {LEADER_STALL_BOUND:?})"
     );
-    drop(l);
     for reader in readers {
         reader.abort();
     }
@@ -326,7 +326,8 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
     })
     .await;
     let took_over = killed_at.elapsed();
-    let l = ledger.lock().expect("ledger");
+    // What was recorded; the readers stop below.
+    let l = std::mem::take(&mut *ledger.lock().expect("ledger"));
     let taken_over = l.redeliveries();
     eprintln!(
         "member process killed, ack_wait {ack_wait:?}: it had acked {}, {} in doubt; the survivor got \
@@ -350,7 +351,6 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
         taken_over > 0,
         "the killed member held unacked messages that came to the survivor as redeliveries"
     );
-    drop(l);
     reader.abort();
     survivor.close().await.expect("close");
     support::delete_stream_and_close(&publisher, &stream).await;
