@@ -116,7 +116,8 @@ async fn kill_a_leader_under_load(victim: Victim) {
         l.lost().is_empty()
     })
     .await;
-    let resumed_in = killed_at.elapsed();
+    let all_in_at = Instant::now();
+    let resumed_in = all_in_at - killed_at;
     cluster.restart(leader).await;
     // An observation window, not a wait for a condition: a delivery whose confirmed ack
     // did not hold would come back after `ack_wait`.
@@ -125,7 +126,7 @@ async fn kill_a_leader_under_load(victim: Victim) {
     // What was recorded; the readers stop below.
     let l = std::mem::take(&mut *ledger.lock().expect("ledger"));
     let stored = stream_messages(&publisher, &stream).await;
-    let stall = l.longest_gap_since(killed_at);
+    let stall = l.longest_gap(killed_at, all_in_at);
     eprintln!(
         "{victim:?} n{leader} killed (stream leader n{stream_lead}, consumer leader n{consumer_lead}), ack_wait {ack_wait:?}: \
          published ok {}, publish errors {}, slowest publish {:?}; delivered {} distinct in {} \

@@ -233,13 +233,14 @@ impl Ledger {
         self.deliveries.iter().filter(|(_, a, _)| *a > 1).count()
     }
 
-    /// The longest time without any delivery from `since` on (to the last delivery).
-    pub(crate) fn longest_gap_since(&self, since: Instant) -> Duration {
+    /// The longest time without any delivery between `since` and `until` (when every
+    /// message was in; later redeliveries do not count).
+    pub(crate) fn longest_gap(&self, since: Instant, until: Instant) -> Duration {
         let mut times: Vec<Instant> = self
             .deliveries
             .iter()
             .map(|(.., at)| *at)
-            .filter(|at| *at >= since)
+            .filter(|at| *at >= since && *at <= until)
             .collect();
         times.sort_unstable();
         let mut previous = since;
