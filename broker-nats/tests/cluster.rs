@@ -367,8 +367,9 @@ async fn a_seed_list_connects_with_its_first_node_down() {
     for url in [
         format!("nats://{}", cluster.hosts),
         // R3: the meta leader may not know yet that n1 is down and place a replica there;
-        // two of three replicas still make a quorum.
-        cluster.jetstream_url("?max_age_secs=60&replicas=3"),
+        // two of three replicas still make a quorum, once they elected a leader (which
+        // the stream's creation waits for, up to `request_timeout_ms`).
+        cluster.jetstream_url("?max_age_secs=60&replicas=3&request_timeout_ms=30000"),
     ] {
         assert!(
             url.contains("127.0.0.1:24222,"),

@@ -276,8 +276,23 @@ async fn an_outage_logs_one_warning_and_one_info_and_counts_the_attempts() {
             .filter(|l| l.contains(level) && l.contains(what))
             .count()
     };
-    assert_eq!(lines(" WARN ", "server unreachable"), 1, "{text}");
-    assert_eq!(lines(" INFO ", "server reachable again"), 1, "{text}");
+    // One outage, or two if the client got in once while the server was stopping.
+    let outages = broker.outages().outages() as usize;
+    assert!((1..=2).contains(&outages), "outages: {outages}");
+    assert!(
+        broker.outages().failures() as usize > outages + 3,
+        "more attempts than outages"
+    );
+    assert_eq!(
+        lines(" WARN ", "server unreachable"),
+        outages,
+        "one WARN per outage: {text}"
+    );
+    assert_eq!(
+        lines(" INFO ", "server reachable again"),
+        outages,
+        "one INFO per outage: {text}"
+    );
     assert!(
         lines(" WARN ", "JetStream pull") <= 1,
         "a pull that fails while the connection is down logs no WARN of its own: {text}"
@@ -291,7 +306,6 @@ async fn an_outage_logs_one_warning_and_one_info_and_counts_the_attempts() {
         others.is_empty(),
         "no other warnings or errors: {others:#?}"
     );
-    assert_eq!(broker.outages().outages(), 1, "one outage");
     broker.close().await.expect("close");
     common::nats_sh("stop", PORT)
         .await
