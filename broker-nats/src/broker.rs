@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     /// How many times the connection was lost; core subscriptions compare it with the
     /// count they saw last and report each loss (see `core_subscriber::CoreDeliveries`).
     pub(crate) disconnects: Arc<AtomicU64>,
+    /// Connection outages: logged once each, attempts counted.
+    pub(crate) outages: Arc<broker_core::backend::OutageLog>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     /// Subjects of recent core publishes.
@@ -161,6 +163,14 @@ impl NatsBroker {
     /// the subscription has room for.
     pub fn dropped_messages(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The connection's outages: a lost connection logs one WARN, its return one INFO,
+    /// and the reconnect attempts between are counted here (and, with broker-core's
+    /// `metrics` feature, in `broker_connection_failures_total` and
+    /// `broker_outages_total`), not logged.
+    pub fn outages(&self) -> &broker_core::backend::OutageLog {
+        &self.inner.outages
     }
 
     /// Whether [`close`](Broker::close) was called.

@@ -86,6 +86,9 @@ pub(crate) async fn subscribe(
         batch: jo.pull_batch.min(options.max_in_flight).max(1),
         expires: jo.pull_expires,
         pattern: pattern.to_owned(),
+        client: inner.client.clone(),
+        failures: 0,
+        warned: false,
     };
     inner.tasks.spawn(pull.run());
     let deliveries = JetStreamDeliveries {
@@ -96,7 +99,7 @@ pub(crate) async fn subscribe(
             stream: stream_name,
             ephemeral,
         },
-        confirm_acks: jo.confirm_acks,
+        confirm: jo.confirm_acks.then(|| inner.client.clone()),
     };
     Ok(Subscription::new(pattern, &options, deliveries))
 }
@@ -115,6 +118,11 @@ struct PullLoop {
     batch: usize,
     expires: Duration,
     pattern: String,
+    client: async_nats::Client,
+    /// Failed pulls in a row.
+    failures: u32,
+    /// Whether this run of failures was logged as a WARN.
+    warned: bool,
 }
 
 impl PullLoop {
@@ -122,7 +130,6 @@ impl PullLoop {
     /// back (NAKs) what was fetched and not delivered, so it goes to another member at
     /// once instead of after `ack_wait`.
     async fn run(mut self) {
-        let mut failures: u32 = 0;
         loop {
             let batch = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -137,9 +144,7 @@ impl PullLoop {
             let mut batch = match batch {
                 Ok(batch) => batch,
                 Err(err) => {
-                    failures += 1;
-                    self.pause(failures, &err).await;
-                    self.recover(failures).await;
+                    self.failed(&err).await;
                     continue;
                 }
             };
@@ -149,15 +154,16 @@ impl PullLoop {
                     next = batch.next() => next,
                 };
                 match next {
-                    None => break,
+                    None => {
+                        self.pulled();
+                        break;
+                    }
                     Some(Err(err)) => {
-                        failures += 1;
-                        self.pause(failures, &*err).await;
-                        self.recover(failures).await;
+                        self.failed(&*err).await;
                         break;
                     }
                     Some(Ok(message)) => {
-                        failures = 0;
+                        self.pulled();
                         if let Ok(info) = message.info() {
                             self.last_sequence = info.stream_sequence;
                         }
@@ -181,8 +187,8 @@ impl PullLoop {
     /// After repeated failures, makes sure the consumer exists: it may have been deleted
     /// (by an operator, or as an inactive ephemeral during a long outage). A lost
     /// ephemeral consumer is recreated after the last message it fetched.
-    async fn recover(&mut self, failures: u32) {
-        if failures < 3 || self.cancel.is_cancelled() {
+    async fn recover(&mut self) {
+        if self.failures < 3 || self.cancel.is_cancelled() {
             return;
         }
         let mut config = self.config.clone();
@@ -209,14 +215,34 @@ impl PullLoop {
         let _ = tokio::time::timeout(self.expires + Duration::from_secs(1), drain).await;
     }
 
-    /// Waits before pulling again after a failure (the server may be restarting).
-    async fn pause(&self, failures: u32, err: &(dyn std::error::Error + Send + Sync + 'static)) {
-        if failures <= 1 {
-            tracing::debug!(pattern = %self.pattern, error = %err, "JetStream pull failed; retrying");
-        } else {
-            tracing::warn!(pattern = %self.pattern, error = %err, failures, "JetStream pull keeps failing; retrying");
+    /// A pull worked: ends a run of failures, with an INFO if it was logged as a WARN.
+    fn pulled(&mut self) {
+        if self.warned {
+            tracing::info!(pattern = %self.pattern, failures = self.failures, "JetStream pull works again");
         }
-        let delay = Duration::from_millis(100 * u64::from(failures.min(10)));
+        self.failures = 0;
+        self.warned = false;
+    }
+
+    /// A pull failed: logs, waits, and makes sure the consumer exists.
+    async fn failed(&mut self, err: &(dyn std::error::Error + Send + Sync + 'static)) {
+        self.failures += 1;
+        self.pause(err).await;
+        self.recover().await;
+    }
+
+    /// Waits before pulling again after a failure (the server may be restarting). A run
+    /// of failures logs one WARN, at its second failure, and none while the connection
+    /// is down (the connection's outage has its own WARN); the rest are DEBUG.
+    async fn pause(&mut self, err: &(dyn std::error::Error + Send + Sync + 'static)) {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if self.failures >= 2 && !self.warned && connected {
+            self.warned = true;
+            tracing::warn!(pattern = %self.pattern, error = %err, "JetStream pull keeps failing; retrying");
+        } else {
+            tracing::debug!(pattern = %self.pattern, error = %err, failures = self.failures, "JetStream pull failed; retrying");
+        }
+        let delay = Duration::from_millis(100 * u64::from(self.failures.min(10)));
         tokio::select! {
             _ = self.cancel.cancelled() => {}
             _ = tokio::time::sleep(delay) => {}
@@ -268,8 +294,9 @@ impl Drop for ConsumerGuard {
 struct JetStreamDeliveries {
     rx: mpsc::Receiver<async_nats::jetstream::Message>,
     guard: ConsumerGuard,
-    /// [`JetStreamOptions::confirm_acks`](crate::JetStreamOptions::confirm_acks).
-    confirm_acks: bool,
+    /// With [`JetStreamOptions::confirm_acks`](crate::JetStreamOptions::confirm_acks):
+    /// the client that sends the acks as requests.
+    confirm: Option<async_nats::Client>,
 }
 
 impl Stream for JetStreamDeliveries {
@@ -278,7 +305,7 @@ impl Stream for JetStreamDeliveries {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(message)) => {
-                Poll::Ready(Some(Ok(delivery(message, self.confirm_acks))))
+                Poll::Ready(Some(Ok(delivery(message, self.confirm.as_ref()))))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -310,7 +337,10 @@ impl Drop for JetStreamDeliveries {
 /// A JetStream message as a delivery. A message without the framework's id (another
 /// client published it) gets `STREAM-SEQUENCE` as its id, the same for every subscriber
 /// and every redelivery.
-fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Delivery {
+fn delivery(
+    message: async_nats::jetstream::Message,
+    confirm: Option<&async_nats::Client>,
+) -> Delivery {
     let has_id = message
         .headers
         .as_ref()
@@ -323,6 +353,7 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
         ),
         Err(_) => (1, None),
     };
+    let confirm = confirm.zip(message.reply.clone());
     let (message, acker) = message.split();
     let defect = convert::defect(&message);
     let topic = message.subject.to_string();
@@ -335,7 +366,7 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
         topic,
         Box::new(JetStreamAcker {
             acker,
-            confirm_acks,
+            confirm: confirm.map(|(client, reply)| (client.clone(), reply)),
         }),
     )
     .with_attempt(attempt);
@@ -345,23 +376,25 @@ fn delivery(message: async_nats::jetstream::Message, confirm_acks: bool) -> Deli
     }
 }
 
-/// Settles one JetStream delivery: ack waits for the server's confirmation (unless
-/// `confirm_acks` is off: then it resolves once the ack is sent); nack is a NAK, with a
-/// delay for [`Redelivery::After`].
+/// Settles one JetStream delivery: ack waits for the server's confirmation (when
+/// `confirm` holds the client and the message's ack subject; else it resolves once the
+/// ack is sent); nack is a NAK, with a delay for [`Redelivery::After`].
 struct JetStreamAcker {
     acker: Acker,
-    confirm_acks: bool,
+    confirm: Option<(async_nats::Client, async_nats::Subject)>,
 }
 
 impl Acknowledger for JetStreamAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         async move {
-            let acked = if self.confirm_acks {
-                self.acker.double_ack().await
-            } else {
-                self.acker.ack().await
-            };
-            acked.map_err(|e| error::ack("acknowledging a JetStream message", e))
+            match self.confirm {
+                Some((client, ack_subject)) => confirm_ack(client, ack_subject).await,
+                None => self
+                    .acker
+                    .ack()
+                    .await
+                    .map_err(|e| error::ack("acknowledging a JetStream message", e)),
+            }
         }
         .boxed()
     }
@@ -378,5 +411,36 @@ impl Acknowledger for JetStreamAcker {
                 .map_err(|e| error::ack("NAKing a JetStream message", e))
         }
         .boxed()
+    }
+}
+
+/// Sends an ack as a request and waits for the consumer leader's answer, which it sends
+/// once the ack is stored: on a replicated consumer, once a quorum of its replicas has it
+/// (nats-server `processReplicatedAck`). While no server leads the consumer (the moments
+/// of a failover), nobody subscribes to the ack subject and the server answers at once
+/// with a "no responders" status: the ack reached nobody, so that answer is an error, not
+/// a confirmation. (async-nats's `double_ack` takes any answer, that one too, as a
+/// confirmation.)
+async fn confirm_ack(client: async_nats::Client, ack_subject: async_nats::Subject) -> Result<()> {
+    use async_nats::RequestErrorKind;
+    const WHAT: &str = "acknowledging a JetStream message";
+    match client
+        .request(ack_subject, bytes::Bytes::from_static(b"+ACK"))
+        .await
+    {
+        Ok(answer) => match answer.status {
+            None | Some(async_nats::StatusCode::OK) => Ok(()),
+            Some(status) => Err(error::ack(
+                WHAT,
+                format!("the server answered with status {status}"),
+            )),
+        },
+        Err(err) if err.kind() == RequestErrorKind::NoResponders => Err(error::ack(
+            WHAT,
+            format!(
+                "no server leads the consumer (a failover?), so the ack reached nobody and the message will be redelivered: {err}"
+            ),
+        )),
+        Err(err) => Err(error::ack(WHAT, err)),
     }
 }

@@ -70,6 +70,43 @@
 //!   when the subscription is dropped are NAKed at once, so they go to another member.
 //!   That NAK counts as a delivery towards `max_deliver`.
 //!
+//! # Running on a cluster
+//!
+//! - Give every node as a seed list, `jetstream://a:4222,b:4222,c:4222` (or
+//!   [`NatsOptions::new`] with the same list): connecting succeeds while any one is up,
+//!   and the client reconnects to another node when its node goes away.
+//! - `replicas=3` (or [`NatsOptions::replicas`]) makes the streams the broker creates R3;
+//!   their consumers take the stream's replicas. An R3 stream keeps working while one
+//!   node is down; the default, 1, keeps each stream on one node, and it is unavailable
+//!   while that node is. Streams an operator made keep their own replicas.
+//! - A publish returns `Ok` only once the stream stored the message (on a replicated
+//!   stream, a quorum of its replicas). While the stream leader fails over, `publish`
+//!   retries with the same `Nats-Msg-Id`, so a retry is not stored twice, for up to
+//!   `publish_timeout_ms`; then it fails, and the message may or may not be stored.
+//! - A confirmed ack (`confirm_acks=on`, the default) returns `Ok` when the consumer's
+//!   leader answered it, which it does once the ack is stored: on a replicated consumer,
+//!   once a quorum of its replicas has it. Such a message is not delivered again, also
+//!   when the consumer's leader is killed right after. While no node leads the consumer
+//!   (the seconds of a failover) an ack reaches nobody: it fails with
+//!   [`ErrorKind::Ack`](broker_core::ErrorKind::Ack) and the message comes back, marked
+//!   as a redelivery (attempt 2 or more), after `ack_wait`. An ack that times out
+//!   (`request_timeout_ms`) may or may not have been stored. With `confirm_acks=off` an
+//!   ack lost in a failover is not seen: the message comes back after `ack_wait`.
+//! - What bounds a failover: the cluster elects a new stream or consumer leader within
+//!   seconds (nats-server's Raft election); a publish or confirmed ack sent to the dead
+//!   leader waits `request_timeout_ms` (default 10 s) for its answer before it is
+//!   retried or fails, and a pull request sent to it is renewed after `pull_expires_ms`
+//!   (2 s). Messages a crashed member had fetched and not acked go to the other members
+//!   after `ack_wait_ms` (default 30 s): lower it to take over sooner, keeping it above
+//!   the time a handler needs.
+//! - Each outage of the connection logs one WARN when it starts and one INFO when it
+//!   ends; the reconnect attempts between are counted ([`NatsBroker::outages`]), not
+//!   logged.
+//!
+//! `scripts/nats-cluster.sh start` runs a 3-node cluster on loopback, on which
+//! `broker-nats/tests/cluster.rs` kills stream leaders, consumer leaders and members
+//! under load.
+//!
 //! # URLs
 //!
 //! `nats://[user:password@|token@]host:port[?options]` and

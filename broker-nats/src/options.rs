@@ -135,7 +135,10 @@ pub struct JetStreamOptions {
     pub ephemeral_inactive: Duration,
     /// Whether `ack()` waits for the server to confirm the ack (`?confirm_acks=on|off`;
     /// default on). On, an ack that does not reach the server is an error the caller
-    /// sees, at the cost of one round trip per ack. Off, `ack()` resolves once the ack is
+    /// sees, at the cost of one round trip per ack; an `Ok` means the consumer's leader
+    /// stored the ack (on a replicated consumer, a quorum of its replicas), so the
+    /// message is not redelivered, also across a failover (see "Running on a cluster" in
+    /// the crate docs). Off, `ack()` resolves once the ack is
     /// handed to the connection, like the raw client's `ack()`: several times the
     /// throughput for a reader that acks one delivery at a time, and still
     /// at-least-once, since an ack that is lost only means the message comes back after

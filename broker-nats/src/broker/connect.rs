@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use broker_core::backend::OutageLog;
 use broker_core::registry::redact_url;
 use broker_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
@@ -26,10 +27,26 @@ impl NatsBroker {
         let shown = redact_url(&options.server);
         let dropped = Arc::new(AtomicU64::new(0));
         let disconnects = Arc::new(AtomicU64::new(0));
+        let outages = Arc::new(OutageLog::new(match options.mode {
+            Mode::Core => "nats",
+            Mode::JetStream => "jetstream",
+        }));
         let mut connect = async_nats::ConnectOptions::new()
             .connection_timeout(options.connection_timeout)
             .request_timeout(Some(options.request_timeout))
             .max_reconnects(None)
+            .reconnect_delay_callback({
+                let server = shown.clone();
+                let outages = outages.clone();
+                move |attempt| {
+                    // Attempt n > 1 follows a failed one. Counted once an outage has
+                    // started; the first connect reports its own failure.
+                    if attempt > 1 && outages.any_down() {
+                        outages.failed(&server, &"reconnect attempt failed");
+                    }
+                    reconnect_delay(attempt)
+                }
+            })
             // The client's own per-subscription channel only carries messages to the
             // subscription's forwarding task, which always keeps up with it; the
             // subscription's buffer, where slow readers are detected, is
@@ -44,18 +61,22 @@ impl NatsBroker {
                 let server = shown.clone();
                 let dropped = dropped.clone();
                 let disconnects = disconnects.clone();
+                let outages = outages.clone();
                 move |event| {
                     let server = server.clone();
                     let dropped = dropped.clone();
                     let disconnects = disconnects.clone();
+                    let outages = outages.clone();
                     async move {
                         match event {
+                            // One WARN when the connection is lost, one INFO when it is
+                            // back; the attempts between are counted (OutageLog).
                             async_nats::Event::Disconnected => {
                                 disconnects.fetch_add(1, Ordering::AcqRel);
-                                tracing::warn!(%server, "NATS connection lost; reconnecting")
+                                outages.failed(&server, &"connection lost");
                             }
                             async_nats::Event::Connected => {
-                                tracing::info!(%server, "NATS connection (re)established")
+                                outages.recovered(&server);
                             }
                             async_nats::Event::SlowConsumer(sid) => {
                                 dropped.fetch_add(1, Ordering::Relaxed);
@@ -141,6 +162,7 @@ impl NatsBroker {
                 closed: AtomicBool::new(false),
                 dropped,
                 disconnects,
+                outages,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 subjects: publisher::Subjects::new(),
@@ -154,6 +176,16 @@ impl NatsBroker {
         let parsed = broker_core::registry::parse_url(url)?;
         NatsBroker::connect(NatsOptions::from_url(&parsed)?).await
     }
+}
+
+/// The pause before reconnect attempt `attempt`: none for the first, then doubling from
+/// 2 ms up to 4 s (async-nats's default, kept while its callback counts the attempts).
+fn reconnect_delay(attempt: usize) -> Duration {
+    if attempt <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = u32::try_from(attempt - 1).unwrap_or(u32::MAX);
+    Duration::from_millis(2_u64.saturating_pow(exponent)).min(Duration::from_secs(4))
 }
 
 /// The oldest nats-server whose JetStream API the client can use: async-nats needs
@@ -211,6 +243,15 @@ fn server_addrs(servers: &str) -> Result<Vec<async_nats::ServerAddr>> {
 #[cfg(test)]
 mod version_tests {
     use super::*;
+
+    #[test]
+    fn reconnect_delays_double_up_to_four_seconds() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(4), Duration::from_millis(8));
+        assert_eq!(reconnect_delay(12), Duration::from_millis(2048));
+        assert_eq!(reconnect_delay(13), Duration::from_secs(4));
+        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(4));
+    }
 
     #[test]
     fn servers_older_than_2_10_are_named_and_refused() {

@@ -213,3 +213,35 @@ fn keys_set_what_the_builder_sets() {
     built.jetstream.ephemeral_inactive = Duration::from_millis(9);
     assert_eq!(o, built);
 }
+
+#[test]
+fn replicas_for_a_cluster() {
+    let url = broker_core::registry::parse_url("jetstream://a:4222,b:4222,c:4222?replicas=3")
+        .expect("a seed list");
+    let o = NatsOptions::from_url(&url).expect("options");
+    assert_eq!(o.jetstream.replicas, 3);
+    assert_eq!(o.server, "nats://a:4222,nats://b:4222,nats://c:4222");
+    assert_eq!(
+        parse("jetstream://h").expect("options").jetstream.replicas,
+        1
+    );
+    assert_eq!(
+        NatsOptions::new("nats://h:4222")
+            .replicas(3)
+            .jetstream
+            .replicas,
+        3
+    );
+    let err = parse("jetstream://h?replicas=three").expect_err("not a number");
+    assert!(
+        err.message().contains("`replicas` must be a whole number"),
+        "{err}"
+    );
+    let err = parse("nats://h?replicas=3").expect_err("core NATS has no streams");
+    assert!(err.message().contains("`jetstream://` URLs only"), "{err}");
+    let err = parse("jetstream://h?replica=3").expect_err("misspelt");
+    assert!(
+        err.message().contains("replicas"),
+        "the valid keys are listed: {err}"
+    );
+}
