@@ -394,7 +394,7 @@ async fn a_seed_list_connects_with_its_first_node_down() {
             attempt = NatsBroker::connect_url(&url).await;
         }
         let broker = attempt.unwrap_or_else(|e| panic!("{url}: {}", e.display_chain()));
-        let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
+        let mut sub = subscribe(&broker, &topic, options).await;
         for i in 0..20 {
             broker
                 .publish(&topic, Message::new(format!("{i}")))
