@@ -377,12 +377,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .context("starting tokio")?;
     let machine = machine::describe();
     eprintln!("broker-bench on {machine}");
-    let mut rows: Vec<Row> = Vec::new();
+    let mut scenarios: Collected<Row> = Collected::default();
     let mut failures: Vec<String> = Vec::new();
-    let mut plans: Vec<String> = Vec::new();
-    let mut peer_rows: Vec<peer::PeerRow> = Vec::new();
+    let mut peer: Collected<peer::PeerRow> = Collected::default();
     let mut peer_failures: Vec<String> = Vec::new();
-    let mut peer_plans: Vec<String> = Vec::new();
     let scenarios_run = args.scenarios_run();
     if args.peer.is_some()
         && !args
@@ -400,10 +398,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     for backend in args.backends() {
         if scenarios_run {
-            let before = rows.len();
-            let result = runtime.block_on(run_backend(args, backend, &mut rows, &mut plans));
+            let before = scenarios.rows.len();
+            let result = runtime.block_on(run_backend(args, backend, &mut scenarios));
             if let Err(err) = result {
-                rows.truncate(before);
+                scenarios.rows.truncate(before);
                 eprintln!("{backend:?} FAILED: {err:#}");
                 failures.push(format!(
                     "{}: {err:#}",
@@ -412,10 +410,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
             }
         }
         if args.peer.is_some() {
-            let before = peer_rows.len();
-            let result = runtime.block_on(run_peer(args, backend, &mut peer_rows, &mut peer_plans));
+            let before = peer.rows.len();
+            let result = runtime.block_on(run_peer(args, backend, &mut peer));
             if let Err(err) = result {
-                peer_rows.truncate(before);
+                peer.rows.truncate(before);
                 eprintln!("{backend:?} against go-micro FAILED: {err:#}");
                 let name = if backend == Backend::Kafka {
                     "kafka"
@@ -450,16 +448,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
     let results = report::Results {
         run,
-        plan: &plans.join("; "),
-        rows: &rows,
+        plan: &scenarios.plans.join("; "),
+        rows: &scenarios.rows,
         skipped: &failures,
         backlog: backlog.as_deref().map(|o| (backlog_messages, o)),
     };
-    let peer_plan = peer_plans.join("; ");
+    let peer_plan = peer.plans.join("; ");
     let peer_results = peer::PeerResults {
         run,
         plan: &peer_plan,
-        rows: &peer_rows,
+        rows: &peer.rows,
         skipped: &peer_failures,
     };
     if scenarios_run {
@@ -485,7 +483,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             eprintln!("wrote {}", path.display());
         }
         // Only a comparison that measured something replaces the recorded one.
-        if args.peer.is_some() && !peer_rows.is_empty() {
+        if args.peer.is_some() && !peer.rows.is_empty() {
             peer_results.write(&path)?;
             eprintln!("wrote the go-micro peer section of {}", path.display());
         }
@@ -501,15 +499,31 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the runs of one kind (the scenarios, or the comparison with the go-micro peer)
+/// collect for the report: a row per result, a line per plan.
+#[derive(Debug)]
+struct Collected<R> {
+    rows: Vec<R>,
+    plans: Vec<String>,
+}
+
+impl<R> Default for Collected<R> {
+    fn default() -> Self {
+        Collected {
+            rows: Vec::new(),
+            plans: Vec::new(),
+        }
+    }
+}
+
 async fn run_backend(
     args: &Args,
     backend: Backend,
-    rows: &mut Vec<Row>,
-    plans: &mut Vec<String>,
+    out: &mut Collected<Row>,
 ) -> anyhow::Result<()> {
     match backend {
         Backend::Memory => {
-            let plan = memory_plan(args, "memory", plans);
+            let plan = memory_plan(args, "memory", &mut out.plans);
             let (fw, buffer) = memory::framework();
             let raw = memory::RawMemory::new(buffer, plan.messages as usize);
             scenario::compare(
@@ -520,17 +534,17 @@ async fn run_backend(
                 &NoPrepare,
                 &Topics::new("bench"),
                 &plan,
-                rows,
+                &mut out.rows,
             )
             .await?;
             fw.broker().close().await?;
             Ok(())
         }
-        Backend::NatsCore | Backend::Jetstream => run_nats(args, backend, rows, plans).await,
-        Backend::Kafka => run_kafka(args, rows, plans).await,
+        Backend::NatsCore | Backend::Jetstream => run_nats(args, backend, out).await,
+        Backend::Kafka => run_kafka(args, out).await,
         Backend::Observe => {
-            let plan = memory_plan(args, "memory + observe", plans);
-            observe::run(&plan, rows).await
+            let plan = memory_plan(args, "memory + observe", &mut out.plans);
+            observe::run(&plan, &mut out.rows).await
         }
         Backend::Nats => bail!("`nats` is expanded before this point"),
     }
@@ -550,12 +564,7 @@ fn memory_plan(args: &Args, name: &str, plans: &mut Vec<String>) -> Plan {
 }
 
 #[cfg(feature = "nats")]
-async fn run_nats(
-    args: &Args,
-    backend: Backend,
-    rows: &mut Vec<Row>,
-    plans: &mut Vec<String>,
-) -> anyhow::Result<()> {
+async fn run_nats(args: &Args, backend: Backend, out: &mut Collected<Row>) -> anyhow::Result<()> {
     let jetstream = backend == Backend::Jetstream;
     let mut plan = if jetstream {
         args.plan(Sizing {
@@ -572,16 +581,22 @@ async fn run_nats(
     }
     let name = if jetstream { "jetstream" } else { "nats" };
     eprintln!("{name}: {} messages per run", plan.messages);
-    plans.push(plan_line(name, &plan));
-    nats::run(jetstream, args.jetstream_acks, args.nats_ids, &plan, rows).await
+    out.plans.push(plan_line(name, &plan));
+    nats::run(
+        jetstream,
+        args.jetstream_acks,
+        args.nats_ids,
+        &plan,
+        &mut out.rows,
+    )
+    .await
 }
 
 #[cfg(not(feature = "nats"))]
 async fn run_nats(
     _args: &Args,
     _backend: Backend,
-    _rows: &mut Vec<Row>,
-    _plans: &mut Vec<String>,
+    _out: &mut Collected<Row>,
 ) -> anyhow::Result<()> {
     bail!(
         "this binary was built without the `nats` feature: cargo run --release -p broker-bench --features nats -- --backend nats"
@@ -589,15 +604,11 @@ async fn run_nats(
 }
 
 #[cfg(feature = "kafka")]
-async fn run_kafka(
-    args: &Args,
-    rows: &mut Vec<Row>,
-    plans: &mut Vec<String>,
-) -> anyhow::Result<()> {
+async fn run_kafka(args: &Args, out: &mut Collected<Row>) -> anyhow::Result<()> {
     let plan = kafka_plan(args);
     eprintln!("kafka: {} messages per run", plan.messages);
-    plans.push(plan_line("kafka", &plan));
-    kafka::run(&plan, rows).await
+    out.plans.push(plan_line("kafka", &plan));
+    kafka::run(&plan, &mut out.rows).await
 }
 
 /// The plan of Kafka's runs.
@@ -618,8 +629,7 @@ fn kafka_plan(args: &Args) -> Plan {
 async fn run_peer(
     args: &Args,
     backend: Backend,
-    rows: &mut Vec<peer::PeerRow>,
-    plans: &mut Vec<String>,
+    out: &mut Collected<peer::PeerRow>,
 ) -> anyhow::Result<()> {
     match backend {
         #[cfg(feature = "nats")]
@@ -627,27 +637,27 @@ async fn run_peer(
             let plan = args.plan(NATS_CORE_SIZING);
             let line = peer::plan_line("nats", &plan);
             eprintln!("{line}");
-            plans.push(line);
-            peer::run_nats(&plan, rows).await
+            out.plans.push(line);
+            peer::run_nats(&plan, &mut out.rows).await
         }
         #[cfg(feature = "kafka")]
         Backend::Kafka => {
             let plan = kafka_plan(args);
             let line = peer::plan_line("kafka", &plan);
             eprintln!("{line}");
-            plans.push(line);
-            peer::run_kafka(&plan, rows).await
+            out.plans.push(line);
+            peer::run_kafka(&plan, &mut out.rows).await
         }
         #[cfg(not(feature = "nats"))]
         Backend::NatsCore => {
-            let _ = (args, rows, plans);
+            let _ = (args, out);
             bail!(
                 "this binary was built without the `nats` feature: cargo run --release -p broker-bench --features nats -- --backend nats-core --peer gomicro"
             )
         }
         #[cfg(not(feature = "kafka"))]
         Backend::Kafka => {
-            let _ = (args, rows, plans);
+            let _ = (args, out);
             bail!(
                 "this binary was built without the `kafka` feature: cargo run --release -p broker-bench --features kafka -- --backend kafka --peer gomicro"
             )
@@ -657,11 +667,7 @@ async fn run_peer(
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn run_kafka(
-    _args: &Args,
-    _rows: &mut Vec<Row>,
-    _plans: &mut Vec<String>,
-) -> anyhow::Result<()> {
+async fn run_kafka(_args: &Args, _out: &mut Collected<Row>) -> anyhow::Result<()> {
     bail!(
         "this binary was built without the `kafka` feature: cargo run --release -p broker-bench --features kafka -- --backend kafka"
     )

@@ -45,4 +45,4 @@ pub use async_trait::async_trait;
 pub use outage::OutageLog;
 
 pub use crate::broker::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
-pub use crate::delivery::{Acknowledger, Requeue, settled};
+pub use crate::delivery::{Acknowledger, Nacked, Requeue, settled};

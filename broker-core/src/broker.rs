@@ -74,6 +74,20 @@ pub enum OrderingGuarantee {
     PerKey,
 }
 
+/// Builder setters: each `field: Type;` becomes `pub fn field(mut self, field: Type) -> Self`,
+/// which sets the field of that name; the attributes before it (its docs) go on the method.
+macro_rules! setters {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub fn $field(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+
 /// What a backend guarantees, for users to read and for the conformance kit to test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -115,45 +129,20 @@ impl Capabilities {
         }
     }
 
-    /// Sets the delivery guarantee.
-    pub fn delivery(mut self, delivery: DeliveryGuarantee) -> Self {
-        self.delivery = delivery;
-        self
-    }
-
-    /// Sets the ordering guarantee.
-    pub fn ordering(mut self, ordering: OrderingGuarantee) -> Self {
-        self.ordering = ordering;
-        self
-    }
-
-    /// Sets whether messages outlive their subscribers.
-    pub fn persistence(mut self, persistence: bool) -> Self {
-        self.persistence = persistence;
-        self
-    }
-
-    /// Sets whether `nack` redelivers.
-    pub fn redelivery(mut self, redelivery: bool) -> Self {
-        self.redelivery = redelivery;
-        self
-    }
-
-    /// Sets whether queue groups are supported.
-    pub fn queue_groups(mut self, queue_groups: bool) -> Self {
-        self.queue_groups = queue_groups;
-        self
-    }
-
-    /// Sets the largest message accepted.
-    pub fn max_message_bytes(mut self, max: Option<usize>) -> Self {
-        self.max_message_bytes = max;
-        self
-    }
-
-    /// Sets whether topics are free to leave behind.
-    pub fn disposable_topics(mut self, disposable: bool) -> Self {
-        self.disposable_topics = disposable;
-        self
+    setters! {
+        /// Sets the delivery guarantee.
+        delivery: DeliveryGuarantee;
+        /// Sets the ordering guarantee.
+        ordering: OrderingGuarantee;
+        /// Sets whether messages outlive their subscribers.
+        persistence: bool;
+        /// Sets whether `nack` redelivers.
+        redelivery: bool;
+        /// Sets whether queue groups are supported.
+        queue_groups: bool;
+        /// Sets the largest message accepted.
+        max_message_bytes: Option<usize>;
+        /// Sets whether topics are free to leave behind.
+        disposable_topics: bool;
     }
 }

@@ -54,19 +54,13 @@ pub trait Acknowledger: Send + 'static {
 /// ```
 /// use std::sync::Arc;
 /// use broker_core::{Delivery, Message, Result};
-/// use broker_core::backend::Requeue;
+/// use broker_core::backend::{Nacked, Requeue};
 /// use broker_core::delivery::Redelivery;
 /// use futures::future::BoxFuture;
 ///
 /// struct Drop;
 /// impl Requeue for Drop {
-///     fn requeue(
-///         &self,
-///         _message: Message,
-///         _topic: Arc<str>,
-///         _attempt: u32,
-///         _redelivery: Redelivery,
-///     ) -> BoxFuture<'static, Result<()>> {
+///     fn requeue(&self, _nacked: Nacked, _redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
 ///         Box::pin(async { Ok(()) })
 ///     }
 /// }
@@ -75,15 +69,20 @@ pub trait Acknowledger: Send + 'static {
 /// assert_eq!(delivery.attempt(), Some(1));
 /// ```
 pub trait Requeue: Send + Sync + 'static {
-    /// Takes back `message`, published to `topic` and delivered for the `attempt`th time,
-    /// to be delivered again as `redelivery` says.
-    fn requeue(
-        &self,
-        message: Message,
-        topic: Arc<str>,
-        attempt: u32,
-        redelivery: Redelivery,
-    ) -> BoxFuture<'static, Result<()>>;
+    /// Takes back the `nacked` message, to be delivered again as `redelivery` says.
+    fn requeue(&self, nacked: Nacked, redelivery: Redelivery) -> BoxFuture<'static, Result<()>>;
+}
+
+/// What a nack hands back to a [`Requeue`]: the message, the concrete topic it was
+/// published to, and the attempt it was delivered for (1 for the first).
+#[derive(Debug)]
+pub struct Nacked {
+    /// The message.
+    pub message: Message,
+    /// The concrete topic.
+    pub topic: Arc<str>,
+    /// The delivery attempt that was nacked.
+    pub attempt: u32,
 }
 
 /// How one delivery is settled.
@@ -146,18 +145,15 @@ impl Acker {
         }
     }
 
-    /// Nacks; `from` gives the message, topic and attempt a [`Requeue`] takes back.
+    /// Nacks; `from` gives what a [`Requeue`] takes back.
     fn nack(
         self,
         redelivery: Redelivery,
-        from: impl FnOnce() -> (Message, Arc<str>, u32),
+        from: impl FnOnce() -> Nacked,
     ) -> BoxFuture<'static, Result<()>> {
         match self {
             Acker::Boxed(acker) => acker.nack(redelivery),
-            Acker::Requeue(requeue) => {
-                let (message, topic, attempt) = from();
-                requeue.requeue(message, topic, attempt, redelivery)
-            }
+            Acker::Requeue(requeue) => requeue.requeue(from(), redelivery),
         }
     }
 }
@@ -184,11 +180,7 @@ impl Settling {
 
     /// Nacks, unless already settled, then gives the permit back; `from` gives what a
     /// [`Requeue`] takes back.
-    async fn nack(
-        &mut self,
-        redelivery: Redelivery,
-        from: impl FnOnce() -> (Message, Arc<str>, u32),
-    ) -> Result<()> {
+    async fn nack(&mut self, redelivery: Redelivery, from: impl FnOnce() -> Nacked) -> Result<()> {
         let result = match self.acker.take() {
             Some(acker) => acker.nack(redelivery, from).await,
             None => Ok(()),
@@ -199,7 +191,7 @@ impl Settling {
 
     /// Settles a delivery dropped unsettled, `from` as for [`nack`](Settling::nack) (see
     /// [`settle_on_drop`]).
-    fn drop_unsettled(&mut self, from: impl FnOnce() -> (Message, Arc<str>, u32)) {
+    fn drop_unsettled(&mut self, from: impl FnOnce() -> Nacked) {
         settle_on_drop(self.ack_mode, self.acker.take(), self.permit.take(), from);
     }
 }
@@ -369,7 +361,7 @@ impl Delivery {
         };
         // The message goes to the handler; the settle half keeps a copy for a nack.
         let requeue = matches!(settling.acker, Some(Acker::Requeue(_))).then(|| {
-            Box::new(Requeued {
+            Box::new(Nacked {
                 message: self.message.clone(),
                 topic: self.topic.clone(),
                 attempt: self.attempt.unwrap_or(1),
@@ -403,16 +395,12 @@ impl Drop for Delivery {
 
 /// What a nack through a [`Requeue`] hands back for a [`Delivery`]: its message (moved
 /// out) with its topic and attempt.
-fn take_for_requeue(
-    message: &mut Message,
-    topic: &Arc<str>,
-    attempt: Option<u32>,
-) -> (Message, Arc<str>, u32) {
-    (
-        std::mem::replace(message, Message::placeholder()),
-        topic.clone(),
-        attempt.unwrap_or(1),
-    )
+fn take_for_requeue(message: &mut Message, topic: &Arc<str>, attempt: Option<u32>) -> Nacked {
+    Nacked {
+        message: std::mem::replace(message, Message::placeholder()),
+        topic: topic.clone(),
+        attempt: attempt.unwrap_or(1),
+    }
 }
 
 /// Where a delivery came from, without its message.
@@ -433,14 +421,7 @@ pub struct DeliveryInfo {
 pub struct Settle {
     settling: Settling,
     /// What a nack through a [`Requeue`] hands back.
-    requeue: Option<Box<Requeued>>,
-}
-
-/// A message kept for a nack through a [`Requeue`].
-struct Requeued {
-    message: Message,
-    topic: Arc<str>,
-    attempt: u32,
+    requeue: Option<Box<Nacked>>,
 }
 
 impl Settle {
@@ -452,17 +433,22 @@ impl Settle {
     /// Rejects the message; `redelivery` says when it should come back.
     pub async fn nack(mut self, redelivery: Redelivery) -> Result<()> {
         self.settling
-            .nack(redelivery, || Requeued::parts(self.requeue.take()))
+            .nack(redelivery, || Nacked::kept(self.requeue.take()))
             .await
     }
 }
 
-impl Requeued {
-    /// What a nack through a [`Requeue`] hands back for a [`Settle`]: what it `kept`.
-    fn parts(kept: Option<Box<Requeued>>) -> (Message, Arc<str>, u32) {
+impl Nacked {
+    /// What a nack through a [`Requeue`] hands back for a [`Settle`]: what it `kept`, or
+    /// an empty placeholder when it kept nothing.
+    fn kept(kept: Option<Box<Nacked>>) -> Nacked {
         match kept {
-            Some(kept) => (kept.message, kept.topic, kept.attempt),
-            None => (Message::placeholder(), Arc::from(""), 1),
+            Some(kept) => *kept,
+            None => Nacked {
+                message: Message::placeholder(),
+                topic: Arc::from(""),
+                attempt: 1,
+            },
         }
     }
 }
@@ -479,7 +465,7 @@ impl fmt::Debug for Settle {
 impl Drop for Settle {
     fn drop(&mut self) {
         self.settling
-            .drop_unsettled(|| Requeued::parts(self.requeue.take()));
+            .drop_unsettled(|| Nacked::kept(self.requeue.take()));
     }
 }
 
@@ -490,7 +476,7 @@ fn settle_on_drop(
     ack_mode: AckMode,
     acker: Option<Acker>,
     permit: Option<Permit>,
-    from: impl FnOnce() -> (Message, Arc<str>, u32),
+    from: impl FnOnce() -> Nacked,
 ) {
     let Some(acker) = acker else { return };
     if ack_mode == AckMode::Auto && acker.ack_is_noop() {

@@ -126,6 +126,39 @@ pub trait Layer<H> {
     fn layer(&self, inner: H) -> Self::Handler;
 }
 
+/// Defines a handler layer that holds nothing, `$layer` (with `new()`, and `Default`),
+/// and the handler it builds, `$handler<H>`, which keeps the wrapped handler in its
+/// `inner` field; what the layer does is the caller's `Handler` impl for `$handler<H>`.
+/// The attributes given (its docs) go on the layer.
+macro_rules! unit_layer {
+    ($(#[$attr:meta])* pub struct $layer:ident => $handler:ident;) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $layer;
+
+        impl $layer {
+            /// The layer.
+            pub fn new() -> Self {
+                $layer
+            }
+        }
+
+        impl<H: $crate::Handler> $crate::handler::Layer<H> for $layer {
+            type Handler = $handler<H>;
+            fn layer(&self, inner: H) -> $handler<H> {
+                $handler { inner }
+            }
+        }
+
+        #[doc = concat!("The handler built by [`", stringify!($layer), "`].")]
+        #[derive(Debug, Clone)]
+        pub struct $handler<H> {
+            inner: H,
+        }
+    };
+}
+pub(crate) use unit_layer;
+
 /// Adds [`with`](HandlerExt::with) to every handler.
 pub trait HandlerExt: Handler + Sized {
     /// Wraps this handler in `layer`. The last layer added is the outermost:

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use broker_core::backend::Requeue;
+use broker_core::backend::{Nacked, Requeue};
 use broker_core::delivery::Redelivery;
-use broker_core::{Delivery, Message, Result, SubscribeOptions, Subscription};
+use broker_core::{Delivery, Result, SubscribeOptions, Subscription};
 use futures::Stream;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -101,17 +101,11 @@ struct MemoryRequeue {
 }
 
 impl Requeue for MemoryRequeue {
-    fn requeue(
-        &self,
-        message: Message,
-        topic: Arc<str>,
-        attempt: u32,
-        redelivery: Redelivery,
-    ) -> BoxFuture<'static, Result<()>> {
+    fn requeue(&self, nacked: Nacked, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
         let entry = Entry {
-            topic: Some(topic),
-            message,
-            attempt: attempt.saturating_add(1),
+            topic: Some(nacked.topic),
+            message: nacked.message,
+            attempt: nacked.attempt.saturating_add(1),
         };
         let delay = match redelivery {
             Redelivery::After(delay) => delay,

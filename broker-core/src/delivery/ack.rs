@@ -3,15 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 
-use super::{Acker, settle_on_drop};
+use super::{Acker, Nacked, settle_on_drop};
+use crate::Result;
 use crate::options::AckMode;
 use crate::subscription::Permit;
-use crate::{Message, Result};
 
 /// What [`Delivery::ack`](crate::Delivery::ack) and [`Settle::ack`](super::Settle::ack) return: a future that resolves when the
 /// backend has taken the ack. The ack is sent when it is first polled; dropped before
@@ -22,13 +21,13 @@ use crate::{Message, Result};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> broker_core::Result<()> {
 /// use std::sync::Arc;
 /// use broker_core::{Delivery, Message, Result};
-/// use broker_core::backend::Requeue;
+/// use broker_core::backend::{Nacked, Requeue};
 /// use broker_core::delivery::Redelivery;
 /// use futures::future::BoxFuture;
 ///
 /// struct Forget;
 /// impl Requeue for Forget {
-///     fn requeue(&self, _: Message, _: Arc<str>, _: u32, _: Redelivery) -> BoxFuture<'static, Result<()>> {
+///     fn requeue(&self, _: Nacked, _: Redelivery) -> BoxFuture<'static, Result<()>> {
 ///         broker_core::backend::settled()
 ///     }
 /// }
@@ -94,9 +93,7 @@ impl Drop for Ack {
         if let AckState::Start(acker) = &mut self.state {
             let acker = acker.take();
             let permit = self.permit.take();
-            settle_on_drop(AckMode::Auto, acker, permit, || {
-                (Message::placeholder(), Arc::from(""), 1)
-            });
+            settle_on_drop(AckMode::Auto, acker, permit, || Nacked::kept(None));
         }
     }
 }

@@ -15,16 +15,15 @@ fn settled_is_ok_and_allocates_nothing() {
 struct Recorded(Mutex<Vec<(String, String, u32, Redelivery)>>);
 
 impl Requeue for Recorded {
-    fn requeue(
-        &self,
-        message: Message,
-        topic: Arc<str>,
-        attempt: u32,
-        redelivery: Redelivery,
-    ) -> BoxFuture<'static, Result<()>> {
-        let payload = String::from_utf8_lossy(message.payload()).into_owned();
+    fn requeue(&self, nacked: Nacked, redelivery: Redelivery) -> BoxFuture<'static, Result<()>> {
+        let payload = String::from_utf8_lossy(nacked.message.payload()).into_owned();
         if let Ok(mut seen) = self.0.lock() {
-            seen.push((payload, topic.to_string(), attempt, redelivery));
+            seen.push((
+                payload,
+                nacked.topic.to_string(),
+                nacked.attempt,
+                redelivery,
+            ));
         }
         Box::pin(futures::future::ready(Ok(())))
     }

@@ -2,33 +2,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::panic::AssertUnwindSafe;
 
-use crate::handler::Layer;
-use crate::handler::{HandlerError, panic_message};
+use crate::handler::{HandlerError, panic_message, unit_layer};
 use crate::{BoxError, Event, Handler};
 
-/// Turns a handler panic into an error, so the layers around it (retry, dead letter) treat
-/// it as a failure. The handler runner catches panics anyway; this layer is for composing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RecoverLayer;
-
-impl RecoverLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        RecoverLayer
-    }
-}
-
-impl<H: Handler> Layer<H> for RecoverLayer {
-    type Handler = Recover<H>;
-    fn layer(&self, inner: H) -> Recover<H> {
-        Recover { inner }
-    }
-}
-
-/// The handler built by [`RecoverLayer`].
-#[derive(Debug, Clone)]
-pub struct Recover<H> {
-    inner: H,
+unit_layer! {
+    /// Turns a handler panic into an error, so the layers around it (retry, dead letter)
+    /// treat it as a failure. The handler runner catches panics anyway; this layer is for
+    /// composing.
+    pub struct RecoverLayer => Recover;
 }
 
 impl<H: Handler> Handler for Recover<H> {

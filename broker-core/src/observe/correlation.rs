@@ -6,9 +6,9 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::handler::Layer;
+use crate::handler::unit_layer;
 use crate::headers::names;
-use crate::{BoxError, Broker, Event, Handler, Message};
+use crate::{BoxError, Event, Handler, Message};
 
 tokio::task_local! {
     static CURRENT: Arc<str>;
@@ -33,30 +33,11 @@ pub(crate) fn correlation_of(message: &Message) -> Arc<str> {
     }
 }
 
-/// A handler layer that makes the event's correlation id (its `correlation-id` header,
-/// or its message id when it has none) current while the handler runs, so that a
-/// [`CorrelatingBroker`] stamps it on whatever the handler publishes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CorrelationLayer;
-
-impl CorrelationLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        CorrelationLayer
-    }
-}
-
-impl<H: Handler> Layer<H> for CorrelationLayer {
-    type Handler = Correlation<H>;
-    fn layer(&self, inner: H) -> Correlation<H> {
-        Correlation { inner }
-    }
-}
-
-/// The handler built by [`CorrelationLayer`].
-#[derive(Debug, Clone)]
-pub struct Correlation<H> {
-    inner: H,
+unit_layer! {
+    /// A handler layer that makes the event's correlation id (its `correlation-id`
+    /// header, or its message id when it has none) current while the handler runs, so
+    /// that a [`CorrelatingBroker`] stamps it on whatever the handler publishes.
+    pub struct CorrelationLayer => Correlation;
 }
 
 impl<H: Handler> Handler for Correlation<H> {
@@ -68,22 +49,12 @@ impl<H: Handler> Handler for Correlation<H> {
     }
 }
 
-/// A broker decorator: a message published while a handler runs under a
-/// [`CorrelationLayer`] gets that event's correlation id in its `correlation-id` header,
-/// unless it already has one.
-#[derive(Debug, Clone)]
-pub struct CorrelatingBroker {
-    inner: Arc<dyn Broker>,
+stamping_broker! {
+    /// A broker decorator: a message published while a handler runs under a
+    /// [`CorrelationLayer`] gets that event's correlation id in its `correlation-id`
+    /// header, unless it already has one.
+    pub struct CorrelatingBroker => stamp_correlation_id;
 }
-
-impl CorrelatingBroker {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Broker>) -> Self {
-        CorrelatingBroker { inner }
-    }
-}
-
-stamping_broker!(CorrelatingBroker, stamp_correlation_id);
 
 /// Gives `message` the current correlation id, unless it has one.
 fn stamp_correlation_id(message: &mut Message) {

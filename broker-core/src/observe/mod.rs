@@ -34,11 +34,25 @@
 //! # Ok(()) }
 //! ```
 
-/// Implements [`Broker`] for a decorator of the broker in its `inner` field that only
-/// changes what is published: `publish` hands each message to `$stamp` (a
-/// `fn(&mut Message)`) first; subscribing, closing and the capabilities are `inner`'s.
+/// Defines `$decorator`, a decorator of the broker in its `inner` field (built with
+/// `new(inner)`) that only changes what is published: `publish` hands each message to
+/// `$stamp` (a `fn(&mut Message)`) first; subscribing, closing and the capabilities are
+/// `inner`'s. The attributes given (its docs) go on the decorator.
 macro_rules! stamping_broker {
-    ($decorator:ty, $stamp:path) => {
+    ($(#[$attr:meta])* pub struct $decorator:ident => $stamp:path;) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone)]
+        pub struct $decorator {
+            inner: std::sync::Arc<dyn $crate::Broker>,
+        }
+
+        impl $decorator {
+            /// Wraps `inner`.
+            pub fn new(inner: std::sync::Arc<dyn $crate::Broker>) -> Self {
+                $decorator { inner }
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Broker for $decorator {
             async fn publish(

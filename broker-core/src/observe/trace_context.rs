@@ -1,8 +1,6 @@
 //! W3C trace context (`traceparent`, `tracestate`) carried in message headers, through
 //! `opentelemetry` and `tracing-opentelemetry`.
 
-use std::sync::Arc;
-
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -11,8 +9,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::handler::Layer;
-use crate::{BoxError, Broker, Event, Handler, Headers, Message};
+use crate::handler::unit_layer;
+use crate::{BoxError, Event, Handler, Headers, Message};
 
 struct HeaderInjector<'a>(&'a mut Headers);
 
@@ -33,22 +31,12 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// A broker decorator writing the current `tracing` span's OpenTelemetry context into
-/// each published message as `traceparent` (and `tracestate`). With no OpenTelemetry
-/// layer installed there is no valid context and the message is left as it is.
-#[derive(Debug, Clone)]
-pub struct TraceContextBroker {
-    inner: Arc<dyn Broker>,
+stamping_broker! {
+    /// A broker decorator writing the current `tracing` span's OpenTelemetry context into
+    /// each published message as `traceparent` (and `tracestate`). With no OpenTelemetry
+    /// layer installed there is no valid context and the message is left as it is.
+    pub struct TraceContextBroker => inject_trace_context;
 }
-
-impl TraceContextBroker {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Broker>) -> Self {
-        TraceContextBroker { inner }
-    }
-}
-
-stamping_broker!(TraceContextBroker, inject_trace_context);
 
 /// Writes the current span's trace context into `message`'s headers, when it has a valid one.
 fn inject_trace_context(message: &mut Message) {
@@ -59,29 +47,11 @@ fn inject_trace_context(message: &mut Message) {
     }
 }
 
-/// A handler layer running the handler in a `handle` span whose parent is the trace
-/// context found in the message headers, so the handler continues the publisher's trace.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceContextLayer;
-
-impl TraceContextLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        TraceContextLayer
-    }
-}
-
-impl<H: Handler> Layer<H> for TraceContextLayer {
-    type Handler = TraceContextHandler<H>;
-    fn layer(&self, inner: H) -> TraceContextHandler<H> {
-        TraceContextHandler { inner }
-    }
-}
-
-/// The handler built by [`TraceContextLayer`].
-#[derive(Debug, Clone)]
-pub struct TraceContextHandler<H> {
-    inner: H,
+unit_layer! {
+    /// A handler layer running the handler in a `handle` span whose parent is the trace
+    /// context found in the message headers, so the handler continues the publisher's
+    /// trace.
+    pub struct TraceContextLayer => TraceContextHandler;
 }
 
 impl<H: Handler> Handler for TraceContextHandler<H> {

@@ -55,3 +55,10 @@ impl Topics {
         }
     }
 }
+
+impl From<&str> for Topics {
+    /// The topics under `prefix`, as [`Topics::prefixed`] names them.
+    fn from(prefix: &str) -> Self {
+        Topics::prefixed(prefix)
+    }
+}

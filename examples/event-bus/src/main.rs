@@ -7,32 +7,18 @@
 mod demo;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker::Broker;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use event_bus::{Gateway, Topics, product_options, router, run_product_service};
-use example_support::plugin;
-use example_support::run::{Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c};
-use example_telemetry::PrometheusHandle;
+use example_support::run::{
+    self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c,
+};
 
 /// `GET /prods` answered over a message broker, with a timeout.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {
-    /// The broker: memory://, nats://HOST:PORT, jetstream://HOST:PORT or kafka://BROKERS.
-    #[arg(long, global = true, env = "BROKER_URL", default_value = plugin::DEFAULT_BROKER_URL)]
-    broker_url: String,
-    /// A prefix for the topics (`<prefix>.product.list`), to share a broker.
-    #[arg(long, global = true, env = "TOPIC_PREFIX", default_value = "")]
-    topic_prefix: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the HTTP gateway alone.
     Gateway {
@@ -67,52 +53,40 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo) {
-        "error"
-    } else {
-        "info"
-    };
-    let process = Process::start("event-bus", default_level, &cli.broker_url).await?;
-    let (broker, metrics) = (process.broker(), process.metrics());
-    let topics = Topics::prefixed(&cli.topic_prefix);
-    let outcome = match cli.command {
-        Command::Gateway { addr, timeout_ms } => {
-            process.warn_if_alone("gateway");
-            serve(broker, topics, addr, timeout_ms, metrics).await
-        }
+    // The demo's gateway times out on purpose: its warnings would only repeat the output.
+    run::main::<Command, Topics>("error", async |command, process, topics| match command {
+        Command::Gateway { addr, timeout_ms } => serve(process, topics, addr, timeout_ms).await,
         Command::Products { instance, delay_ms } => {
-            process.warn_if_alone("products");
             let options = product_options().topics(topics).instance(instance);
-            let handle = run_product_service(broker, options, Duration::from_millis(delay_ms))
+            let delay = Duration::from_millis(delay_ms);
+            let handle = run_product_service(process.broker(), options, delay)
                 .await
                 .context("cannot subscribe the product service")?;
             subscribe_until_ctrl_c(vec![handle], "the product service").await
         }
         Command::All { addr, timeout_ms } => {
             let options = product_options().topics(topics.clone());
-            let handle = run_product_service(broker.clone(), options, Duration::ZERO)
+            let handle = run_product_service(process.broker(), options, Duration::ZERO)
                 .await
                 .context("cannot subscribe the product service")?;
-            let served = serve(broker, topics, addr, timeout_ms, metrics).await;
+            let served = serve(process, topics, addr, timeout_ms).await;
             served.and(shutdown_all([handle], "the product service").await)
         }
-        Command::Demo => demo::run(broker, process.url(), &topics).await,
-    };
-    process.finish(outcome).await
+        Command::Demo => demo::run(process.broker(), process.url(), &topics).await,
+    })
+    .await
 }
 
 async fn serve(
-    broker: Arc<dyn Broker>,
+    process: &Process,
     topics: Topics,
     addr: SocketAddr,
     timeout_ms: u64,
-    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
-    let gateway = Gateway::new(broker, topics, Duration::from_millis(timeout_ms))
+    let gateway = Gateway::new(process.broker(), topics, Duration::from_millis(timeout_ms))
         .await
         .context("cannot start the gateway")?;
-    serve_until_ctrl_c(addr, router(gateway), metrics, |server| {
+    serve_until_ctrl_c(addr, router(gateway), process.metrics(), |server| {
         tracing::info!(
             "gateway on {} (metrics: {}); try: curl -s {}",
             server.url(""),

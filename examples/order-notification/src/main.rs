@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use broker::Broker;
-use clap::{Parser, Subcommand};
-use example_support::plugin;
+use clap::Parser;
 use example_support::run::{
-    Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c, wait_for_ctrl_c,
+    self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c, wait_for_ctrl_c,
 };
 use example_telemetry::PrometheusHandle;
 use order_notification::{
@@ -26,18 +25,6 @@ use order_notification::{
 /// Order → notification over a message broker.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {
-    /// The broker: memory://, nats://HOST:PORT, jetstream://HOST:PORT or kafka://BROKERS.
-    #[arg(long, global = true, env = "BROKER_URL", default_value = plugin::DEFAULT_BROKER_URL)]
-    broker_url: String,
-    /// A prefix for the topics (`<prefix>.notification.submit`), to share a broker.
-    #[arg(long, global = true, env = "TOPIC_PREFIX", default_value = "")]
-    topic_prefix: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the order service (HTTP) alone.
     Order {
@@ -76,34 +63,19 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo) {
-        "warn"
-    } else {
-        "info"
-    };
-    let process = Process::start("order-notification", default_level, &cli.broker_url).await?;
-    let (broker, metrics) = (process.broker(), process.metrics());
-    let topics = Topics::prefixed(&cli.topic_prefix);
-    let outcome = match cli.command {
+    run::main::<Command, Topics>("warn", async |command, process, topics| match command {
         Command::Order { addr, node_id } => {
-            process.warn_if_alone("order");
-            run_order(broker, &topics, addr, node_id, metrics).await
+            run_order(process.broker(), &topics, addr, node_id, process.metrics()).await
         }
         Command::Notification {
             instance,
             queue,
             metrics_addr,
-        } => {
-            process.warn_if_alone("notification");
-            run_notification(broker, &topics, instance, queue, metrics_addr, metrics).await
-        }
-        Command::All { addr, instances } => {
-            run_all(broker, &topics, addr, instances, metrics).await
-        }
-        Command::Demo => demo::run(broker, process.url(), &topics).await,
-    };
-    process.finish(outcome).await
+        } => run_notification(process, &topics, instance, queue, metrics_addr).await,
+        Command::All { addr, instances } => run_all(process, &topics, addr, instances).await,
+        Command::Demo => demo::run(process.broker(), process.url(), &topics).await,
+    })
+    .await
 }
 
 fn order_service(
@@ -136,42 +108,42 @@ async fn run_order(
 }
 
 async fn run_all(
-    broker: Arc<dyn Broker>,
+    process: &Process,
     topics: &Topics,
     addr: SocketAddr,
     instances: usize,
-    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
+    let broker = process.broker();
     let handles = notification_options()
         .topics(topics.clone())
         .start_instances(instances, "the notification service", |options| {
             run_notifications(broker.clone(), options)
         })
         .await?;
-    let served = run_order(broker, topics, addr, 1, metrics).await;
+    let served = run_order(broker, topics, addr, 1, process.metrics()).await;
     shutdown_all(handles, "a notification instance").await?;
     served
 }
 
 async fn run_notification(
-    broker: Arc<dyn Broker>,
+    process: &Process,
     topics: &Topics,
     instance: String,
     queue: String,
     metrics_addr: Option<SocketAddr>,
-    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let options = notification_options()
         .topics(topics.clone())
         .instance(instance)
         .queue(queue);
-    let handle = run_notifications(broker, options)
+    let handle = run_notifications(process.broker(), options)
         .await
         .context("cannot subscribe the notification service")?;
     let Some(addr) = metrics_addr else {
         return subscribe_until_ctrl_c(vec![handle], "the notification service").await;
     };
-    let server = example_telemetry::http::serve(addr, example_telemetry::metrics_router(metrics))
+    let metrics = example_telemetry::metrics_router(process.metrics());
+    let server = example_telemetry::http::serve(addr, metrics)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     tracing::info!("metrics on {}", server.url("/metrics"));

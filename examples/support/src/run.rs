@@ -1,7 +1,7 @@
-//! What each example binary does around its services: logs (and OTLP traces) and the
-//! metrics recorder, the broker from `--broker-url`/`BROKER_URL`, a warning when a
-//! stand-alone service runs on `memory://`, serving HTTP with `GET /metrics` until
-//! ctrl-c, stopping subscribers and closing.
+//! What each example binary does around its services: its command line ([`main`]), logs
+//! (and OTLP traces) and the metrics recorder, the broker from `--broker-url`/`BROKER_URL`,
+//! a warning when a stand-alone service runs on `memory://`, serving HTTP with
+//! `GET /metrics` until ctrl-c, stopping subscribers and closing.
 //!
 //! ```no_run
 //! # async fn demo(router: axum::Router) -> anyhow::Result<()> {
@@ -22,10 +22,63 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use broker::{Broker, SubscriberHandle};
+use clap::{Args, FromArgMatches, Parser};
 use example_telemetry::http::{self, Server};
 use example_telemetry::{PrometheusHandle, Telemetry};
 
 use crate::plugin;
+
+/// What every example binary takes besides its command.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The broker: memory://, nats://HOST:PORT, jetstream://HOST:PORT or kafka://BROKERS.
+    #[arg(long, global = true, env = "BROKER_URL", default_value = plugin::DEFAULT_BROKER_URL)]
+    pub broker_url: String,
+    /// A prefix for the topics (`<prefix>.<topic>`), to share a broker.
+    #[arg(long, global = true, env = "TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+}
+
+/// Runs an example binary whose commands are `C`, an enum deriving [`Parser`] with
+/// `#[command(version, about)]` (so `--help` and `--version` are the binary's own):
+///
+/// - parses the command line: [`BrokerArgs`] and a `C`;
+/// - starts the [`Process`], named after the binary's package, logging at `info`, or at
+///   `demo_level` for the `demo` command, which prints what happens itself;
+/// - for a command that runs one service alone (any but `all` and `demo`), warns when
+///   the broker is in-process ([`Process::warn_if_alone`]);
+/// - runs the command with `run`, given the process and the topics (`T`) under the topic
+///   prefix, and [`finish`](Process::finish)es.
+///
+/// # Errors
+///
+/// The process cannot start, or the command fails, or the broker fails to close.
+pub async fn main<C: Parser, T: for<'a> From<&'a str>>(
+    demo_level: &str,
+    run: impl AsyncFnOnce(C, &Process, T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let binary = C::command();
+    // The options' doc comment would replace the binary's own about.
+    let about = binary.get_about().cloned();
+    let cli = BrokerArgs::augment_args(binary);
+    let mut cli = match about {
+        Some(about) => cli.about(about),
+        None => cli,
+    };
+    let matches = cli.get_matches_mut();
+    let parsed = BrokerArgs::from_arg_matches(&matches)
+        .and_then(|args| Ok((args, C::from_arg_matches(&matches)?)));
+    let (args, command) = parsed.unwrap_or_else(|err| err.format(&mut cli).exit());
+    let name = matches.subcommand_name().unwrap_or_default();
+    let level = if name == "demo" { demo_level } else { "info" };
+    let process = Process::start(cli.get_name(), level, &args.broker_url).await?;
+    if !matches!(name, "all" | "demo") {
+        process.warn_if_alone(name);
+    }
+    let topics = T::from(args.topic_prefix.as_str());
+    let outcome = run(command, &process, topics).await;
+    process.finish(outcome).await
+}
 
 /// A running example binary: its telemetry, metrics recorder and broker.
 #[derive(Debug)]
