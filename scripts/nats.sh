@@ -180,6 +180,16 @@ recent_enough() {
 }
 
 # Sets NATS_SERVER to a usable binary, installing one if needed.
+# Uses the cached binary when it is the pinned version.
+use_cached() {
+    [[ -x "$NATS_CACHED_BIN" ]] || return 1
+    local v
+    v="$(binary_version "$NATS_CACHED_BIN")"
+    [[ "$v" == "$NATS_SERVER_VERSION" ]] || return 1
+    NATS_SERVER="$NATS_CACHED_BIN"
+    log "using cached $NATS_SERVER ($v)"
+}
+
 ensure_installed() {
     if [[ -n "${NATS_SERVER_BIN:-}" ]]; then
         [[ -x "$NATS_SERVER_BIN" ]] || die "NATS_SERVER_BIN=$NATS_SERVER_BIN is not an executable file"
@@ -190,26 +200,12 @@ ensure_installed() {
         return 0
     fi
 
-    local v
-    if [[ -x "$NATS_CACHED_BIN" ]]; then
-        v="$(binary_version "$NATS_CACHED_BIN")"
-        if [[ "$v" == "$NATS_SERVER_VERSION" ]]; then
-            NATS_SERVER="$NATS_CACHED_BIN"
-            log "using cached $NATS_SERVER ($v)"
-            return 0
-        fi
-    fi
-
+    use_cached && return 0
     take_lock "$BROKER_CACHE_DIR/nats-install.lock"
     # Another process may have installed it while we waited for the lock.
+    use_cached && return 0
     if [[ -x "$NATS_CACHED_BIN" ]]; then
-        v="$(binary_version "$NATS_CACHED_BIN")"
-        if [[ "$v" == "$NATS_SERVER_VERSION" ]]; then
-            NATS_SERVER="$NATS_CACHED_BIN"
-            log "using cached $NATS_SERVER ($v)"
-            return 0
-        fi
-        log "cached $NATS_CACHED_BIN is $v, pinned version is $NATS_SERVER_VERSION; rebuilding"
+        log "cached $NATS_CACHED_BIN is $(binary_version "$NATS_CACHED_BIN"), pinned version is $NATS_SERVER_VERSION; rebuilding"
     fi
 
     if install_with_go; then

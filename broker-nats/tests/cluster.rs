@@ -46,6 +46,25 @@ fn url_r3(cluster: &support::Cluster, ack_wait: Duration) -> String {
     ))
 }
 
+/// A test's own names on the cluster: a topic `<token>.<subject>`, the stream the
+/// broker makes for it, and a queue group.
+struct Names {
+    topic: String,
+    stream: String,
+    group: String,
+}
+
+impl Names {
+    fn new(prefix: &str, subject: &str, group: &str) -> Self {
+        let token = unique_token(prefix);
+        Names {
+            topic: format!("{token}.{subject}"),
+            stream: format!("BROKER_{token}"),
+            group: unique_token(group),
+        }
+    }
+}
+
 /// Which node a leader test kills.
 #[derive(Debug, Clone, Copy)]
 enum Victim {
@@ -76,9 +95,11 @@ async fn kill_a_leader_under_load(victim: Victim) {
     };
     let ack_wait = ack_wait();
     let url = url_r3(&cluster, ack_wait);
-    let token = unique_token("clu");
-    let (topic, stream) = (format!("{token}.orders"), format!("BROKER_{token}"));
-    let group = unique_token("billing");
+    let Names {
+        topic,
+        stream,
+        group,
+    } = Names::new("clu", "orders", "billing");
 
     let ledger: support::Shared = Arc::default();
     let members = [connect(&url).await, connect(&url).await];
@@ -236,9 +257,11 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
     };
     let ack_wait = ack_wait();
     let url = url_r3(&cluster, ack_wait);
-    let token = unique_token("clm");
-    let (topic, stream) = (format!("{token}.jobs"), format!("BROKER_{token}"));
-    let group = unique_token("workers");
+    let Names {
+        topic,
+        stream,
+        group,
+    } = Names::new("clm", "jobs", "workers");
 
     // The surviving member, in this process; it creates the group's consumer.
     let ledger: support::Shared = Arc::default();
