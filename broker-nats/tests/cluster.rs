@@ -207,8 +207,13 @@ async fn kill_a_leader_under_load(victim: Victim) {
 const MEMBER_ENV: &str = "BROKER_NATS_CLUSTER_MEMBER";
 const MEMBER_TEST: &str = "a_killed_members_unacked_messages_go_to_the_other_member";
 
-/// The member process: subscribes in the group and prints `READY`, then `GOT <id>` before
-/// and `ACKED <id>` after acking each delivery, until it is killed.
+/// How many deliveries the member process acks; it holds later ones unacked, so that it
+/// dies with unacked messages whatever the speed of the machine.
+const MEMBER_ACKS: usize = 200;
+
+/// The member process: subscribes in the group and prints `READY`, then `GOT <id>` for
+/// each delivery and `ACKED <id>` once it acked it, for the first [`MEMBER_ACKS`]; later
+/// deliveries it holds without settling them (`HELD <id>`), until it is killed.
 async fn run_member(spec: &str) {
     let mut parts = spec.split(' ');
     let (Some(url), Some(topic), Some(group)) = (parts.next(), parts.next(), parts.next()) else {
@@ -217,11 +222,19 @@ async fn run_member(spec: &str) {
     let broker = connect(url).await;
     let mut sub = subscribe(&broker, topic, SubscribeOptions::new().queue(group)).await;
     println!("READY");
+    let mut acked = 0;
+    let mut held = Vec::new();
     loop {
         let delivery = next_delivery(&mut sub, Duration::from_secs(120)).await;
         let id = delivery.message().id().to_string();
+        if acked >= MEMBER_ACKS {
+            println!("HELD {id}");
+            held.push(delivery);
+            continue;
+        }
         println!("GOT {id}");
         if delivery.ack().await.is_ok() {
+            acked += 1;
             println!("ACKED {id}");
         }
     }
@@ -233,6 +246,7 @@ struct MemberReport {
     ready: bool,
     got: HashSet<String>,
     acked: HashSet<String>,
+    held: HashSet<String>,
 }
 
 /// Kills the member process when dropped, also when the test fails.
@@ -296,6 +310,8 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
                 r.got.insert(id.to_owned());
             } else if let Some(id) = line.strip_prefix("ACKED ") {
                 r.acked.insert(id.to_owned());
+            } else if let Some(id) = line.strip_prefix("HELD ") {
+                r.held.insert(id.to_owned());
             }
         }
     });
@@ -311,14 +327,12 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
     let publisher = connect(&url).await;
     let publishing = publish_numbered(publisher.clone(), topic.clone(), COUNT, ledger.clone());
     assert!(
-        wait_until(Duration::from_secs(60), || report
-            .lock()
-            .expect("report")
-            .acked
-            .len()
-            >= 200)
+        wait_until(Duration::from_secs(60), || {
+            let r = report.lock().expect("report");
+            r.acked.len() >= MEMBER_ACKS && !r.held.is_empty()
+        })
         .await,
-        "the member process acks its share"
+        "the member process acks its share, then holds some unacked"
     );
     child.0.kill().expect("kill -9 the member process");
     let killed_at = Instant::now();
@@ -417,7 +431,18 @@ async fn a_seed_list_connects_with_its_first_node_down() {
             attempt = NatsBroker::connect_url(&url).await;
         }
         let broker = attempt.unwrap_or_else(|e| panic!("{url}: {}", e.display_chain()));
-        let mut sub = subscribe(&broker, &topic, options).await;
+        // Until the survivors have elected the stream's and consumer's leaders, a
+        // subscribe times out: retry for a while, as a service would.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sub = loop {
+            match broker.subscribe(&topic, options.clone()).await {
+                Ok(sub) => break sub,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("{url}: subscribe failed, retrying: {e}");
+                }
+                Err(e) => panic!("{url}: subscribe: {}", e.display_chain()),
+            }
+        };
         for i in 0..20 {
             broker
                 .publish(&topic, Message::new(format!("{i}")))
