@@ -1,20 +1,19 @@
 //! Running a handler over a subscription, with bounded concurrency and graceful shutdown.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Redelivery;
-use crate::handler::panic_message;
-use crate::{Delivery, Error, ErrorKind, Event, Handler, Result, Subscription};
+use crate::{Error, ErrorKind, Handler, Result, Subscription};
+
+mod dispatch;
+mod settle;
+#[cfg(test)]
+mod tests;
 
 /// How [`BrokerExt::subscribe_with`](crate::BrokerExt::subscribe_with) runs its handler.
 ///
@@ -33,8 +32,7 @@ use crate::{Delivery, Error, ErrorKind, Event, Handler, Result, Subscription};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandlerOptions {
-    /// How many events are handled at once. Events from one partition (Kafka) or with one
-    /// key are handled one after another, in order, whatever the concurrency.
+    /// How many events are handled at once; see [`concurrency`](HandlerOptions::concurrency).
     pub concurrency: usize,
     /// When a failed event comes back.
     pub backoff: Backoff,
@@ -63,7 +61,21 @@ impl HandlerOptions {
         HandlerOptions::default()
     }
 
-    /// Handles up to `n` events at once (at least 1).
+    /// Handles up to `n` events at once (at least 1), each on whichever of the `n` slots
+    /// is free: a slow handler holds only its own slot.
+    ///
+    /// - Events with a key are handled one after another per key (on Kafka: per key
+    ///   within a partition), in the order they arrived; events with different keys run at
+    ///   the same time, also within one Kafka partition.
+    /// - Events without a key keep no order among themselves when `n > 1`; with `n = 1`
+    ///   every event is handled in arrival order.
+    /// - On Kafka, acking out of order within a partition is safe: offsets are committed
+    ///   only up to the first event not yet acked.
+    ///
+    /// At most `n` handlers run, and at most 32 events of one key wait for that key's
+    /// handler (when a key has 32 waiting, no more are taken until it moves on); the
+    /// subscription's [`max_in_flight`](crate::SubscribeOptions::max_in_flight) bounds all
+    /// events taken and not yet settled.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -186,140 +198,22 @@ pub(crate) fn spawn(
     let stop = CancellationToken::new();
     let pattern = subscription.pattern().to_owned();
     let span = tracing::info_span!("subscriber", pattern = %pattern);
-    let task = tokio::spawn(run(subscription, handler, options, stop.clone()).instrument(span));
+    let policy = settle::Policy {
+        pattern: pattern.clone(),
+        backoff: options.backoff,
+        max_attempts: options.max_attempts,
+    };
+    let run = dispatch::run(
+        subscription,
+        handler,
+        policy,
+        options.concurrency,
+        stop.clone(),
+    );
+    let task = tokio::spawn(run.instrument(span));
     SubscriberHandle {
         pattern,
         stop,
         task,
-    }
-}
-
-async fn run(
-    mut subscription: Subscription,
-    handler: Arc<dyn Handler>,
-    options: HandlerOptions,
-    stop: CancellationToken,
-) {
-    let lanes = options.concurrency.max(1);
-    let policy = Arc::new(Policy {
-        pattern: subscription.pattern().to_owned(),
-        backoff: options.backoff,
-        max_attempts: options.max_attempts,
-    });
-    let mut senders = Vec::with_capacity(lanes);
-    let mut workers = Vec::with_capacity(lanes);
-    for _ in 0..lanes {
-        let (tx, rx) = mpsc::channel::<Delivery>(1);
-        senders.push(tx);
-        workers.push(tokio::spawn(
-            lane(rx, handler.clone(), policy.clone()).in_current_span(),
-        ));
-    }
-    let mut next_lane = 0usize;
-    loop {
-        let delivery = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            item = subscription.next() => match item {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err.display_chain(), "subscription error");
-                    continue;
-                }
-                None => break,
-            },
-        };
-        let lane = match ordering_key(&delivery) {
-            Some(key) => (key % lanes as u64) as usize,
-            None => {
-                next_lane = (next_lane + 1) % lanes;
-                next_lane
-            }
-        };
-        if let Err(mpsc::error::SendError(delivery)) = senders[lane].send(delivery).await {
-            // The lane is gone (its task panicked outside the handler): put it back.
-            tracing::error!("a handler lane stopped unexpectedly");
-            let _ = delivery.nack().await;
-        }
-    }
-    drop(senders);
-    for worker in workers {
-        let _ = worker.await;
-    }
-    drop(subscription);
-}
-
-fn ordering_key(delivery: &Delivery) -> Option<u64> {
-    let mut hasher = DefaultHasher::new();
-    if let Some(partition) = delivery.partition() {
-        partition.hash(&mut hasher);
-    } else {
-        delivery.message().key()?.hash(&mut hasher);
-    }
-    Some(hasher.finish())
-}
-
-/// What a lane does with a failed event.
-#[derive(Debug)]
-struct Policy {
-    pattern: String,
-    backoff: Backoff,
-    max_attempts: Option<u32>,
-}
-
-async fn lane(mut rx: mpsc::Receiver<Delivery>, handler: Arc<dyn Handler>, policy: Arc<Policy>) {
-    while let Some(delivery) = rx.recv().await {
-        let span = tracing::debug_span!(
-            "deliver",
-            topic = %delivery.topic(),
-            message_id = %delivery.message().id(),
-            attempt = delivery.attempt().unwrap_or(1),
-        );
-        handle(delivery, &*handler, &policy).instrument(span).await;
-    }
-}
-
-async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
-    let (message, info, settle) = delivery.into_parts();
-    let attempt = info.attempt.unwrap_or(1);
-    let event = Event::from_delivery(message, info);
-    let id = event.message().id().clone();
-    let outcome = AssertUnwindSafe(handler.call(event))
-        .catch_unwind()
-        .instrument(tracing::debug_span!("handle"))
-        .await;
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(err)) => {
-            let unreadable = Error::is_unreadable(&err);
-            Some((err.to_string(), unreadable))
-        }
-        Err(panic) => Some((
-            format!("handler panicked: {}", panic_message(&*panic)),
-            false,
-        )),
-    };
-    let settled = match failure {
-        None => settle.ack().await,
-        Some((error, true)) => {
-            tracing::error!(%error, message_id = %id, pattern = %policy.pattern, "message cannot be read; dropping it (acked), as no dead-letter layer took it");
-            #[cfg(feature = "metrics")]
-            crate::observe::count_dropped(&policy.pattern, "unreadable");
-            settle.ack().await
-        }
-        Some((error, false)) if policy.max_attempts.is_some_and(|max| attempt >= max) => {
-            tracing::error!(%error, message_id = %id, attempt, pattern = %policy.pattern, "handler failed on the last allowed attempt; dropping the message (acked), as no dead-letter layer took it");
-            #[cfg(feature = "metrics")]
-            crate::observe::count_dropped(&policy.pattern, "attempts");
-            settle.ack().await
-        }
-        Some((error, false)) => {
-            let redelivery = policy.backoff.after_attempt(attempt);
-            tracing::warn!(%error, attempt, ?redelivery, "handler failed; nacking");
-            settle.nack(redelivery).await
-        }
-    };
-    if let Err(err) = settled {
-        tracing::warn!(error = %err.display_chain(), "settling a delivery failed");
     }
 }

@@ -280,8 +280,8 @@ impl Broker for KafkaBroker {
     // `async fn` would hand the record over only when its future is first polled: the
     // records of publishes awaited out of order would leave out of order
     // (`kafka::publish_hands_the_record_over_when_called` fails, the records arriving in
-    // reverse), and the box would hold a larger future (BENCHMARKS.md, "Kafka publish,
-    // second pass", which measured this form with callgrind).
+    // reverse), and the box would hold a larger future (measured with callgrind in
+    // "Kafka publish, second pass", in the git history of BENCHMARKS.md).
     fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> BoxFuture<'c, Result<()>>
     where
         'a: 'c,

@@ -689,3 +689,103 @@ async fn requesters_leave_no_topic_behind() {
     assert!(created.is_empty(), "inbox topics left behind: {created:?}");
     broker.close().await.expect("close");
 }
+
+/// What one handler call of [`handlers_overlap_within_one_partition`] saw.
+#[derive(Default)]
+struct Overlap {
+    running: usize,
+    most: usize,
+    /// Keys being handled now.
+    keys: HashSet<String>,
+    /// Calls per message id.
+    calls: BTreeMap<String, u32>,
+    /// The numbers of each key's messages, in the order their handling started.
+    order: BTreeMap<String, Vec<usize>>,
+    /// Messages that started while another of their key was running.
+    overlapping_keys: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_overlap_within_one_partition() {
+    const KEYS: usize = 64;
+    const N: usize = 8 * KEYS;
+    let broker = connect_with(options().partitions(1)).await;
+    let topic = unique_topic("one-partition-keys");
+    let group = topic.replace('.', "-");
+    let messages = (0..N).map(|i| {
+        Message::new(format!("{i}"))
+            .with_id(format!("m{i}"))
+            .with_key(format!("k{}", i % KEYS))
+    });
+    publish_all(&broker, &topic, messages).await;
+
+    let seen: Arc<Mutex<Overlap>> = Arc::default();
+    let handler = {
+        let seen = seen.clone();
+        move |event: Event| {
+            let seen = seen.clone();
+            async move {
+                let key = event.message().key_str().unwrap_or_default().to_owned();
+                let seq: usize = std::str::from_utf8(event.message().payload())
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if let Ok(mut s) = seen.lock() {
+                    s.running += 1;
+                    s.most = s.most.max(s.running);
+                    if !s.keys.insert(key.clone()) {
+                        s.overlapping_keys.push(event.message().id().to_string());
+                    }
+                    *s.calls.entry(event.message().id().to_string()).or_default() += 1;
+                    s.order.entry(key.clone()).or_default().push(seq);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if let Ok(mut s) = seen.lock() {
+                    s.running -= 1;
+                    s.keys.remove(&key);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            }
+        }
+    };
+    let started = Instant::now();
+    let handle = broker
+        .subscribe_with(
+            &topic,
+            SubscribeOptions::new().queue(&group),
+            HandlerOptions::new().concurrency(8),
+            handler,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("subscribe_with: {}", e.display_chain()));
+    let handled = || seen.lock().map(|s| s.calls.len()).unwrap_or(0);
+    wait_until(WAIT, "every message handled", || handled() >= N).await;
+    let elapsed = started.elapsed();
+    handle.shutdown().await.expect("shutdown");
+
+    let seen = seen
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    eprintln!(
+        "one partition, {KEYS} keys, concurrency 8, 10 ms handler: at most {} at once, \
+         {N} messages in {elapsed:?} (with the group join)",
+        seen.most
+    );
+    assert!(seen.most > 4, "at most {} handlers ran at once", seen.most);
+    assert!(
+        seen.overlapping_keys.is_empty(),
+        "messages started while another of their key ran: {:?}",
+        seen.overlapping_keys
+    );
+    let twice: Vec<_> = seen.calls.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+    for (key, seqs) in &seen.order {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "key {key} out of order: {seqs:?}"
+        );
+        assert_eq!(seqs.len(), N / KEYS, "key {key}");
+    }
+    broker.close().await.expect("close");
+}

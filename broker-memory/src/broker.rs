@@ -310,8 +310,8 @@ impl Broker for MemoryBroker {
     /// of `async fn`: a publish that finds room returns a zero-sized future, so the box
     /// that the object-safe trait requires allocates nothing.
     // The signature is the one `#[async_trait]` gives the trait's `async fn publish`.
-    // Measured in BENCHMARKS.md ("memory, sixth pass": 1 923 → 1 626 instructions per
-    // pub→sub message); `publish_places_the_message_when_called_and_waits_only_for_room`
+    // Measured in the git history of BENCHMARKS.md ("memory, sixth pass": 1 923 → 1 626
+    // instructions per pub→sub message); `publish_places_the_message_when_called_and_waits_only_for_room`
     // tests the placing on call, which an `async fn` would defer to the first poll.
     fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> BoxFuture<'c, Result<()>>
     where

@@ -280,8 +280,9 @@ impl Broker for NatsBroker {
     /// the stream's ack (JetStream). Written out instead of `async fn`, so that the box
     /// the object-safe trait requires holds the client's send future, not the message.
     // The signature is the one `#[async_trait]` gives the trait's `async fn publish`.
-    // Measured in BENCHMARKS.md ("core NATS, second pass": `#[async_trait]` copied the
-    // whole publish future into its box; "core NATS, third pass": this written-out form).
+    // Measured in the git history of BENCHMARKS.md ("core NATS, second pass":
+    // `#[async_trait]` copied the whole publish future into its box; "core NATS, third
+    // pass": this written-out form).
     fn publish<'a, 'b, 'c>(&'a self, topic: &'b str, message: Message) -> BoxFuture<'c, Result<()>>
     where
         'a: 'c,

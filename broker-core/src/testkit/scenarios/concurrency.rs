@@ -1,10 +1,14 @@
 //! Many publishers, subscribers and topics at once.
 
-use futures::future::join_all;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use super::{collect, join_tasks, must, numbered, publish, seq_of};
+use futures::future::join_all;
+use tokio::sync::Notify;
+
+use super::{collect, join_tasks, must, numbered, publish, seq_of, subscribe_with, wait_until};
 use crate::testkit::{Collector, Kit};
-use crate::{Message, SubscribeOptions};
+use crate::{BoxError, Event, HandlerOptions, Message, SubscribeOptions};
 
 /// 8 publishers send 250 messages each, concurrently, to one topic with 4 plain
 /// subscribers; every subscriber receives all 2000.
@@ -92,5 +96,49 @@ pub async fn many_topics_stay_isolated(kit: Kit) {
         }
         assert_eq!(subscriber.unique_count(), EACH, "isolated: `{topic}` count");
     }
+    must(broker.close().await, "close");
+}
+
+/// A handler run with `concurrency(4)` blocks on message 0 until released; the other
+/// three slots handle all 40 other (keyless) messages meanwhile. Once released, message 0
+/// is handled too, and shutdown settles everything.
+pub async fn blocked_handler_leaves_the_other_slots_working(kit: Kit) {
+    const OTHERS: usize = 40;
+    let broker = kit.connect().await;
+    let topic = kit.topic("blocked_slot");
+    let release = Arc::new(Notify::new());
+    let handled: Arc<Mutex<HashSet<usize>>> = Arc::default();
+    let handler = {
+        let (release, handled) = (release.clone(), handled.clone());
+        move |event: Event| {
+            let (release, handled) = (release.clone(), handled.clone());
+            async move {
+                let seq = seq_of(event.message());
+                if seq == 0 {
+                    release.notified().await;
+                }
+                if let Ok(mut handled) = handled.lock() {
+                    handled.insert(seq);
+                }
+                Ok::<_, BoxError>(())
+            }
+        }
+    };
+    let options = HandlerOptions::new().concurrency(4);
+    let handle = subscribe_with(&broker, &topic, options, handler).await;
+    super::publish_numbered(&broker, &topic, 0..OTHERS + 1).await;
+
+    let count = |handled: &Mutex<HashSet<usize>>| handled.lock().map(|h| h.len()).unwrap_or(0);
+    let others = wait_until(kit.features.timeout, || count(&handled) >= OTHERS).await;
+    let done_early = handled.lock().map(|h| h.contains(&0)).unwrap_or(true);
+    assert!(
+        others && !done_early,
+        "blocked slot: {} of {OTHERS} other messages handled while one handler was blocked",
+        count(&handled),
+    );
+    release.notify_one();
+    let all = wait_until(kit.features.timeout, || count(&handled) > OTHERS).await;
+    assert!(all, "blocked slot: the released handler did not finish");
+    must(handle.shutdown().await, "shutdown");
     must(broker.close().await, "close");
 }

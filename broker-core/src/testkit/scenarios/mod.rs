@@ -5,9 +5,9 @@
 //! | group | scenarios | needs |
 //! |---|---|---|
 //! | round trip | [`round_trip_headers_key_id`], [`payload_shapes`] | |
-//! | concurrency | [`concurrent_publishers_and_subscribers`], [`many_topics_stay_isolated`] | |
+//! | concurrency | [`concurrent_publishers_and_subscribers`], [`many_topics_stay_isolated`], [`blocked_handler_leaves_the_other_slots_working`] | |
 //! | fan-out and groups | [`fan_out_to_plain_subscribers`], [`queue_group_splits_the_load`], [`two_groups_each_get_everything`] | queue groups for the last two |
-//! | ordering | [`ordering_of_interleaved_streams`] | ordering |
+//! | ordering | [`ordering_of_interleaved_streams`], [`handler_keeps_key_order_and_runs_keys_at_once`] | ordering |
 //! | wildcards | [`wildcards_match_and_do_not_match`] | |
 //! | ack | [`nack_twice_then_everything_arrives`], [`nacking_member_then_acking_member`], [`manual_ack_holds_the_next_message`], [`unacked_messages_come_back_after_drop`], [`reopened_subscribers_lose_nothing`] | redelivery; queue groups; ordering; persistence |
 //! | close | [`concurrent_subscribe_and_unsubscribe`], [`unsubscribe_stops_delivery`], [`close_semantics`], [`publish_then_close_loses_nothing`] | |
@@ -52,7 +52,10 @@ pub use close::{
     close_semantics, concurrent_subscribe_and_unsubscribe, publish_then_close_loses_nothing,
     unsubscribe_stops_delivery,
 };
-pub use concurrency::{concurrent_publishers_and_subscribers, many_topics_stay_isolated};
+pub use concurrency::{
+    blocked_handler_leaves_the_other_slots_working, concurrent_publishers_and_subscribers,
+    many_topics_stay_isolated,
+};
 pub use errors::{
     graceful_shutdown_loses_nothing, handler_errors_retry_then_dead_letter,
     handler_panic_is_survived, invalid_subjects_are_rejected, poison_messages_never_loop_hot,
@@ -65,7 +68,9 @@ pub use observe::{
     correlation_id_reaches_the_second_hop, metrics_count_what_happened,
     trace_context_crosses_the_broker,
 };
-pub use ordering::ordering_of_interleaved_streams;
+pub use ordering::{
+    handler_keeps_key_order_and_runs_keys_at_once, ordering_of_interleaved_streams,
+};
 pub use request::{request_gets_a_reply, request_without_responder_times_out};
 pub use restart::restart_mid_stream;
 pub use round_trip::{payload_shapes, round_trip_headers_key_id};

@@ -1,0 +1,74 @@
+//! What becomes of one event: the handler's outcome turned into an ack or a nack.
+
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use tracing::Instrument;
+
+use super::Backoff;
+use crate::handler::panic_message;
+use crate::{Delivery, Error, Event, Handler};
+
+/// What the runner does with a failed event.
+#[derive(Debug)]
+pub(super) struct Policy {
+    pub(super) pattern: String,
+    pub(super) backoff: Backoff,
+    pub(super) max_attempts: Option<u32>,
+}
+
+/// Handles `delivery` with `handler` and settles it as `policy` says, in a span naming
+/// the message.
+pub(super) async fn deliver(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
+    let span = tracing::debug_span!(
+        "deliver",
+        topic = %delivery.topic(),
+        message_id = %delivery.message().id(),
+        attempt = delivery.attempt().unwrap_or(1),
+    );
+    handle(delivery, handler, policy).instrument(span).await;
+}
+
+async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
+    let (message, info, settle) = delivery.into_parts();
+    let attempt = info.attempt.unwrap_or(1);
+    let event = Event::from_delivery(message, info);
+    let id = event.message().id().clone();
+    let outcome = AssertUnwindSafe(handler.call(event))
+        .catch_unwind()
+        .instrument(tracing::debug_span!("handle"))
+        .await;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => {
+            let unreadable = Error::is_unreadable(&err);
+            Some((err.to_string(), unreadable))
+        }
+        Err(panic) => Some((
+            format!("handler panicked: {}", panic_message(&*panic)),
+            false,
+        )),
+    };
+    let settled = match failure {
+        None => settle.ack().await,
+        Some((error, true)) => {
+            tracing::error!(%error, message_id = %id, pattern = %policy.pattern, "message cannot be read; dropping it (acked), as no dead-letter layer took it");
+            #[cfg(feature = "metrics")]
+            crate::observe::count_dropped(&policy.pattern, "unreadable");
+            settle.ack().await
+        }
+        Some((error, false)) if policy.max_attempts.is_some_and(|max| attempt >= max) => {
+            tracing::error!(%error, message_id = %id, attempt, pattern = %policy.pattern, "handler failed on the last allowed attempt; dropping the message (acked), as no dead-letter layer took it");
+            #[cfg(feature = "metrics")]
+            crate::observe::count_dropped(&policy.pattern, "attempts");
+            settle.ack().await
+        }
+        Some((error, false)) => {
+            let redelivery = policy.backoff.after_attempt(attempt);
+            tracing::warn!(%error, attempt, ?redelivery, "handler failed; nacking");
+            settle.nack(redelivery).await
+        }
+    };
+    if let Err(err) = settled {
+        tracing::warn!(error = %err.display_chain(), "settling a delivery failed");
+    }
+}
