@@ -55,6 +55,10 @@ pub(crate) enum Command {
     #[command(after_help = EXIT_CODES)]
     Reply(ReplyArgs),
     /// Measure publishing and publish-to-subscribe on the URL.
+    ///
+    /// Each phase writes to a fresh topic `bench.<phase>.<unique>`; on Kafka and JetStream
+    /// those stay until deleted. Exits 3 when the subscriber did not get every message
+    /// within --timeout.
     #[command(after_help = EXIT_CODES)]
     Bench(BenchArgs),
 }

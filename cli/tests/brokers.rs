@@ -29,15 +29,17 @@ fn round_trip(url: &str) {
         broker(url).args(["sub", &topic, "--count", "2", "--timeout", "30"]),
         &topic,
     );
+    let mut ids = Vec::new();
     for (n, key) in [(1, "user-7"), (2, "user-8")] {
-        run_ok(
+        let output = run_ok(
             broker(url)
-                .args(["pub", &topic, "-H", "trace-id=abc", "-H"])
+                .args(["-v", "pub", &topic, "-H", "trace-id=abc", "-H"])
                 .arg(format!("n={n}"))
                 .args(["--key", key, "--file"])
                 .arg(&file),
             b"",
         );
+        ids.push(published_id(&output.stderr));
     }
     let (status, stdout, stderr) = sub.finish();
     let _ = std::fs::remove_file(&file);
@@ -51,10 +53,8 @@ fn round_trip(url: &str) {
     let mut keys: Vec<&str> = Vec::new();
     for line in &lines {
         assert_eq!(line["topic"], topic.as_str(), "{line}");
-        assert!(
-            line["id"].as_str().is_some_and(|id| !id.is_empty()),
-            "{line}"
-        );
+        let id = line["id"].as_str().unwrap_or_default().to_owned();
+        assert!(ids.contains(&id), "id {id} is not one of {ids:?}: {line}");
         assert_eq!(line["headers"]["trace-id"], "abc", "{line}");
         assert!(
             line.get("payload").is_none(),
@@ -76,6 +76,39 @@ fn round_trip(url: &str) {
         .collect();
     ns.sort_unstable();
     assert_eq!(ns, ["1", "2"], "headers on {url}: {stdout}");
+}
+
+/// The id in `pub -v`'s `published ID to TOPIC` line.
+fn published_id(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("published "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `published ID` line: {stderr}"))
+        .to_owned()
+}
+
+/// A message published before anyone listens reaches `sub --from earliest`.
+fn earliest_reads_history(url: &str) {
+    let topic = unique_topic("cli-earliest");
+    run_ok(broker(url).args(["pub", &topic, "before"]), b"");
+    let output = run_ok(
+        broker(url).args([
+            "sub",
+            &topic,
+            "--from",
+            "earliest",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ]),
+        b"",
+    );
+    let line: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(line["payload"], "before", "on {url}: {line}");
 }
 
 /// `sub --count 1 --timeout 2` on a topic nobody publishes to exits 3 and says why.
@@ -108,6 +141,16 @@ fn jetstream_round_trip() {
 #[test]
 fn kafka_round_trip() {
     round_trip(&kafka_url());
+}
+
+#[test]
+fn jetstream_earliest_reads_history() {
+    earliest_reads_history(&jetstream_url());
+}
+
+#[test]
+fn kafka_earliest_reads_history() {
+    earliest_reads_history(&kafka_url());
 }
 
 #[test]
