@@ -168,9 +168,9 @@ fn kafka_silent_topic_times_out() {
     silent_topic_times_out(&kafka_url());
 }
 
-#[test]
-fn nats_core_request_reply() {
-    let url = nats_url();
+/// `reply --payload` in one process answers `request` in another, and prints the request.
+fn request_reply(url: &str) {
+    let url = url.to_owned();
     let topic = unique_topic("cli-greet");
     let replier = Listener::start(
         broker(&url).args([
@@ -197,6 +197,16 @@ fn nats_core_request_reply() {
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{stdout}: {e}"));
     assert_eq!(request["payload"], "ada", "{request}");
     assert_eq!(request["headers"]["who"], "ada", "{request}");
+}
+
+#[test]
+fn nats_core_request_reply() {
+    request_reply(&nats_url());
+}
+
+#[test]
+fn kafka_request_reply() {
+    request_reply(&kafka_url());
 }
 
 #[test]
