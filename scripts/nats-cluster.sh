@@ -84,6 +84,16 @@ cluster {
 EOF
 }
 
+# Closes the fds above 2 of the (sub)shell it runs in: a server started from it holds none
+# of ours (a pipe it held would keep a caller's reader waiting).
+close_inherited_fds() {
+    local fd
+    for fd in /proc/$BASHPID/fd/*; do
+        ((${fd##*/} > 2)) && { eval "exec ${fd##*/}>&-" 2>/dev/null || true; }
+    done
+    return 0
+}
+
 # Starts node $1 in the background, in a session of its own, without our fds.
 launch() {
     local n=$1 d port
@@ -93,10 +103,7 @@ launch() {
     write_config "$n"
     [[ -f "$d/nats-server.log" ]] && mv -f "$d/nats-server.log" "$d/nats-server.log.prev"
     (
-        for fd in /proc/$BASHPID/fd/*; do
-            fd="${fd##*/}"
-            if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-        done
+        close_inherited_fds
         exec setsid nohup "$NATS_SERVER" -c "$d/nats-server.conf" </dev/null >>"$d/nats-server.log" 2>&1
     ) &
     echo $! >"$d/pid"

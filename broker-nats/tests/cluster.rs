@@ -13,7 +13,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ use support::{
     Ledger, SERIAL, cluster, consume, consumer_leader, millis_from_env, publish_numbered,
     stream_leader, stream_messages,
 };
+
+/// How many messages each failover test publishes.
+const COUNT: usize = 2000;
 
 /// How long consumption may stall after the stream leader is killed.
 const LEADER_STALL_BOUND: Duration = Duration::from_secs(15);
@@ -65,6 +68,38 @@ impl Names {
     }
 }
 
+/// What a failover test runs with: the cluster to itself, the R3 URL with the test's
+/// timeouts, and the test's names.
+struct Run {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    cluster: support::Cluster,
+    ack_wait: Duration,
+    url: String,
+    names: Names,
+}
+
+impl Run {
+    /// The topic, stream and group.
+    fn names(&self) -> (&str, &str, &str) {
+        (&self.names.topic, &self.names.stream, &self.names.group)
+    }
+
+    /// Waits until no other test uses the cluster; `None` when there is no cluster (the
+    /// test is skipped, see [`cluster`]).
+    async fn start(prefix: &str, subject: &str, group: &str) -> Option<Run> {
+        let serial = SERIAL.lock().await;
+        let cluster = cluster().await?;
+        let ack_wait = ack_wait();
+        Some(Run {
+            _serial: serial,
+            url: url_r3(&cluster, ack_wait),
+            cluster,
+            ack_wait,
+            names: Names::new(prefix, subject, group),
+        })
+    }
+}
+
 /// Which node a leader test kills.
 #[derive(Debug, Clone, Copy)]
 enum Victim {
@@ -88,28 +123,21 @@ async fn killing_the_consumer_leader_under_load_keeps_every_confirmed_ack() {
 /// duplicated (nothing: retried publishes carry their id), the confirmed acks whose
 /// message came back (none), and the longest stall of consumption (bounded).
 async fn kill_a_leader_under_load(victim: Victim) {
-    const COUNT: usize = 2000;
-    let _serial = SERIAL.lock().await;
-    let Some(cluster) = cluster().await else {
+    let Some(run) = Run::start("clu", "orders", "billing").await else {
         return;
     };
-    let ack_wait = ack_wait();
-    let url = url_r3(&cluster, ack_wait);
-    let Names {
-        topic,
-        stream,
-        group,
-    } = Names::new("clu", "orders", "billing");
+    let (cluster, url, ack_wait) = (&run.cluster, run.url.as_str(), run.ack_wait);
+    let (topic, stream, group) = run.names();
 
     let ledger: support::Shared = Arc::default();
-    let members = [connect(&url).await, connect(&url).await];
+    let members = [connect(url).await, connect(url).await];
     let mut readers = Vec::new();
     for member in &members {
-        let sub = subscribe(member, &topic, SubscribeOptions::new().queue(&group)).await;
+        let sub = subscribe(member, topic, SubscribeOptions::new().queue(group)).await;
         readers.push(consume(sub, ledger.clone()));
     }
-    let publisher = connect(&url).await;
-    let publishing = publish_numbered(publisher.clone(), topic.clone(), COUNT, ledger.clone());
+    let publisher = connect(url).await;
+    let publishing = publish_numbered(publisher.clone(), topic.to_owned(), COUNT, ledger.clone());
 
     let delivered = |l: &Ledger| l.delivered().len();
     assert!(
@@ -119,8 +147,8 @@ async fn kill_a_leader_under_load(victim: Victim) {
         .await,
         "a third of the messages before the kill"
     );
-    let stream_lead = stream_leader(&publisher, &stream).await;
-    let consumer_lead = consumer_leader(&publisher, &stream).await;
+    let stream_lead = stream_leader(&publisher, stream).await;
+    let consumer_lead = consumer_leader(&publisher, stream).await;
     let leader = match victim {
         Victim::StreamLeader => stream_lead,
         Victim::ConsumerLeader => consumer_lead,
@@ -146,7 +174,7 @@ async fn kill_a_leader_under_load(victim: Victim) {
 
     // What was recorded; the readers stop below.
     let l = std::mem::take(&mut *ledger.lock().expect("ledger"));
-    let stored = stream_messages(&publisher, &stream).await;
+    let stored = stream_messages(&publisher, stream).await;
     let stall = l.longest_gap(killed_at, all_in_at);
     eprintln!(
         "{victim:?} n{leader} killed (stream leader n{stream_lead}, consumer leader n{consumer_lead}), ack_wait {ack_wait:?}: \
@@ -199,7 +227,7 @@ async fn kill_a_leader_under_load(victim: Victim) {
     for member in members {
         member.close().await.expect("close");
     }
-    support::delete_stream_and_close(&publisher, &stream).await;
+    support::delete_stream_and_close(&publisher, stream).await;
 }
 
 /// Set in the child process of [`a_killed_members_unacked_messages_go_to_the_other_member`]:
@@ -264,36 +292,26 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
     if let Ok(spec) = std::env::var(MEMBER_ENV) {
         return run_member(&spec).await;
     }
-    const COUNT: usize = 2000;
-    let _serial = SERIAL.lock().await;
-    let Some(cluster) = cluster().await else {
+    let ledger: support::Shared = Arc::default();
+    let Some(run) = Run::start("clm", "jobs", "workers").await else {
         return;
     };
-    let ack_wait = ack_wait();
-    let url = url_r3(&cluster, ack_wait);
-    let Names {
-        topic,
-        stream,
-        group,
-    } = Names::new("clm", "jobs", "workers");
+    let (url, ack_wait) = (run.url.as_str(), run.ack_wait);
+    let (topic, stream, group) = run.names();
 
     // The surviving member, in this process; it creates the group's consumer.
-    let ledger: support::Shared = Arc::default();
-    let survivor = connect(&url).await;
+    let survivor = connect(url).await;
     let reader = consume(
-        subscribe(&survivor, &topic, SubscribeOptions::new().queue(&group)).await,
+        subscribe(&survivor, topic, SubscribeOptions::new().queue(group)).await,
         ledger.clone(),
     );
 
     // The member to kill: this test binary again, running this test as the member.
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args(["--exact", MEMBER_TEST, "--nocapture"])
-        .env(MEMBER_ENV, format!("{url} {topic} {group}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the member process");
+    let mut child = common::spawn_test_process(
+        MEMBER_TEST,
+        (MEMBER_ENV, format!("{url} {topic} {group}")),
+        Stdio::null(),
+    );
     let stdout = child.stdout.take().expect("its stdout");
     let mut child = KillOnDrop(child);
     let report: Arc<Mutex<MemberReport>> = Arc::default();
@@ -324,8 +342,8 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
         "the member process subscribes"
     );
 
-    let publisher = connect(&url).await;
-    let publishing = publish_numbered(publisher.clone(), topic.clone(), COUNT, ledger.clone());
+    let publisher = connect(url).await;
+    let publishing = publish_numbered(publisher.clone(), topic.to_owned(), COUNT, ledger.clone());
     assert!(
         wait_until(Duration::from_secs(60), || {
             let r = report.lock().expect("report");
@@ -391,7 +409,7 @@ async fn a_killed_members_unacked_messages_go_to_the_other_member() {
     );
     reader.abort();
     survivor.close().await.expect("close");
-    support::delete_stream_and_close(&publisher, &stream).await;
+    support::delete_stream_and_close(&publisher, stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

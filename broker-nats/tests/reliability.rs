@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -366,19 +366,11 @@ async fn jetstream_killed_member_process_hands_its_deliveries_to_the_other() {
 
     // The other member is another process: this test binary, running this test as the
     // child. It prints the ids it holds unacked, then waits to be killed.
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "jetstream_killed_member_process_hands_its_deliveries_to_the_other",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{url} {topic} {group} {HELD}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the child process");
+    let mut child = common::spawn_test_process(
+        "jetstream_killed_member_process_hands_its_deliveries_to_the_other",
+        (CHILD_ENV, format!("{url} {topic} {group} {HELD}")),
+        Stdio::inherit(),
+    );
     let stdout = child.stdout.take().expect("child stdout");
     let holding = tokio::task::spawn_blocking(move || {
         for line in BufReader::new(stdout).lines() {

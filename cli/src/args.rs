@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const EXIT_CODES: &str = "\
-Exit codes:
+/// The exit codes, as help text; a macro so that `SUB_HELP` can end with them.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
   0  success
   1  broker or connection error, unreadable input (the message says what is wrong)
   2  usage error
-  3  timeout: the expected messages or the reply did not arrive in time";
+  3  timeout: the expected messages or the reply did not arrive in time"
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
 
 /// Publish, subscribe, request, reply and measure on any broker URL.
 #[derive(Debug, Parser)]
@@ -63,7 +69,8 @@ pub(crate) enum Command {
     Bench(BenchArgs),
 }
 
-const SUB_HELP: &str = "\
+const SUB_HELP: &str = concat!(
+    "\
 Each message is one line: {\"topic\",\"key\",\"id\",\"headers\":{..},\"payload\"}.
 A payload, key or header value that is not UTF-8 is written in base64: \"payload_base64\"
 and \"key_base64\" instead of \"payload\" and \"key\", {\"base64\": \"..\"} for a header value.
@@ -72,11 +79,9 @@ A header written more than once is an array of its values; a null value is null.
 With --count, a --timeout that passes first is an error (exit 3); without --count,
 --timeout just ends the subscription (exit 0).
 
-Exit codes:
-  0  success
-  1  broker or connection error, unreadable input (the message says what is wrong)
-  2  usage error
-  3  timeout: the expected messages or the reply did not arrive in time";
+",
+    exit_codes!()
+);
 
 /// What a message is made of: payload, headers and key.
 #[derive(Debug, Args)]

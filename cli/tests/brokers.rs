@@ -128,46 +128,6 @@ fn silent_topic_times_out(url: &str) {
     assert!(output.stdout.is_empty(), "on {url}");
 }
 
-#[test]
-fn nats_core_round_trip() {
-    round_trip(&nats_url());
-}
-
-#[test]
-fn jetstream_round_trip() {
-    round_trip(&jetstream_url());
-}
-
-#[test]
-fn kafka_round_trip() {
-    round_trip(&kafka_url());
-}
-
-#[test]
-fn jetstream_earliest_reads_history() {
-    earliest_reads_history(&jetstream_url());
-}
-
-#[test]
-fn kafka_earliest_reads_history() {
-    earliest_reads_history(&kafka_url());
-}
-
-#[test]
-fn nats_core_silent_topic_times_out() {
-    silent_topic_times_out(&nats_url());
-}
-
-#[test]
-fn jetstream_silent_topic_times_out() {
-    silent_topic_times_out(&jetstream_url());
-}
-
-#[test]
-fn kafka_silent_topic_times_out() {
-    silent_topic_times_out(&kafka_url());
-}
-
 /// `reply --payload` in one process answers `request` in another, and prints the request.
 fn request_reply(url: &str) {
     let url = url.to_owned();
@@ -199,14 +159,25 @@ fn request_reply(url: &str) {
     assert_eq!(request["headers"]["who"], "ada", "{request}");
 }
 
-#[test]
-fn nats_core_request_reply() {
-    request_reply(&nats_url());
+/// One test per scenario and backend: `round_trip::kafka` runs `round_trip(&kafka_url())`.
+macro_rules! on_backends {
+    ($($scenario:ident: $($backend:ident = $url:ident),+;)*) => {$(
+        mod $scenario {
+            $(
+                #[test]
+                fn $backend() {
+                    super::$scenario(&super::$url());
+                }
+            )+
+        }
+    )*};
 }
 
-#[test]
-fn kafka_request_reply() {
-    request_reply(&kafka_url());
+on_backends! {
+    round_trip: nats_core = nats_url, jetstream = jetstream_url, kafka = kafka_url;
+    earliest_reads_history: jetstream = jetstream_url, kafka = kafka_url;
+    silent_topic_times_out: nats_core = nats_url, jetstream = jetstream_url, kafka = kafka_url;
+    request_reply: nats_core = nats_url, kafka = kafka_url;
 }
 
 #[test]

@@ -35,19 +35,23 @@ fn help_documents_the_exit_codes() {
 
 #[test]
 fn an_unknown_scheme_exits_1_and_says_so() {
-    let output = run(broker("bogus://x").args(["pub", "t", "x"]), b"");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = exits_1(broker("bogus://x").args(["pub", "t", "x"]));
     assert!(stderr.contains("unknown scheme"), "{stderr}");
     assert!(stderr.contains("bogus"), "{stderr}");
 }
 
 #[test]
 fn an_invalid_topic_exits_1() {
-    let output = run(broker("memory://").args(["pub", "a..b", "x"]), b"");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = exits_1(broker("memory://").args(["pub", "a..b", "x"]));
     assert!(stderr.contains("invalid subject"), "{stderr}");
+}
+
+/// Runs `command` without input, asserts it exits 1, and returns what it wrote on stderr.
+fn exits_1(command: &mut Command) -> String {
+    let output = run(command, b"");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
 }
 
 #[test]

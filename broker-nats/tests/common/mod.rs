@@ -202,3 +202,21 @@ impl Drop for Server {
 pub fn certs() -> PathBuf {
     test_certs(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh"))
 }
+
+/// Starts this test binary again to run only `test`, with the environment variable
+/// `env.0` set to `env.1` (which tells the test it is the second process), its stdout
+/// piped: the process a test kills.
+pub fn spawn_test_process(
+    test: &str,
+    env: (&str, String),
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    let exe = std::env::current_exe().expect("the test binary");
+    Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the test's second process")
+}

@@ -46,12 +46,7 @@ pub fn broker(url: &str) -> Command {
 
 /// Runs `command` to its end (at most [`PATIENCE`]) with `stdin` as its input.
 pub fn run(command: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the broker binary");
+    let mut child = spawn(command, Stdio::piped());
     if let Some(mut input) = child.stdin.take() {
         std::io::Write::write_all(&mut input, stdin).expect("write stdin");
     }
@@ -89,12 +84,7 @@ impl Listener {
     /// Starts `command` and waits (at most [`PATIENCE`]) for its `subscribed to PATTERN`
     /// line on stderr.
     pub fn start(command: &mut Command, pattern: &str) -> Listener {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the broker binary");
+        let mut child = spawn(command, Stdio::null());
         let stdout = Some(reader(child.stdout.take()));
         let (lines, stderr) = mpsc::channel();
         let pipe = child.stderr.take().expect("stderr is piped");
@@ -173,6 +163,16 @@ fn reader(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8
         }
         bytes
     })
+}
+
+/// Starts `command` with `stdin`, its stdout and stderr piped.
+fn spawn(command: &mut Command, stdin: Stdio) -> Child {
+    command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the broker binary")
 }
 
 /// The child's exit status, waiting at most `patience`; kills it and panics after that.
