@@ -213,7 +213,7 @@ pub fn spawn_test_process(
 ) -> std::process::Child {
     let exe = std::env::current_exe().expect("the test binary");
     Command::new(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", test, "--nocapture"])
         .env(env.0, env.1)
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)
