@@ -142,6 +142,7 @@ impl Attached {
     }
 
     /// Whether a source is attached.
+    #[cfg(feature = "metrics")]
     pub(crate) fn is_some(&self) -> bool {
         self.0.is_some()
     }

@@ -141,6 +141,7 @@ mod core_subscriber;
 mod error;
 mod jetstream;
 mod jetstream_subscriber;
+mod lag;
 mod nats_url;
 mod options;
 mod percent;
