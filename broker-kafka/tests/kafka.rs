@@ -790,30 +790,13 @@ async fn handlers_overlap_within_one_partition() {
     broker.close().await.expect("close");
 }
 
-/// A handler that waits for a permit of `gate` for each message.
-fn gated(
-    gate: &Arc<tokio::sync::Semaphore>,
-) -> impl Fn(Event) -> futures::future::BoxFuture<'static, Result<(), broker_core::BoxError>>
-+ Send
-+ Sync
-+ 'static {
-    let gate = gate.clone();
-    move |_event: Event| {
-        let gate = gate.clone();
-        Box::pin(async move {
-            gate.acquire().await?.forget();
-            Ok(())
-        })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_rises_while_the_handler_is_paused_and_falls_once_it_catches_up() {
-    use broker_core::testkit::wait_for_lag;
+    use broker_core::testkit::{gated_handler, wait_for_lag};
 
     let (broker, topic, group) = four_partitions("lag").await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let handle = join_with_handler(&broker, &topic, &group, gated(&gate)).await;
+    let handle = join_with_handler(&broker, &topic, &group, gated_handler(&gate)).await;
     let lag = handle.lag().await.expect("lag");
     assert_eq!(lag.total, 0, "an empty topic: {lag:?}");
     let partitions = lag.partitions.expect("Kafka reports partitions");

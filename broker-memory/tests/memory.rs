@@ -328,24 +328,17 @@ async fn lag_counts_what_waits_in_the_buffer_until_handed_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_handler_lets_the_lag_rise_and_it_falls_to_zero_after() {
-    use broker_core::testkit::wait_for_lag;
-    use broker_core::{BoxError, BrokerExt, Event, HandlerOptions};
+    use broker_core::testkit::{gated_handler, wait_for_lag};
+    use broker_core::{BrokerExt, HandlerOptions};
 
     let broker = MemoryBroker::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let handler_gate = gate.clone();
     let handle = broker
         .subscribe_with(
             "lag.paused",
             SubscribeOptions::new(),
             HandlerOptions::new(),
-            move |_event: Event| {
-                let gate = handler_gate.clone();
-                async move {
-                    gate.acquire().await?.forget();
-                    Ok::<_, BoxError>(())
-                }
-            },
+            gated_handler(&gate),
         )
         .await
         .expect("subscribe_with");

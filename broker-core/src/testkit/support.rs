@@ -48,6 +48,19 @@ where
     }
 }
 
+/// A handler that takes a permit of `gate` for each event before it acks it: paused
+/// while `gate` has no permits, it handles one more event per permit added.
+pub fn gated_handler(gate: &Arc<tokio::sync::Semaphore>) -> impl crate::Handler {
+    let gate = gate.clone();
+    move |_event: crate::Event| {
+        let gate = gate.clone();
+        async move {
+            gate.acquire().await?.forget();
+            Ok::<(), crate::BoxError>(())
+        }
+    }
+}
+
 /// A topic no other test uses: `test.<name>.<unique>`.
 pub fn unique_topic(name: &str) -> String {
     format!("test.{name}.{}", uuid::Uuid::now_v7().simple())
