@@ -150,7 +150,11 @@ impl Attached {
 
 impl fmt::Debug for Attached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "LagSource" } else { "None" })
+        f.write_str(if self.0.is_some() {
+            "LagSource"
+        } else {
+            "None"
+        })
     }
 }
 

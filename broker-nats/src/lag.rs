@@ -28,13 +28,20 @@ impl LagSource for JetStreamLag {
         if self.cancel.is_cancelled() {
             return Err(Error::closed("the subscription"));
         }
-        let info = self.stream.consumer_info(&self.consumer).await.map_err(|e| {
-            Error::with_source(
-                ErrorKind::Subscribe,
-                format!("cannot read the pending counts of consumer `{}`", self.consumer),
-                e,
-            )
-        })?;
+        let info = self
+            .stream
+            .consumer_info(&self.consumer)
+            .await
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Subscribe,
+                    format!(
+                        "cannot read the pending counts of consumer `{}`",
+                        self.consumer
+                    ),
+                    e,
+                )
+            })?;
         let unacked = u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
         Ok(Lag::new(info.num_pending.saturating_add(unacked)).with_unacked(unacked))
     }

@@ -345,7 +345,12 @@ async fn lag_rises_while_the_handler_is_paused_and_falls_once_it_catches_up() {
     assert_eq!((lag.total, lag.unacked), (0, Some(0)), "{lag:?}");
 
     // Pending or pulled and unacked, every message counts until it is acked.
-    publish_all(&broker, &topic, (0..10).map(|i| Message::new(i.to_string()))).await;
+    publish_all(
+        &broker,
+        &topic,
+        (0..10).map(|i| Message::new(i.to_string())),
+    )
+    .await;
     let lag = wait_for_lag(WAIT, 10, || handle.lag()).await.expect("lag");
     assert_eq!(lag.total, 10, "10 published, none acked: {lag:?}");
     assert!(
@@ -379,7 +384,12 @@ async fn lag_counts_what_was_published_while_no_member_consumed() {
     drop(first);
 
     // The group's durable consumer keeps counting while nobody consumes.
-    publish_all(&broker, &topic, (3..10).map(|i| Message::new(i.to_string()))).await;
+    publish_all(
+        &broker,
+        &topic,
+        (3..10).map(|i| Message::new(i.to_string())),
+    )
+    .await;
     let second = subscribe(&broker, &topic, options()).await;
     let lag = wait_for_lag(WAIT, 7, || second.lag()).await.expect("lag");
     assert_eq!(lag.total, 7, "7 published while nobody consumed: {lag:?}");

@@ -9,18 +9,18 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::ErrorKind;
 use crate::lag::Attached;
 
-/// Sets `gauge` to the lag `source` reports, at once and then every `every`, until the
-/// returned guard is dropped; then sets it to 0, so that a subscription that ended
-/// leaves no backlog behind in the metrics. A backend that does not report lag leaves
+/// Sets `gauge` to the lag `source` reports, at once and then every `every` (never when
+/// `every` is zero), until the returned guard is dropped; then sets it to 0, so that a
+/// subscription that ended leaves no backlog behind in the metrics. A backend that does not report lag leaves
 /// the gauge alone; a failed sample is logged at DEBUG and the gauge keeps its value.
 pub(super) fn sample(source: Attached, gauge: Gauge, every: Duration) -> Option<DropGuard> {
-    if !source.is_some() {
+    if !source.is_some() || every.is_zero() {
         return None;
     }
     let stop = CancellationToken::new();
     let guard = stop.clone().drop_guard();
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
+        let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let lag = tokio::select! {

@@ -86,7 +86,9 @@ impl MetricsBroker {
     }
 
     /// Samples each subscription's consumer lag every `interval` (see
-    /// [`names::CONSUMER_LAG`]).
+    /// [`names::CONSUMER_LAG`]); zero turns the sampling off. Each sample asks the
+    /// broker: on JetStream one request, on Kafka a few, from a second client per
+    /// subscription.
     pub fn lag_interval(mut self, interval: Duration) -> Self {
         self.lag_interval = interval;
         self

@@ -246,9 +246,8 @@ pub async fn metrics_count_what_happened(kit: Kit) {
 pub async fn metrics_sample_consumer_lag(kit: Kit) {
     let _turn = RECORDER_TURN.lock().await;
     let snapshotter = snapshotter();
-    let broker: Arc<dyn crate::Broker> = Arc::new(
-        MetricsBroker::new(kit.connect().await).lag_interval(Duration::from_millis(20)),
-    );
+    let broker: Arc<dyn crate::Broker> =
+        Arc::new(MetricsBroker::new(kit.connect().await).lag_interval(Duration::from_millis(20)));
     let backend = broker.capabilities().backend;
     let topic = kit.topic("lag");
     let sub = super::subscribe(&broker, &topic, SubscribeOptions::new()).await;
@@ -265,8 +264,12 @@ pub async fn metrics_sample_consumer_lag(kit: Kit) {
             .find_map(|(key, _, _, value)| {
                 let key = key.key();
                 let ours = key.name() == metric_names::CONSUMER_LAG
-                    && key.labels().any(|l| l.key() == "pattern" && l.value() == topic)
-                    && key.labels().any(|l| l.key() == "backend" && l.value() == backend);
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "pattern" && l.value() == topic)
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "backend" && l.value() == backend);
                 match value {
                     DebugValue::Gauge(g) if ours => Some(g.into_inner()),
                     _ => None,
@@ -287,6 +290,9 @@ pub async fn metrics_sample_consumer_lag(kit: Kit) {
         last == Some(0.0)
     })
     .await;
-    assert!(fell, "metrics: the lag gauge is {last:?} after the subscription ended");
+    assert!(
+        fell,
+        "metrics: the lag gauge is {last:?} after the subscription ended"
+    );
     must(broker.close().await, "close");
 }
