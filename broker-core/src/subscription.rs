@@ -134,6 +134,7 @@ impl Subscription {
 
     /// This subscription answering [`lag`](Subscription::lag) with `source`, the
     /// [`lag_source`](Subscription::lag_source) of the subscription it wraps.
+    #[cfg(any(feature = "json", feature = "metrics"))]
     pub(crate) fn with_lag_source(mut self, source: lag::Attached) -> Self {
         self.lag = source;
         self
