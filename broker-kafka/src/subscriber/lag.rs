@@ -76,6 +76,16 @@ impl KafkaLag {
     }
 }
 
+impl Drop for KafkaLag {
+    fn drop(&mut self) {
+        // Closing a client waits for its threads: not on a thread of the async runtime.
+        let client = self.client.get_mut().ok().and_then(Option::take);
+        if let (Some(client), Ok(runtime)) = (client, tokio::runtime::Handle::try_current()) {
+            runtime.spawn_blocking(move || drop(client));
+        }
+    }
+}
+
 #[async_trait]
 impl LagSource for KafkaLag {
     async fn lag(&self) -> Result<Lag> {
