@@ -7,25 +7,25 @@
 //! | backend | `total` | detail |
 //! |---|---|---|
 //! | Kafka | per partition assigned to this consumer: the high watermark minus the group's committed offset | [`partitions`](Lag::partitions) |
-//! | JetStream | the consumer's `num_pending` (not yet delivered) plus `num_ack_pending` (delivered, not yet acked) | [`unacked`](Lag::unacked): `num_ack_pending` |
-//! | memory | the messages waiting in this subscriber's buffer, not yet handed out | — |
-//! | core NATS | the messages waiting in this subscription's client-side buffer; NATS keeps no backlog on the server | — |
+//! | JetStream | the consumer's `num_pending` (not yet delivered) plus `num_ack_pending` (delivered, not yet acked); a queue group's members share one durable consumer, so each reports the group's lag | [`unacked`](Lag::unacked): `num_ack_pending` |
+//! | memory | the messages waiting in this subscriber's buffer (a group member's own), not yet handed out | — |
+//! | core NATS | the messages waiting in this subscription's client-side buffer (not those still in the client's socket); NATS keeps no backlog on the server | — |
 //!
 //! So on Kafka and JetStream a message counts until it is acked (on Kafka: until its
 //! offset is committed, every `commit_interval`); in memory and on core NATS until it is
 //! handed out. A backend that cannot tell answers with an error of kind
-//! [`Unsupported`](crate::ErrorKind::Unsupported).
+//! [`Unsupported`](crate::ErrorKind::Unsupported); after the subscription ends, `lag`
+//! fails with [`Closed`](crate::ErrorKind::Closed).
 //!
 //! On Kafka, lag is counted in offsets, as Kafka's own tools count it: transaction
-//! markers and offsets removed by compaction count too. A partition with no committed
-//! offset counts from its low watermark (its first retained offset), where this backend
-//! starts such a partition; a subscriber starting at the latest offset commits that
-//! position as soon as it gets the partition, so it counts from there. Several members of
-//! one group each report their own partitions.
+//! markers, offsets removed by compaction and messages of open transactions count too.
+//! A partition with no committed offset counts from its low watermark (its first
+//! retained offset), where this backend starts such a partition; a subscriber starting
+//! at the latest offset commits that position as soon as it gets the partition, so it
+//! counts from there. Several members of one group each report their own partitions.
 //!
-//! With the `metrics` feature, [`MetricsBroker`](crate::observe::MetricsBroker) samples
-//! the lag of each subscription into a gauge (see
-//! [`CONSUMER_LAG`](crate::observe::metric_names::CONSUMER_LAG)).
+//! With the `metrics` feature, `observe::MetricsBroker` samples the lag of each
+//! subscription into the gauge `broker_consumer_lag` (see `observe::metric_names`).
 
 use std::fmt;
 use std::sync::Arc;
