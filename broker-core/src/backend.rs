@@ -28,7 +28,10 @@
 //!    read whole. [`settled`] is the future of an ack or nack with nothing left to do.
 //! 4. **Wrap the stream** of deliveries in
 //!    [`Subscription::new`](crate::Subscription::new): it applies the subscriber's ack mode
-//!    (auto or manual) and in-flight bound, so the backend does not.
+//!    (auto or manual) and in-flight bound, so the backend does not. Where the backend
+//!    can tell how far the subscriber is behind, attach a [`LagSource`] with
+//!    [`with_lag`](crate::Subscription::with_lag); without one, `lag()` answers
+//!    `Unsupported`.
 //! 5. **Register the scheme** with [`register_backend!`](crate::register_backend), and
 //!    offer a `link()` function: a binary that names nothing of the crate would not link
 //!    it, and its registration with it (the `broker` crate calls each backend's `link` for
@@ -46,3 +49,4 @@ pub use outage::OutageLog;
 
 pub use crate::broker::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 pub use crate::delivery::{Acknowledger, Nacked, Requeue, settled};
+pub use crate::lag::LagSource;

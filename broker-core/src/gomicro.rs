@@ -181,10 +181,11 @@ impl Broker for GoMicroBroker {
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
         let subscription = self.inner.subscribe(pattern, options.clone()).await?;
+        let lag = subscription.lag_source();
         let deliveries = subscription.map(|item| {
             item.map(|delivery| delivery.map_message(|m| from_envelope(&m).unwrap_or(m)))
         });
-        Ok(Subscription::new(pattern, &options, deliveries))
+        Ok(Subscription::new(pattern, &options, deliveries).with_lag_source(lag))
     }
 
     async fn close(&self) -> Result<()> {

@@ -11,6 +11,8 @@
 //!   graceful [`shutdown`](SubscriberHandle::shutdown); [`middleware`] adds retry, dead
 //!   letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed messages;
 //!   [`Requester`] does request/reply.
+//! - [`lag`]: how far a subscription is behind, from [`Subscription::lag`] or
+//!   [`SubscriberHandle::lag`].
 //! - [`connect`] picks a backend by URL scheme (`memory://`, `nats://`, `jetstream://`,
 //!   `kafka://`) among those compiled in.
 //!
@@ -44,6 +46,7 @@ mod ext;
 pub mod gomicro;
 pub mod handler;
 pub mod headers;
+pub mod lag;
 mod message;
 pub mod middleware;
 pub mod observe;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Redelivery;
+use crate::lag::{self, Lag};
 use crate::{Error, ErrorKind, Handler, Result, Subscription};
 
 mod dispatch;
@@ -167,6 +168,7 @@ pub struct SubscriberHandle {
     pattern: String,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    lag: lag::Attached,
 }
 
 impl SubscriberHandle {
@@ -178,6 +180,12 @@ impl SubscriberHandle {
     /// Whether the handler has stopped (after a shutdown, or because the broker closed).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// How far the subscription is behind; see [`lag`](crate::lag) for what each
+    /// backend counts.
+    pub async fn lag(&self) -> Result<Lag> {
+        self.lag.lag().await
     }
 
     /// Stops taking new messages, waits for the events being handled to finish and their
@@ -197,6 +205,7 @@ pub(crate) fn spawn(
 ) -> SubscriberHandle {
     let stop = CancellationToken::new();
     let pattern = subscription.pattern().to_owned();
+    let lag = subscription.lag_source();
     let span = tracing::info_span!("subscriber", pattern = %pattern);
     let policy = settle::Policy {
         pattern: pattern.clone(),
@@ -215,5 +224,6 @@ pub(crate) fn spawn(
         pattern,
         stop,
         task,
+        lag,
     }
 }

@@ -10,6 +10,7 @@ use futures::Stream;
 use futures::stream::BoxStream;
 use futures::task::AtomicWaker;
 
+use crate::lag::{self, Lag, LagSource};
 use crate::options::AckMode;
 use crate::{Delivery, Result, SubscribeOptions};
 
@@ -25,6 +26,7 @@ pub struct Subscription {
     ack_mode: AckMode,
     in_flight: Arc<InFlight>,
     permit: Option<Permit>,
+    lag: lag::Attached,
 }
 
 /// The in-flight bound of one subscription: the permits left, and the subscription's
@@ -107,7 +109,35 @@ impl Subscription {
                 waker: AtomicWaker::new(),
             }),
             permit: None,
+            lag: lag::Attached::default(),
         }
+    }
+
+    /// Answers [`lag`](Subscription::lag) with `source` (for backend authors). Without
+    /// one, `lag` fails with [`Unsupported`](crate::ErrorKind::Unsupported).
+    pub fn with_lag(mut self, source: Arc<dyn LagSource>) -> Self {
+        self.lag = lag::Attached::new(source);
+        self
+    }
+
+    /// How far this subscription is behind what was published to it; see
+    /// [`lag`](crate::lag) for what each backend counts.
+    pub async fn lag(&self) -> Result<Lag> {
+        self.lag.lag().await
+    }
+
+    /// What answers [`lag`](Subscription::lag), for a decorator that wraps this
+    /// subscription in a new one, or a handler that runs it.
+    pub(crate) fn lag_source(&self) -> lag::Attached {
+        self.lag.clone()
+    }
+
+    /// This subscription answering [`lag`](Subscription::lag) with `source`, the
+    /// [`lag_source`](Subscription::lag_source) of the subscription it wraps.
+    #[cfg(any(feature = "json", feature = "metrics"))]
+    pub(crate) fn with_lag_source(mut self, source: lag::Attached) -> Self {
+        self.lag = source;
+        self
     }
 
     /// The pattern this subscription was made with.

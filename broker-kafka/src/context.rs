@@ -168,6 +168,10 @@ impl ClientContext for LogContext {
     }
 }
 
+/// For the client that reads a subscription's lag (it joins no group, so it has no
+/// rebalances to handle).
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
 /// The broker outages of this process's Kafka clients: which brokers are unreachable
 /// now, and how many failures and outages there were. Each outage is logged once when it
 /// starts (WARN) and once when it ends (INFO); the attempts in between are only counted.

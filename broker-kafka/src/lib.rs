@@ -107,6 +107,14 @@
 //! subscription ends (best effort: if that fails, the broker drops its offsets after
 //! `offsets.retention.minutes`).
 //!
+//! # Consumer lag
+//!
+//! `lag()` on a subscription (what it counts: [`broker_core::lag`]) is read by a second
+//! client of the subscription's group, made at the first `lag()` and kept with the
+//! subscription; it never joins the group, and asks the group coordinator for the
+//! committed offsets and each partition's leader for its watermarks, a few requests per
+//! call (each given 5 s).
+//!
 //! # Running on a cluster
 //!
 //! List several brokers (`kafka://b1:9092,b2:9092,b3:9092`): any one that answers is

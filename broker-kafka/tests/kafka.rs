@@ -789,3 +789,76 @@ async fn handlers_overlap_within_one_partition() {
     }
     broker.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_rises_while_the_handler_is_paused_and_falls_once_it_catches_up() {
+    use broker_core::testkit::{gated_handler, wait_for_lag};
+
+    let (broker, topic, group) = four_partitions("lag").await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handle = join_with_handler(&broker, &topic, &group, gated_handler(&gate)).await;
+    let lag = handle.lag().await.expect("lag");
+    assert_eq!(lag.total, 0, "an empty topic: {lag:?}");
+    let partitions = lag.partitions.expect("Kafka reports partitions");
+    assert_eq!(partitions.len(), 4, "the member has all 4 partitions");
+    assert!(
+        partitions.iter().all(|p| p.committed.is_none()),
+        "nothing committed yet: {partitions:?}"
+    );
+
+    // The handler holds the first message and acks none: every message is behind the
+    // group's committed offsets, those handed out included.
+    let keyed = |i: usize| Message::new("x").with_key(format!("k{i}"));
+    publish_all(&*broker, &topic, (0..20).map(keyed)).await;
+    let lag = wait_for_lag(WAIT, 20, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 20, "20 published, none acked: {lag:?}");
+    let partitions = lag.partitions.expect("partitions");
+    assert_eq!(partitions.iter().map(|p| p.lag).sum::<u64>(), 20);
+    assert!(
+        partitions.iter().filter(|p| p.lag > 0).count() > 1,
+        "20 keys spread over the partitions: {partitions:?}"
+    );
+
+    gate.add_permits(20);
+    let lag = wait_for_lag(WAIT, 0, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 0, "all handled and committed: {lag:?}");
+
+    // Paused again: only the new messages are behind.
+    publish_all(&*broker, &topic, (20..25).map(keyed)).await;
+    let lag = wait_for_lag(WAIT, 5, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 5, "5 more published: {lag:?}");
+    gate.add_permits(5);
+    let lag = wait_for_lag(WAIT, 0, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 0, "caught up again: {lag:?}");
+    handle.shutdown().await.expect("shutdown");
+    broker.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_counts_what_was_published_while_no_member_consumed() {
+    use broker_core::testkit::wait_for_lag;
+
+    let (broker, topic, group) = four_partitions("lag-away").await;
+    let options = || SubscribeOptions::new().queue(&group).manual_ack();
+    let mut first = subscribe(&*broker, &topic, options()).await;
+    publish_numbered(&*broker, &topic, 3).await;
+    for delivery in take(&mut first, 3).await {
+        delivery.ack().await.expect("ack");
+    }
+    let lag = wait_for_lag(WAIT, 0, || first.lag()).await.expect("lag");
+    assert_eq!(lag.total, 0, "3 acked and committed: {lag:?}");
+    drop(first);
+
+    // Nobody in the group consumes: the next member finds all 7 behind the commits.
+    publish_numbered(&*broker, &topic, 7).await;
+    let second = subscribe(&*broker, &topic, options()).await;
+    let lag = wait_for_lag(WAIT, 7, || second.lag()).await.expect("lag");
+    assert_eq!(lag.total, 7, "7 published while nobody consumed: {lag:?}");
+    let partitions = lag.partitions.expect("partitions");
+    assert!(
+        partitions.iter().any(|p| p.committed.is_some()),
+        "the first member's commits count: {partitions:?}"
+    );
+    drop(second);
+    broker.close().await.expect("close");
+}

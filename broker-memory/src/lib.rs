@@ -9,7 +9,8 @@
 //!
 //! `publish` places the message in every buffer with room when it is called; the future
 //! it returns resolves at once, or waits for room in the buffers that were full. A
-//! future dropped before it resolves places nothing more.
+//! future dropped before it resolves places nothing more. A subscription's `lag()` is
+//! what waits in its buffer ([`broker_core::lag`]).
 //!
 //! URLs: `memory://` is the process-wide default bus, `memory://NAME` a named one; both
 //! take `?buffer=N&publish_timeout_ms=N&overflow=wait|drop&max_message_bytes=N`. Each

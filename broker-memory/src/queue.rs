@@ -96,6 +96,13 @@ impl Queue {
         (id, rx)
     }
 
+    /// How many entries wait in member `id`'s buffer; `None` once it left.
+    pub(crate) fn buffered(&self, id: u64) -> Option<usize> {
+        let members = self.lock();
+        let member = members.iter().find(|m| m.id == id)?;
+        Some(member.tx.max_capacity() - member.tx.capacity())
+    }
+
     /// Removes member `id`, so that no new message is offered to it; the caller then
     /// closes and drains its buffer. Returns whether the queue is now empty.
     pub(crate) fn leave(&self, id: u64) -> bool {

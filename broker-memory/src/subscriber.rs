@@ -2,12 +2,14 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use broker_core::backend::{Nacked, Requeue};
+use broker_core::backend::{LagSource, Nacked, Requeue, async_trait};
 use broker_core::delivery::Redelivery;
-use broker_core::{Delivery, Result, SubscribeOptions, Subscription};
+use broker_core::lag::Lag;
+use broker_core::{Delivery, Error, Result, SubscribeOptions, Subscription};
 use futures::Stream;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -26,6 +28,8 @@ struct Deliveries {
     /// Entries taken from `buffer` in one go and not handed out yet, the next one last
     /// (see [`Queue::read_ahead`]).
     taken: Vec<Entry>,
+    /// How many entries `taken` holds, for [`BufferedLag`].
+    held: Arc<AtomicUsize>,
     /// The topic of entries that carry none: the pattern, which has no wildcards then.
     /// This member's own copy, counted by this member alone.
     literal_topic: Arc<str>,
@@ -51,6 +55,7 @@ impl Stream for Deliveries {
         let Some(entry) = this.taken.pop() else {
             return Poll::Ready(None);
         };
+        this.held.store(this.taken.len(), Ordering::Relaxed);
         let topic = entry.topic.unwrap_or_else(|| this.literal_topic.clone());
         let delivery =
             Delivery::requeued(entry.message, topic, entry.attempt, this.requeue.clone());
@@ -83,16 +88,44 @@ pub(crate) fn subscription(
     });
     let literal_topic = Arc::from(queue.pattern.as_str());
     let read_ahead = queue.read_ahead();
+    let held = Arc::new(AtomicUsize::new(0));
+    let lag = Arc::new(BufferedLag {
+        queue: queue.clone(),
+        member,
+        held: held.clone(),
+    });
     let deliveries = Deliveries {
         inner,
         queue,
         member,
         buffer,
         taken: Vec::with_capacity(read_ahead),
+        held,
         literal_topic,
         requeue,
     };
-    Subscription::new(pattern, options, deliveries)
+    Subscription::new(pattern, options, deliveries).with_lag(lag)
+}
+
+/// A member's lag: the messages waiting in its buffer, and those it took from there and
+/// has not handed out yet. Messages handed out and not yet settled do not count, nor do
+/// publishes waiting for room in a full buffer.
+struct BufferedLag {
+    queue: Arc<Queue>,
+    member: u64,
+    held: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl LagSource for BufferedLag {
+    async fn lag(&self) -> Result<Lag> {
+        let buffered = self
+            .queue
+            .buffered(self.member)
+            .ok_or_else(|| Error::closed("the subscription"))?;
+        let held = self.held.load(Ordering::Relaxed);
+        Ok(Lag::new(u64::try_from(buffered + held).unwrap_or(u64::MAX)))
+    }
 }
 
 /// Puts nacked messages back in their queue.

@@ -298,3 +298,58 @@ async fn publish_places_the_message_when_called_and_waits_only_for_room() {
         .expect_err("a wildcard is not a topic");
     assert_eq!(err.kind(), ErrorKind::InvalidSubject, "{err}");
 }
+
+/// The lag of `sub`, or a panic saying why there is none.
+async fn lag_of(sub: &Subscription) -> u64 {
+    match sub.lag().await {
+        Ok(lag) => lag.total,
+        Err(err) => panic!("lag: {}", err.display_chain()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_counts_what_waits_in_the_buffer_until_handed_out() {
+    let broker = MemoryBroker::new();
+    let mut sub = subscribe(&broker, "lag.topic", SubscribeOptions::new()).await;
+    assert_eq!(lag_of(&sub).await, 0, "nothing published yet");
+    publish_all(&broker, "lag.topic", numbered(100)).await;
+    assert_eq!(lag_of(&sub).await, 100, "all wait unread");
+
+    // Those the subscriber took ahead from its buffer still count until handed out.
+    for _ in 0..40 {
+        next(&mut sub).await.ack().await.expect("ack");
+    }
+    assert_eq!(lag_of(&sub).await, 60, "40 of 100 handed out");
+    for _ in 0..60 {
+        next(&mut sub).await.ack().await.expect("ack");
+    }
+    assert_eq!(lag_of(&sub).await, 0, "all handed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_handler_lets_the_lag_rise_and_it_falls_to_zero_after() {
+    use broker_core::testkit::{gated_handler, wait_for_lag};
+    use broker_core::{BrokerExt, HandlerOptions};
+
+    let broker = MemoryBroker::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handle = broker
+        .subscribe_with(
+            "lag.paused",
+            SubscribeOptions::new(),
+            HandlerOptions::new(),
+            gated_handler(&gate),
+        )
+        .await
+        .expect("subscribe_with");
+    publish_all(&broker, "lag.paused", numbered(10)).await;
+    // The handler holds the first message; the other 9 wait.
+    let lag = wait_for_lag(WAIT, 9, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 9, "9 wait behind the paused handler: {lag:?}");
+    assert_eq!(lag.partitions, None, "memory has no partitions");
+
+    gate.add_permits(10);
+    let lag = wait_for_lag(WAIT, 0, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 0, "the handler caught up: {lag:?}");
+    handle.shutdown().await.expect("shutdown");
+}

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Inner;
 use crate::error::SlowConsumer;
+use crate::lag::CoreLag;
 use crate::{convert, error};
 
 /// The buffer of a core subscription when `subscription_capacity` is not set (the
@@ -51,6 +52,9 @@ pub(crate) async fn subscribe(
         .unwrap_or(DEFAULT_CAPACITY)
         .max(1);
     let (tx, rx) = mpsc::channel(capacity);
+    let lag = Arc::new(CoreLag {
+        buffer: tx.downgrade(),
+    });
     let pending = Arc::new(AtomicU64::new(0));
     let subscriber = Arc::new(Mutex::new(Some(subscriber)));
     let forward = Forward {
@@ -74,7 +78,7 @@ pub(crate) async fn subscribe(
         disconnects_seen: inner.disconnects.load(Ordering::Acquire),
     }
     .take_until(inner.shutdown.clone().cancelled_owned());
-    Ok(Subscription::new(pattern, &options, deliveries))
+    Ok(Subscription::new(pattern, &options, deliveries).with_lag(lag))
 }
 
 /// The client's subscription, shared by the forwarding task (which reads it) and the

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Inner;
 use crate::jetstream::durable_name;
+use crate::lag::JetStreamLag;
 use crate::{convert, error};
 
 /// A JetStream subscription: a durable consumer named after the queue group, or an
@@ -74,6 +75,11 @@ pub(crate) async fn subscribe(
 
     let (tx, rx) = mpsc::channel(1);
     let cancel = inner.shutdown.child_token();
+    let lag = Arc::new(JetStreamLag {
+        stream: stream.clone(),
+        consumer: name.clone(),
+        cancel: cancel.clone(),
+    });
     let pull = PullLoop {
         consumer,
         stream,
@@ -101,7 +107,7 @@ pub(crate) async fn subscribe(
         },
         confirm: jo.confirm_acks.then(|| inner.client.clone()),
     };
-    Ok(Subscription::new(pattern, &options, deliveries))
+    Ok(Subscription::new(pattern, &options, deliveries).with_lag(lag))
 }
 
 struct PullLoop {

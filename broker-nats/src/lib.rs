@@ -69,6 +69,9 @@
 //!   more than the subscription's `max_in_flight`); messages fetched and not handed out
 //!   when the subscription is dropped are NAKed at once, so they go to another member.
 //!   That NAK counts as a delivery towards `max_deliver`.
+//! - `lag()` on a JetStream subscription asks the server for its consumer's info (one
+//!   request); on core NATS it reads the subscription's own buffer. What each counts:
+//!   [`broker_core::lag`].
 //!
 //! # Running on a cluster
 //!
@@ -141,6 +144,7 @@ mod core_subscriber;
 mod error;
 mod jetstream;
 mod jetstream_subscriber;
+mod lag;
 mod nats_url;
 mod options;
 mod percent;

@@ -302,3 +302,25 @@ async fn answer_requests(
         }
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_what_waits_in_the_client_side_buffer() {
+    use broker_core::testkit::wait_for_lag;
+
+    let broker = connect().await;
+    let topic = core_topic("lag");
+    let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
+    publish_all(&broker, &topic, (0..5).map(|i| Message::new(i.to_string()))).await;
+    let lag = wait_for_lag(WAIT, 5, || sub.lag()).await.expect("lag");
+    assert_eq!(lag.total, 5, "5 wait unread: {lag:?}");
+    assert_eq!((lag.unacked, lag.partitions), (None, None));
+    for _ in 0..5 {
+        next_delivery(&mut sub, WAIT).await;
+    }
+    let lag = sub.lag().await.expect("lag");
+    assert_eq!(lag.total, 0, "all handed out: {lag:?}");
+    broker.close().await.expect("close");
+    assert_stream_ends(&mut sub, WAIT, "the stream ends").await;
+    let err = sub.lag().await.expect_err("no lag after close");
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+}

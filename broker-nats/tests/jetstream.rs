@@ -323,3 +323,76 @@ async fn a_deleted_consumer_is_recreated() {
     );
     broker.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_rises_while_the_handler_is_paused_and_falls_once_it_catches_up() {
+    use broker_core::testkit::{gated_handler, wait_for_lag};
+    use broker_core::{BrokerExt, HandlerOptions};
+
+    let broker = connect().await;
+    let topic = js_topic("lag");
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let handle = broker
+        .subscribe_with(
+            &topic,
+            SubscribeOptions::new().queue(common::unique_token("g")),
+            HandlerOptions::new(),
+            gated_handler(&gate),
+        )
+        .await
+        .expect("subscribe_with");
+    let lag = handle.lag().await.expect("lag");
+    assert_eq!((lag.total, lag.unacked), (0, Some(0)), "{lag:?}");
+
+    // Pending or pulled and unacked, every message counts until it is acked.
+    publish_all(
+        &broker,
+        &topic,
+        (0..10).map(|i| Message::new(i.to_string())),
+    )
+    .await;
+    let lag = wait_for_lag(WAIT, 10, || handle.lag()).await.expect("lag");
+    assert_eq!(lag.total, 10, "10 published, none acked: {lag:?}");
+    assert!(
+        lag.unacked.is_some_and(|n| (1..=10).contains(&n)),
+        "the paused handler holds at least one: {lag:?}"
+    );
+    assert_eq!(lag.partitions, None);
+
+    gate.add_permits(10);
+    let lag = wait_for_lag(WAIT, 0, || handle.lag()).await.expect("lag");
+    assert_eq!((lag.total, lag.unacked), (0, Some(0)), "all acked: {lag:?}");
+    handle.shutdown().await.expect("shutdown");
+    broker.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_counts_what_was_published_while_no_member_consumed() {
+    use broker_core::testkit::wait_for_lag;
+
+    let broker = connect().await;
+    let topic = js_topic("lag-away");
+    let group = common::unique_token("g");
+    let options = || SubscribeOptions::new().queue(group.clone());
+    let mut first = subscribe(&broker, &topic, options()).await;
+    publish_all(&broker, &topic, (0..3).map(|i| Message::new(i.to_string()))).await;
+    for _ in 0..3 {
+        next_payload(&mut first).await;
+    }
+    let lag = wait_for_lag(WAIT, 0, || first.lag()).await.expect("lag");
+    assert_eq!(lag.total, 0, "3 acked: {lag:?}");
+    drop(first);
+
+    // The group's durable consumer keeps counting while nobody consumes.
+    publish_all(
+        &broker,
+        &topic,
+        (3..10).map(|i| Message::new(i.to_string())),
+    )
+    .await;
+    let second = subscribe(&broker, &topic, options()).await;
+    let lag = wait_for_lag(WAIT, 7, || second.lag()).await.expect("lag");
+    assert_eq!(lag.total, 7, "7 published while nobody consumed: {lag:?}");
+    drop(second);
+    broker.close().await.expect("close");
+}

@@ -2,13 +2,14 @@
 //! (never by concrete topic, whose cardinality is unbounded).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
+use super::lag_gauge;
 use super::wrap::{DeliveryHooks, wrap_subscription};
 use crate::backend::Capabilities;
 use crate::handler::Layer;
@@ -46,6 +47,14 @@ pub mod names {
     /// Counter: outages, each a run of failures to reach one server that ends when it
     /// answers again (label `backend`).
     pub const OUTAGES: &str = "broker_outages_total";
+    /// Gauge: the consumer lag of a subscription made through
+    /// [`MetricsBroker`](super::MetricsBroker), sampled when it starts and then every
+    /// [`lag_interval`](super::MetricsBroker::lag_interval) (5 s by default), 0 once it
+    /// ends (labels `backend`, `pattern`, `group`: the queue group, empty for none). See
+    /// [`lag`](crate::lag) for what each backend counts; members of one group in one
+    /// process share the series, each writing its own lag. Backends that do not report
+    /// lag have no series.
+    pub const CONSUMER_LAG: &str = "broker_consumer_lag";
 }
 
 /// A broker decorator recording publishes (count, failures, latency) and, per
@@ -60,6 +69,7 @@ pub struct MetricsBroker {
     backend: &'static str,
     published: Counter,
     publish_duration: Histogram,
+    lag_interval: Duration,
 }
 
 impl MetricsBroker {
@@ -71,9 +81,22 @@ impl MetricsBroker {
             publish_duration: histogram!(names::PUBLISH_DURATION, "backend" => backend),
             inner,
             backend,
+            lag_interval: DEFAULT_LAG_INTERVAL,
         }
     }
+
+    /// Samples each subscription's consumer lag every `interval` (see
+    /// [`names::CONSUMER_LAG`]); zero turns the sampling off. Each sample asks the
+    /// broker: on JetStream one request, on Kafka a few, from a second client per
+    /// subscription.
+    pub fn lag_interval(mut self, interval: Duration) -> Self {
+        self.lag_interval = interval;
+        self
+    }
 }
+
+/// How often a subscription's consumer lag is sampled by default.
+const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for MetricsBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,10 +129,17 @@ impl Broker for MetricsBroker {
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
         let subscription = self.inner.subscribe(pattern, options.clone()).await?;
         let labels = |name: &'static str| counter!(name, "backend" => self.backend, "pattern" => pattern.to_owned());
+        let lag = gauge!(
+            names::CONSUMER_LAG,
+            "backend" => self.backend,
+            "pattern" => pattern.to_owned(),
+            "group" => options.queue.clone().unwrap_or_default()
+        );
         let hooks = Arc::new(Counters {
             delivered: labels(names::DELIVERED),
             acked: labels(names::ACKED),
             nacked: labels(names::NACKED),
+            _lag_sampler: lag_gauge::sample(subscription.lag_source(), lag, self.lag_interval),
         });
         Ok(wrap_subscription(subscription, &options, hooks))
     }
@@ -127,6 +157,8 @@ struct Counters {
     delivered: Counter,
     acked: Counter,
     nacked: Counter,
+    /// Samples the lag while the subscription (and so these hooks) lives.
+    _lag_sampler: Option<tokio_util::sync::DropGuard>,
 }
 
 impl DeliveryHooks for Counters {

@@ -85,6 +85,8 @@ macro_rules! stamping_broker {
 
 mod correlation;
 #[cfg(feature = "metrics")]
+mod lag_gauge;
+#[cfg(feature = "metrics")]
 mod metrics;
 mod observe_layer;
 #[cfg(feature = "otel")]

@@ -28,6 +28,7 @@ pub(crate) fn wrap_subscription(
     hooks: Arc<dyn DeliveryHooks>,
 ) -> Subscription {
     let pattern = subscription.pattern().to_owned();
+    let lag = subscription.lag_source();
     let deliveries = subscription.map(move |item| {
         item.map(|delivery| {
             hooks.delivered(&delivery);
@@ -46,7 +47,7 @@ pub(crate) fn wrap_subscription(
             wrapped
         })
     });
-    Subscription::new(&pattern, options, deliveries)
+    Subscription::new(&pattern, options, deliveries).with_lag_source(lag)
 }
 
 struct HookedAcker {

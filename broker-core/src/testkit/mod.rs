@@ -345,6 +345,7 @@ macro_rules! conformance_suite {
             trace_context_crosses_the_broker,
             correlation_id_reaches_the_second_hop,
             metrics_count_what_happened,
+            metrics_sample_consumer_lag,
         );
     };
 }

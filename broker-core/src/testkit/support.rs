@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::lag::Lag;
 use crate::{Broker, Delivery, Message, Result, SubscribeOptions, Subscription};
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
@@ -25,6 +26,38 @@ pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) 
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Asks `lag` (a subscription's or a handler's `lag()`) every 20 ms until it reports
+/// `expected` messages or `timeout` passes, and returns the last answer for the caller
+/// to assert on.
+pub async fn wait_for_lag<F, Fut>(timeout: Duration, expected: u64, mut lag: F) -> Result<Lag>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Lag>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let answer = lag().await;
+        let done = matches!(&answer, Ok(lag) if lag.total == expected);
+        if done || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A handler that takes a permit of `gate` for each event before it acks it: paused
+/// while `gate` has no permits, it handles one more event per permit added.
+pub fn gated_handler(gate: &Arc<tokio::sync::Semaphore>) -> impl crate::Handler {
+    let gate = gate.clone();
+    move |_event: crate::Event| {
+        let gate = gate.clone();
+        async move {
+            gate.acquire().await?.forget();
+            Ok::<(), crate::BoxError>(())
+        }
     }
 }
 

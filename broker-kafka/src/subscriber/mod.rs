@@ -21,8 +21,10 @@
 //!
 //! The parts: [`shared`] holds the state of the assigned partitions, which the consumer
 //! thread ([`poll`]), the rebalance callbacks ([`rebalance`]) and the ackers ([`stream`])
-//! share; this module creates the consumer and starts the thread.
+//! share; [`lag`] answers how far the subscription is behind; this module creates the
+//! consumer and starts the thread.
 
+mod lag;
 mod poll;
 mod rebalance;
 mod shared;
@@ -35,6 +37,7 @@ use broker_core::{Error, ErrorKind, Result, SubscribeOptions, Subscription};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
+use self::lag::KafkaLag;
 use self::poll::{ConsumerThread, HANDOFF_BATCHES};
 use self::rebalance::{Joining, RebalanceContext};
 use self::shared::SharedPartitions;
@@ -81,8 +84,13 @@ pub(crate) async fn subscribe(
     let guard = token.clone().drop_guard();
     wait_for_assignment(&inner, &target, &group, &mut joining).await?;
     joining.go_live().await;
+    let lag = KafkaLag::new(
+        shared.clone(),
+        inner.options.client_config(&[("group.id", group.clone())]),
+        token.clone(),
+    );
     let stream = delivery_stream(rx, thread, shared, token.clone(), guard);
-    Ok(Subscription::new(pattern, &options, stream))
+    Ok(Subscription::new(pattern, &options, stream).with_lag(Arc::new(lag)))
 }
 
 /// What a consumer subscribes to.

@@ -14,7 +14,7 @@
 //! | restart | [`restart_mid_stream`] | a restart command |
 //! | errors | [`invalid_subjects_are_rejected`], [`handler_errors_retry_then_dead_letter`], [`handler_panic_is_survived`], [`undecodable_payload_goes_to_dead_letter`], [`poison_messages_never_loop_hot`], [`graceful_shutdown_loses_nothing`] | |
 //! | request/reply | [`request_gets_a_reply`], [`request_without_responder_times_out`] | |
-//! | observability | [`trace_context_crosses_the_broker`], [`correlation_id_reaches_the_second_hop`], [`metrics_count_what_happened`] | |
+//! | observability | [`trace_context_crosses_the_broker`], [`correlation_id_reaches_the_second_hop`], [`metrics_count_what_happened`], [`metrics_sample_consumer_lag`] | consumer lag for the last |
 //!
 //! Counting is by distinct message id unless the backend claims exactly-once, in which
 //! case a duplicate fails the scenario.
@@ -66,7 +66,7 @@ pub use groups::{
 };
 pub use observe::{
     correlation_id_reaches_the_second_hop, metrics_count_what_happened,
-    trace_context_crosses_the_broker,
+    metrics_sample_consumer_lag, trace_context_crosses_the_broker,
 };
 pub use ordering::{
     handler_keeps_key_order_and_runs_keys_at_once, ordering_of_interleaved_streams,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use opentelemetry::trace::{TraceContextExt, TraceId};
@@ -11,7 +12,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::{collect, must, subscribe_with, wait_until};
 use crate::observe::{MetricsBroker, MetricsLayer, ObserveLayer, metric_names, observed};
 use crate::testkit::Kit;
-use crate::{BoxError, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions};
+use crate::{BoxError, ErrorKind, Event, HandlerExt, HandlerOptions, Message, SubscribeOptions};
 
 /// The process-wide metrics recorder the scenarios read.
 fn snapshotter() -> &'static Snapshotter {
@@ -25,6 +26,10 @@ fn snapshotter() -> &'static Snapshotter {
         snapshotter
     })
 }
+
+/// Held by a scenario for as long as it reads the recorder: a snapshot drains the
+/// counters, so two scenarios reading at once would take each other's counts.
+static RECORDER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A message published inside a span reaches the handler, through the broker and its
 /// headers only, in a span of the same trace.
@@ -139,6 +144,7 @@ pub async fn correlation_id_reaches_the_second_hop(kit: Kit) {
 /// acks for the subscription's pattern, at least 5 publishes for the backend, a handler
 /// duration, and no handler left in flight.
 pub async fn metrics_count_what_happened(kit: Kit) {
+    let _turn = RECORDER_TURN.lock().await;
     let snapshotter = snapshotter();
     let broker: Arc<dyn crate::Broker> = Arc::new(MetricsBroker::new(kit.connect().await));
     let backend = broker.capabilities().backend;
@@ -231,5 +237,62 @@ pub async fn metrics_count_what_happened(kit: Kit) {
     );
     let durations = durations.lock().map(|d| *d).unwrap_or(0);
     assert_eq!(durations, 5, "metrics: handler durations recorded");
+    must(broker.close().await, "close");
+}
+
+/// Through the metrics decorator, the consumer-lag gauge of a subscription that reads
+/// nothing rises to the 5 messages published to it, and falls to 0 once the
+/// subscription is dropped. Skipped where the backend does not report lag.
+pub async fn metrics_sample_consumer_lag(kit: Kit) {
+    let _turn = RECORDER_TURN.lock().await;
+    let snapshotter = snapshotter();
+    let broker: Arc<dyn crate::Broker> =
+        Arc::new(MetricsBroker::new(kit.connect().await).lag_interval(Duration::from_millis(20)));
+    let backend = broker.capabilities().backend;
+    let topic = kit.topic("lag");
+    let sub = super::subscribe(&broker, &topic, SubscribeOptions::new()).await;
+    if let Err(err) = sub.lag().await {
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "lag: {err}");
+        kit.skip("metrics_sample_consumer_lag", "consumer lag");
+        return must(broker.close().await, "close");
+    }
+    let gauge = || {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(key, _, _, value)| {
+                let key = key.key();
+                let ours = key.name() == metric_names::CONSUMER_LAG
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "pattern" && l.value() == topic)
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "backend" && l.value() == backend);
+                match value {
+                    DebugValue::Gauge(g) if ours => Some(g.into_inner()),
+                    _ => None,
+                }
+            })
+    };
+    super::publish_numbered(&broker, &topic, 0..5).await;
+    let mut last = None;
+    let rose = wait_until(kit.features.timeout, || {
+        last = gauge();
+        last == Some(5.0)
+    })
+    .await;
+    assert!(rose, "metrics: the lag gauge is {last:?}, expected 5");
+    drop(sub);
+    let fell = wait_until(kit.features.timeout, || {
+        last = gauge();
+        last == Some(0.0)
+    })
+    .await;
+    assert!(
+        fell,
+        "metrics: the lag gauge is {last:?} after the subscription ended"
+    );
     must(broker.close().await, "close");
 }
