@@ -34,6 +34,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "asyncapi")]
+pub mod asyncapi;
 pub mod backend;
 mod broker;
 pub mod codec;
