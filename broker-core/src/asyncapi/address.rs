@@ -66,10 +66,7 @@ pub(super) fn servers(url: &str) -> Result<Vec<(String, Value)>> {
     let invalid = |why: &str| {
         Error::new(
             ErrorKind::InvalidConfig,
-            format!(
-                "broker URL `{}` {why}",
-                crate::registry::redact_url(url)
-            ),
+            format!("broker URL `{}` {why}", crate::registry::redact_url(url)),
         )
     };
     let url = url.trim();
@@ -149,11 +146,20 @@ mod tests {
         assert!(!text.contains("s3cret") && !text.contains("alice") && !text.contains("t0k"));
 
         let found = servers("kafka://b1:9092,b2:9092?sasl.password=pw").expect("url");
-        let hosts: Vec<_> = found.iter().map(|(id, s)| (id.as_str(), s["host"].clone())).collect();
-        assert_eq!(hosts, [("kafka-1", json!("b1:9092")), ("kafka-2", json!("b2:9092"))]);
+        let hosts: Vec<_> = found
+            .iter()
+            .map(|(id, s)| (id.as_str(), s["host"].clone()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("kafka-1", json!("b1:9092")), ("kafka-2", json!("b2:9092"))]
+        );
 
         assert!(super::servers("memory://").expect("url").is_empty());
-        assert_eq!(super::servers("jetstream://h:4222").expect("url")[0].1["protocol"], "nats");
+        assert_eq!(
+            super::servers("jetstream://h:4222").expect("url")[0].1["protocol"],
+            "nats"
+        );
         assert!(super::servers("no-scheme").is_err());
         assert!(super::servers("nats://user:pw@").is_err());
     }

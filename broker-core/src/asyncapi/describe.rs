@@ -81,7 +81,7 @@ pub(super) fn framework_headers(content_type: &str) -> Value {
     let text = |description: &str| json!({ "type": "string", "description": description });
     json!({
         "type": "object",
-        "required": [names::CONTENT_TYPE, names::MESSAGE_ID],
+        "required": [names::MESSAGE_ID],
         "properties": {
             names::CONTENT_TYPE: {
                 "type": "string",

@@ -448,3 +448,6 @@ fn unique_key(base: String, taken: impl Fn(&str) -> bool) -> String {
         .find(|key| !taken(key))
         .unwrap_or(base)
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,7 +32,10 @@ async fn the_document_is_valid_and_describes_request_and_reply() {
     assert!(schemas["ProductQuery"]["properties"]["size"].is_object());
     let list = &schemas["ProductList"]["properties"];
     assert_eq!(list["served_by"]["type"], "string");
-    assert_eq!(list["products"]["items"]["$ref"], "#/components/schemas/Product");
+    assert_eq!(
+        list["products"]["items"]["$ref"],
+        "#/components/schemas/Product"
+    );
     assert!(schemas["Product"]["properties"]["name"].is_object());
 
     for operation in ["send.product.list", "receive.product.list.product"] {

@@ -14,13 +14,15 @@ use crate::notification::QUEUE_GROUP;
 ///
 /// `broker_url` has no scheme or host.
 pub fn document(topics: &Topics, broker_url: &str) -> broker::Result<AsyncApi> {
-    Ok(AsyncApi::new("order-notification", env!("CARGO_PKG_VERSION"))
-        .description(
-            "The order service publishes each submitted order, as a protobuf \
+    Ok(
+        AsyncApi::new("order-notification", env!("CARGO_PKG_VERSION"))
+            .description(
+                "The order service publishes each submitted order, as a protobuf \
              `order.SubmitRequest`; notification instances in a queue group log one line \
              per order.",
-        )
-        .server_from_url(broker_url)?
-        .publishes::<SubmitRequest>(&topics.submit, Protobuf)
-        .receives::<SubmitRequest>(&topics.submit, Protobuf, Some(QUEUE_GROUP)))
+            )
+            .server_from_url(broker_url)?
+            .publishes::<SubmitRequest>(&topics.submit, Protobuf)
+            .receives::<SubmitRequest>(&topics.submit, Protobuf, Some(QUEUE_GROUP)),
+    )
 }

@@ -34,7 +34,10 @@ async fn the_document_is_valid_and_describes_the_submit_topic() {
     assert_eq!(channel["address"], "notification.submit");
     let message = &served["components"]["messages"]["SubmitRequest"];
     assert_eq!(message["contentType"], "application/x-protobuf");
-    assert_eq!(message["payload"]["x-protobuf-message"], "order.SubmitRequest");
+    assert_eq!(
+        message["payload"]["x-protobuf-message"],
+        "order.SubmitRequest"
+    );
     assert_eq!(
         message["headers"]["properties"]["content-type"]["const"],
         "application/x-protobuf"

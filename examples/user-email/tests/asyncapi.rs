@@ -7,8 +7,11 @@ use user_email::asyncapi::document;
 
 #[tokio::test]
 async fn the_document_is_valid_and_describes_the_user_topics() {
-    let document = document(&Topics::default(), "kafka://k1:9092,k2:9092?sasl.password=pw")
-        .expect("a document");
+    let document = document(
+        &Topics::default(),
+        "kafka://k1:9092,k2:9092?sasl.password=pw",
+    )
+    .expect("a document");
     let router = example_support::asyncapi::router(&document).expect("valid topics");
     let server = example_telemetry::http::serve("127.0.0.1:0", router)
         .await
