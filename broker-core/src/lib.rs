@@ -10,7 +10,8 @@
 //! - [`BrokerExt::subscribe_with`] runs a [`Handler`] with bounded concurrency and a
 //!   graceful [`shutdown`](SubscriberHandle::shutdown); [`middleware`] adds retry, dead
 //!   letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed messages;
-//!   [`Requester`] does request/reply.
+//!   [`Requester`] does request/reply; `asyncapi` (feature `asyncapi`) writes the
+//!   AsyncAPI document of what a service publishes and receives.
 //! - [`connect`] picks a backend by URL scheme (`memory://`, `nats://`, `jetstream://`,
 //!   `kafka://`) among those compiled in.
 //!
