@@ -202,6 +202,13 @@ where
     }
 }
 
+impl<T, C, F> TypedHandler<T, C, F> {
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+}
+
 impl<T, C, F> fmt::Debug for TypedHandler<T, C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedHandler")

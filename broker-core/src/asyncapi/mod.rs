@@ -23,6 +23,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`publisher`](AsyncApi::publisher) and [`handler`](AsyncApi::handler) take a
+//! [`TypedPublisher`] or a [`typed_handler`](crate::typed::typed_handler) and read the
+//! topic, type and codec from it, so that none is written twice.
+//!
 //! How the document is made:
 //!
 //! - **Servers** come from the broker URL ([`server_from_url`](AsyncApi::server_from_url)):
@@ -61,7 +65,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::subject::{Pattern, validate_pattern, validate_topic};
-use crate::typed::TypedPublisher;
+use crate::typed::{TypedHandler, TypedPublisher};
 use crate::{Error, ErrorKind, Result};
 
 /// The AsyncAPI version of the documents.
@@ -165,11 +169,19 @@ impl AsyncApi {
         codec: impl Describe<T>,
         queue: Option<&str>,
     ) -> Self {
-        if self.check(validate_pattern(pattern)) {
-            let message = self.message(&codec);
-            let channel = self.channel(pattern, Some(message));
-            self.operation("receive", channel, queue);
-        }
+        self.receive(pattern, &codec, queue);
+        self
+    }
+
+    /// The service subscribes `handler` to `pattern`, in the queue group `queue` if any:
+    /// its type and codec, as [`receives`](Self::receives) takes them.
+    pub fn handler<T, C: Describe<T>, F>(
+        mut self,
+        pattern: &str,
+        handler: &TypedHandler<T, C, F>,
+        queue: Option<&str>,
+    ) -> Self {
+        self.receive(pattern, handler.codec(), queue);
         self
     }
 
@@ -254,6 +266,14 @@ impl AsyncApi {
             let message = self.message(codec);
             let channel = self.channel(topic, Some(message));
             self.operation("send", channel, None);
+        }
+    }
+
+    fn receive<T>(&mut self, pattern: &str, codec: &impl Describe<T>, queue: Option<&str>) {
+        if self.check(validate_pattern(pattern)) {
+            let message = self.message(codec);
+            let channel = self.channel(pattern, Some(message));
+            self.operation("receive", channel, queue);
         }
     }
 

@@ -73,6 +73,23 @@ fn a_publisher_registers_its_topic_type_and_codec() {
 }
 
 #[test]
+fn a_typed_handler_registers_its_type_and_codec() {
+    let handler = crate::typed::typed_handler(Json, |_: crate::typed::TypedEvent<Line>| async {
+        Ok::<_, crate::BoxError>(())
+    });
+    let document = AsyncApi::new("lines", "1.0.0")
+        .handler("line.>", &handler, Some("packing"))
+        .to_json()
+        .expect("document");
+    let operation = &document["operations"]["receive.line.all.packing"];
+    assert_eq!(
+        operation["messages"][0]["$ref"],
+        "#/channels/line.all/messages/Line"
+    );
+    assert_eq!(document["channels"]["line.all"]["address"], "line.{rest}");
+}
+
+#[test]
 fn wildcards_channels_and_groups() {
     let document = AsyncApi::new("orders", "1.0.0")
         .receives::<OrderCreated>("order.*.created", Json, Some("billing"))
