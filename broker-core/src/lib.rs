@@ -10,7 +10,8 @@
 //! - [`BrokerExt::subscribe_with`] runs a [`Handler`] with bounded concurrency and a
 //!   graceful [`shutdown`](SubscriberHandle::shutdown); [`middleware`] adds retry, dead
 //!   letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed messages;
-//!   [`Requester`] does request/reply.
+//!   [`Requester`] does request/reply; `asyncapi` (feature `asyncapi`) writes the
+//!   AsyncAPI document of what a service publishes and receives.
 //! - [`lag`]: how far a subscription is behind, from [`Subscription::lag`] or
 //!   [`SubscriberHandle::lag`].
 //! - [`connect`] picks a backend by URL scheme (`memory://`, `nats://`, `jetstream://`,
@@ -36,6 +37,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "asyncapi")]
+pub mod asyncapi;
 pub mod backend;
 mod broker;
 pub mod codec;

@@ -51,6 +51,11 @@ impl<T, C: Codec<T>> TypedPublisher<T, C> {
         &self.topic
     }
 
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
     /// Encodes and publishes `value`.
     pub async fn publish(&self, value: &T) -> Result<()> {
         self.publish_with(value, Message::new(bytes::Bytes::new()))
@@ -194,6 +199,13 @@ where
                 .boxed(),
             Err(err) => futures::future::ready(Err(err.into())).boxed(),
         }
+    }
+}
+
+impl<T, C, F> TypedHandler<T, C, F> {
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
     }
 }
 

@@ -1,9 +1,10 @@
 //! The request and reply exchanged over the broker, in JSON, and their topic.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Asks the product service for products. Published to `product.list`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductQuery {
     /// How many products at most; the service's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -11,7 +12,7 @@ pub struct ProductQuery {
 }
 
 /// A product.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Product {
     /// The id.
     pub id: u32,
@@ -20,7 +21,7 @@ pub struct Product {
 }
 
 /// The product service's answer to a [`ProductQuery`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductList {
     /// The products.
     pub products: Vec<Product>,

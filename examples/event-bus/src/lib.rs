@@ -10,6 +10,9 @@
 //! - the **product service** ([`product`]) subscribes to `product.list` in the queue
 //!   group `product` and answers with [`BrokerExt::reply`](broker::BrokerExt::reply).
 //!
+//! [`asyncapi::document`] describes both, as the gateway serves it at
+//! `GET /asyncapi.json`.
+//!
 //! `BROKER_URL` picks the transport (default `memory://`); the cargo features `nats` and
 //! `kafka` compile those backends in (see [`example_support::plugin`]). On NATS or Kafka
 //! the gateway and the product service can run in separate processes (`gateway`,
@@ -19,6 +22,7 @@
 //! [`router`] and [`run_product_service`].
 #![forbid(unsafe_code)]
 
+pub mod asyncapi;
 pub mod event;
 pub mod gateway;
 pub mod product;

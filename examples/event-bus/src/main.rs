@@ -1,7 +1,8 @@
 //! Run: `cargo run -p event-bus -- demo`; see `--help` for `gateway`, `products` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
 //!
-//! The gateway's port also serves `GET /metrics` (Prometheus);
+//! The gateway's port also serves `GET /metrics` (Prometheus) and `GET /asyncapi.json`
+//! (the AsyncAPI document);
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
@@ -83,10 +84,12 @@ async fn serve(
     addr: SocketAddr,
     timeout_ms: u64,
 ) -> anyhow::Result<()> {
+    let document = event_bus::asyncapi::document(&topics, process.url())?;
     let gateway = Gateway::new(process.broker(), topics, Duration::from_millis(timeout_ms))
         .await
         .context("cannot start the gateway")?;
-    serve_until_ctrl_c(addr, router(gateway), process.metrics(), |server| {
+    let app = router(gateway).merge(example_support::asyncapi::router(&document)?);
+    serve_until_ctrl_c(addr, app, process.metrics(), |server| {
         tracing::info!(
             "gateway on {} (metrics: {}); try: curl -s {}",
             server.url(""),

@@ -2,6 +2,8 @@
 //! `.proto` file or `protoc` needed). Its `.proto` equivalent:
 //!
 //! ```proto
+//! package order;
+//!
 //! message SubmitRequest {
 //!   string order_id = 1;
 //!   int64 product_id = 2;
@@ -33,6 +35,12 @@ pub struct SubmitRequest {
     /// The product's name, for the notification text.
     #[prost(string, tag = "5")]
     pub product_name: String,
+}
+
+/// Its protobuf name, `order.SubmitRequest`, for the AsyncAPI document.
+impl prost::Name for SubmitRequest {
+    const NAME: &'static str = "SubmitRequest";
+    const PACKAGE: &'static str = "order";
 }
 
 /// The topics of this example: [`SUBMIT_TOPIC`], or the same under a prefix so that

@@ -29,9 +29,11 @@
 //! ```
 //!
 //! The services are library functions, used by the binary and the tests alike:
-//! [`router`] and [`run_notifications`].
+//! [`router`] and [`run_notifications`]. [`asyncapi::document`] describes both, as the
+//! order port serves it at `GET /asyncapi.json`.
 #![forbid(unsafe_code)]
 
+pub mod asyncapi;
 pub mod event;
 pub mod notification;
 pub mod order;

@@ -2,7 +2,8 @@
 //! and `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real
 //! brokers.
 //!
-//! The order port also serves `GET /metrics` (Prometheus); a separate `notification`
+//! The order port also serves `GET /metrics` (Prometheus) and `GET /asyncapi.json` (the
+//! AsyncAPI document); a separate `notification`
 //! process serves it on `--metrics-addr` when given. `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! exports traces over OTLP (http/protobuf).
 
@@ -17,7 +18,6 @@ use clap::Parser;
 use example_support::run::{
     self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c, wait_for_ctrl_c,
 };
-use example_telemetry::PrometheusHandle;
 use order_notification::{
     OrderService, ProductStore, Snowflake, Topics, notification_options, router, run_notifications,
 };
@@ -64,9 +64,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     run::main::<Command, Topics>("warn", async |command, process, topics| match command {
-        Command::Order { addr, node_id } => {
-            run_order(process.broker(), &topics, addr, node_id, process.metrics()).await
-        }
+        Command::Order { addr, node_id } => run_order(process, &topics, addr, node_id).await,
         Command::Notification {
             instance,
             queue,
@@ -89,14 +87,15 @@ fn order_service(
 }
 
 async fn run_order(
-    broker: Arc<dyn Broker>,
+    process: &Process,
     topics: &Topics,
     addr: SocketAddr,
     node_id: u16,
-    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
-    let service = order_service(broker, topics, node_id)?;
-    serve_until_ctrl_c(addr, router(service), metrics, |server| {
+    let service = order_service(process.broker(), topics, node_id)?;
+    let document = order_notification::asyncapi::document(topics, process.url())?;
+    let app = router(service).merge(example_support::asyncapi::router(&document)?);
+    serve_until_ctrl_c(addr, app, process.metrics(), |server| {
         tracing::info!(
             "order service on {}, metrics on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
             server.url(""),
@@ -120,7 +119,7 @@ async fn run_all(
             run_notifications(broker.clone(), options)
         })
         .await?;
-    let served = run_order(broker, topics, addr, 1, process.metrics()).await;
+    let served = run_order(process, topics, addr, 1).await;
     shutdown_all(handles, "a notification instance").await?;
     served
 }

@@ -1,6 +1,7 @@
 //! Shared by the three service examples (`order-notification`, `user-email`,
 //! `event-bus`), so that each of them holds only its own services:
 //!
+//! - [`asyncapi`]: `GET /asyncapi.json`, the example's AsyncAPI document;
 //! - [`plugin`]: the broker backends compiled in, and how an example connects (observed,
 //!   for correlation ids, traces and metrics);
 //! - [`run`]: what each binary does around its services: logs and metrics, the broker
@@ -13,6 +14,7 @@
 //!   backends, fixture, metrics and per-backend test modules.
 #![forbid(unsafe_code)]
 
+pub mod asyncapi;
 pub mod demo;
 pub mod plugin;
 pub mod run;

@@ -1,5 +1,6 @@
 //! The events of this example, in JSON, and their topics.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The header carrying the user id on every user event, as go-micro's user service sets
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const USER_ID_HEADER: &str = "user-id";
 
 /// A user signed up. Published to `user.created`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserCreated {
     /// The new user's id.
     pub id: String,
@@ -18,7 +19,7 @@ pub struct UserCreated {
 }
 
 /// A user was deleted. Published to `user.deleted`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserDeleted {
     /// The user's id.
     pub id: String,

@@ -13,6 +13,9 @@
 //!   own: it sees `user.created` too (fan-out) and `user.deleted`, which the email
 //!   service does not.
 //!
+//! [`asyncapi::document`] describes the three, as the user service serves it at
+//! `GET /asyncapi.json`.
+//!
 //! `BROKER_URL` picks the transport (default `memory://`); the cargo features `nats` and
 //! `kafka` compile those backends in (see [`example_support::plugin`]). On NATS or Kafka
 //! each service can run in its own process (`users`, `email`, `audit`); `all` and `demo`
@@ -22,6 +25,7 @@
 //! [`router`], [`run_email`] and [`run_audit`].
 #![forbid(unsafe_code)]
 
+pub mod asyncapi;
 pub mod audit;
 pub mod email;
 pub mod event;

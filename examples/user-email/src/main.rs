@@ -1,7 +1,8 @@
 //! Run: `cargo run -p user-email -- demo`; see `--help` for `users`, `email`, `audit` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
 //!
-//! The user service's port also serves `GET /metrics` (Prometheus);
+//! The user service's port also serves `GET /metrics` (Prometheus) and
+//! `GET /asyncapi.json` (the AsyncAPI document);
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
@@ -85,7 +86,9 @@ async fn main() -> anyhow::Result<()> {
 async fn serve_users(process: &Process, topics: &Topics, addr: SocketAddr) -> anyhow::Result<()> {
     let service =
         UserService::new(process.broker(), topics).context("cannot create the user service")?;
-    serve_until_ctrl_c(addr, router(service), process.metrics(), |server| {
+    let document = user_email::asyncapi::document(topics, process.url())?;
+    let app = router(service).merge(example_support::asyncapi::router(&document)?);
+    serve_until_ctrl_c(addr, app, process.metrics(), |server| {
         tracing::info!(
             "user service on {} (metrics: {}); try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
             server.url(""),

@@ -1,0 +1,54 @@
+//! The AsyncAPI document served at `GET /asyncapi.json`, checked by the AsyncAPI
+//! project's parser and for what it says about `notification.submit`.
+
+use example_support::testing::asyncapi::validate;
+use order_notification::Topics;
+use order_notification::asyncapi::document;
+
+#[tokio::test]
+async fn the_document_is_valid_and_describes_the_submit_topic() {
+    let document = document(
+        &Topics::default(),
+        "nats://alice:s3cret@127.0.0.1:4222?token=t0k3n",
+    )
+    .expect("a document");
+    let router = example_support::asyncapi::router(&document).expect("valid topics");
+    let server = example_telemetry::http::serve("127.0.0.1:0", router)
+        .await
+        .expect("bind a free port");
+    let served: serde_json::Value = reqwest::get(server.url("/asyncapi.json"))
+        .await
+        .expect("GET /asyncapi.json")
+        .json()
+        .await
+        .expect("a JSON document");
+    server.shutdown().await.expect("stop the server");
+    assert_eq!(served, document.to_json().expect("a document"));
+
+    validate("order-notification", &served);
+
+    let text = served.to_string();
+    assert!(!text.contains("s3cret") && !text.contains("alice") && !text.contains("t0k3n"));
+    assert_eq!(served["servers"]["nats"]["host"], "127.0.0.1:4222");
+    let channel = &served["channels"]["notification.submit"];
+    assert_eq!(channel["address"], "notification.submit");
+    let message = &served["components"]["messages"]["SubmitRequest"];
+    assert_eq!(message["contentType"], "application/x-protobuf");
+    assert_eq!(
+        message["payload"]["x-protobuf-message"],
+        "order.SubmitRequest"
+    );
+    assert_eq!(
+        message["headers"]["properties"]["content-type"]["const"],
+        "application/x-protobuf"
+    );
+    let send = &served["operations"]["send.notification.submit"];
+    assert_eq!(send["action"], "send");
+    let receive = &served["operations"]["receive.notification.submit.notification"];
+    assert_eq!(receive["action"], "receive");
+    assert_eq!(receive["bindings"]["nats"]["queue"], "notification");
+    assert_eq!(
+        receive["messages"][0]["$ref"],
+        "#/channels/notification.submit/messages/SubmitRequest"
+    );
+}
