@@ -135,6 +135,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod batch_publisher;
 mod broker;
 mod convert;
 mod core_subscriber;
