@@ -133,6 +133,7 @@ mod error;
 mod kafka_url;
 mod options;
 mod publish;
+mod publish_batch;
 mod subscriber;
 mod topics;
 mod tracker;
