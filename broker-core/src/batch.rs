@@ -209,7 +209,9 @@ pub async fn publish_one_by_one<B: Broker + ?Sized>(
             if fails_the_rest(error.kind()) {
                 let shared = same_cause(&error);
                 failures.push(BatchFailure::new(index, error));
-                failures.extend(messages.map(|(index, _)| BatchFailure::new(index, same_cause(&shared))));
+                failures.extend(
+                    messages.map(|(index, _)| BatchFailure::new(index, same_cause(&shared))),
+                );
                 break;
             }
             failures.push(BatchFailure::new(index, error));
@@ -270,8 +272,8 @@ mod tests {
     #[test]
     fn an_error_lists_failures_by_index_and_the_rest_as_stored() {
         assert!(BatchError::check(3, Vec::new()).is_ok());
-        let err = BatchError::check(6, vec![failure(4), failure(1), failure(4)])
-            .expect_err("two failed");
+        let err =
+            BatchError::check(6, vec![failure(4), failure(1), failure(4)]).expect_err("two failed");
         let indexes: Vec<usize> = err.failures().iter().map(BatchFailure::index).collect();
         assert_eq!(indexes, [1, 4]);
         assert_eq!(err.stored().collect::<Vec<_>>(), [0, 2, 3, 5]);

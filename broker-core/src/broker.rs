@@ -48,11 +48,7 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// The default publishes one message after another. Backends override it to send
     /// them all before waiting (Kafka, NATS, JetStream); a decorator forwards it to the
     /// broker it wraps, so that path is kept.
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        messages: Vec<Message>,
-    ) -> Result<(), BatchError> {
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
         publish_one_by_one(self, topic, messages).await
     }
 

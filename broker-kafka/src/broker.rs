@@ -294,11 +294,7 @@ impl Broker for KafkaBroker {
 
     /// Hands every record to librdkafka, then awaits their delivery reports together
     /// (see the [crate documentation](crate)).
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        messages: Vec<Message>,
-    ) -> Result<(), BatchError> {
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
         self.inner.publish_batch(topic, messages).await
     }
 

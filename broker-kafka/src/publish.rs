@@ -118,7 +118,11 @@ impl Inner {
     }
 
     /// Hands `message`'s record to librdkafka.
-    pub(crate) fn try_send<'a>(&self, topic: &'a str, message: &Message) -> Result<Delivered<'a>, Sent> {
+    pub(crate) fn try_send<'a>(
+        &self,
+        topic: &'a str,
+        message: &Message,
+    ) -> Result<Delivered<'a>, Sent> {
         let report = Arc::new(Report::default());
         let mut record: BaseRecord<'_, [u8], [u8], Arc<Report>> =
             BaseRecord::with_opaque_to(topic, report.clone())
@@ -140,7 +144,11 @@ impl Inner {
 
     /// Hands `message`'s record to librdkafka, waiting while its queue is full, for at
     /// most the publish timeout.
-    pub(crate) async fn send_when_room<'a>(&self, topic: &'a str, message: &Message) -> Result<Delivered<'a>> {
+    pub(crate) async fn send_when_room<'a>(
+        &self,
+        topic: &'a str,
+        message: &Message,
+    ) -> Result<Delivered<'a>> {
         let timeout = self.options.publish_timeout;
         let deadline = Instant::now() + timeout;
         let mut wait = FIRST_ROOM_WAIT;

@@ -331,16 +331,16 @@ impl Broker for MemoryBroker {
     /// another, waiting only where a buffer is full (each message's wait is bounded by
     /// [`MemoryOptions::publish_timeout`]). Subscribers that join during the batch get
     /// none of it.
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        messages: Vec<Message>,
-    ) -> Result<(), BatchError> {
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
         let batch_len = messages.len();
         if batch_len == 0 {
             return Ok(());
         }
-        let route = match self.inner.check_open().and_then(|()| self.inner.route(topic)) {
+        let route = match self
+            .inner
+            .check_open()
+            .and_then(|()| self.inner.route(topic))
+        {
             // Cloned out of the cache's lock, which must not be held across the waits.
             Ok(route) => Route::clone(&route),
             Err(err) => return Err(BatchError::whole(batch_len, err)),

@@ -87,9 +87,7 @@ async fn publish_core_batch(
 /// A message sent to JetStream, waiting for its ack: its index in the batch, what to
 /// send again if the ack does not come, and the outcome of the first attempt.
 type Acked = Pin<
-    Box<
-        dyn Future<Output = (usize, Converted, std::result::Result<(), String>)> + Send + 'static,
-    >,
+    Box<dyn Future<Output = (usize, Converted, std::result::Result<(), String>)> + Send + 'static>,
 >;
 
 /// A message converted for JetStream: its headers (with its `Nats-Msg-Id`) and payload.
@@ -119,8 +117,12 @@ async fn publish_jetstream(
     let mut failures = Vec::new();
     let mut again: Vec<(usize, Converted)> = Vec::new();
     let mut acks: FuturesOrdered<Acked> = FuturesOrdered::new();
-    let settle = |(index, converted, outcome): (usize, Converted, std::result::Result<(), String>),
-                      again: &mut Vec<(usize, Converted)>| {
+    let settle = |(index, converted, outcome): (
+        usize,
+        Converted,
+        std::result::Result<(), String>,
+    ),
+                  again: &mut Vec<(usize, Converted)>| {
         if let Err(reason) = outcome {
             tracing::debug!(topic, index, %reason, "JetStream batch message not acknowledged; sending it again");
             again.push((index, converted));

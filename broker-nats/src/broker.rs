@@ -299,11 +299,7 @@ impl Broker for NatsBroker {
 
     /// Core NATS hands every message to the client, then flushes once; JetStream sends
     /// them all and awaits their acks together (see the [crate docs](crate)).
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        messages: Vec<Message>,
-    ) -> Result<(), BatchError> {
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
         batch_publisher::publish_batch(&self.inner, topic, messages).await
     }
 

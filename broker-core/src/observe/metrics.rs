@@ -117,11 +117,7 @@ impl Broker for MetricsBroker {
 
     /// Counts each message of the batch as published or failed (by kind), and the
     /// batch's duration in its own histogram.
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        messages: Vec<Message>,
-    ) -> Result<(), BatchError> {
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
         let batch_len = messages.len() as u64;
         let started = Instant::now();
         let result = self.inner.publish_batch(topic, messages).await;

@@ -81,7 +81,10 @@ pub async fn batch_reports_failures_by_index(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("batch_failures");
     must(
-        broker.publish_batch(&topic, Vec::new()).await.map_err(Into::into),
+        broker
+            .publish_batch(&topic, Vec::new())
+            .await
+            .map_err(Into::into),
         "an empty batch",
     );
 
@@ -114,7 +117,10 @@ pub async fn batch_reports_failures_by_index(kit: Kit) {
             .await;
         let arrived: HashSet<usize> = received.iter().map(|r| seq_of(&r.message)).collect();
         let expected: HashSet<usize> = (0..LEN).filter(|&seq| seq != TOO_BIG).collect();
-        assert_eq!(arrived, expected, "batch failures: the valid messages arrive");
+        assert_eq!(
+            arrived, expected,
+            "batch failures: the valid messages arrive"
+        );
     }
 
     let every = |err: &BatchError, kind: ErrorKind, what: &str| {
