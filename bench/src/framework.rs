@@ -126,6 +126,16 @@ impl Side for Framework {
         Ok(())
     }
 
+    /// One `publish_batch` call (which flushes on core NATS, so no flush after it).
+    async fn publish_batch(&self, topic: &str, n: u64, spec: &MsgSpec) -> anyhow::Result<()> {
+        let headers = headers(spec);
+        let batch = (0..n).map(|_| message(spec, &headers)).collect();
+        self.broker
+            .publish_batch(topic, batch)
+            .await
+            .with_context(|| format!("framework publish_batch to `{topic}`"))
+    }
+
     async fn publish_one(&self, topic: &str, spec: &MsgSpec) -> anyhow::Result<()> {
         self.broker
             .publish(topic, message(spec, &headers(spec)))

@@ -193,6 +193,8 @@ impl NatsIds {
 enum ScenarioArg {
     /// Publisher throughput.
     Publish,
+    /// Publisher throughput, 100 messages per batch.
+    PublishBatch,
     /// One subscriber, first publish to last receipt.
     PubSub,
     /// One message in flight.
@@ -211,6 +213,7 @@ impl ScenarioArg {
     fn scenario(self) -> Scenario {
         match self {
             ScenarioArg::Publish => Scenario::Publish,
+            ScenarioArg::PublishBatch => Scenario::PublishBatch,
             ScenarioArg::PubSub => Scenario::PubSub,
             ScenarioArg::RoundTrip => Scenario::RoundTrip,
             ScenarioArg::FanOut1 => Scenario::FanOut(1),

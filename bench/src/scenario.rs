@@ -17,6 +17,9 @@ use crate::side::{MsgSpec, Side, Sub, Subscribers};
 pub(crate) enum Scenario {
     /// Publisher throughput.
     Publish,
+    /// Publisher throughput in batches of [`BATCH`] messages: the framework's
+    /// `publish_batch`, the raw client's send-all-then-flush (or await the acks).
+    PublishBatch,
     /// Publish to one subscriber, until the last message is received.
     PubSub,
     /// One message in flight: publish, wait for it at the subscriber, repeat.
@@ -32,6 +35,7 @@ impl Scenario {
     pub(crate) fn all() -> Vec<Scenario> {
         vec![
             Scenario::Publish,
+            Scenario::PublishBatch,
             Scenario::PubSub,
             Scenario::RoundTrip,
             Scenario::FanOut(1),
@@ -46,6 +50,7 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scenario::Publish => f.write_str("publish"),
+            Scenario::PublishBatch => f.write_str("batch publish"),
             Scenario::PubSub => f.write_str("pub→sub"),
             Scenario::RoundTrip => f.write_str("round trip"),
             Scenario::FanOut(k) => write!(f, "fan-out ×{k}"),
@@ -53,6 +58,9 @@ impl fmt::Display for Scenario {
         }
     }
 }
+
+/// Messages per batch in [`Scenario::PublishBatch`].
+pub(crate) const BATCH: u64 = 100;
 
 /// Round-trip percentiles, in microseconds: p50, p90, p99, p99.9.
 pub(crate) type Percentiles = [f64; 4];
@@ -302,6 +310,26 @@ async fn measure_inner<S: Side>(
             };
             let start = Instant::now();
             side.publish_many(topic, n, spec).await?;
+            let elapsed = start.elapsed();
+            if let Some(sink) = sink {
+                sink.finish(load.stall).await?;
+            }
+            Ok(Sample::Rate(n as f64 / elapsed.as_secs_f64()))
+        }
+        Scenario::PublishBatch => {
+            let sink = if side.publish_needs_sink() {
+                let subs = side.subscribe(topic, Subscribers::each(1)).await?;
+                Some(Receiving::start(subs, n, Some(n), len))
+            } else {
+                None
+            };
+            let start = Instant::now();
+            let mut left = n;
+            while left > 0 {
+                let batch = left.min(BATCH);
+                side.publish_batch(topic, batch, spec).await?;
+                left -= batch;
+            }
             let elapsed = start.elapsed();
             if let Some(sink) = sink {
                 sink.finish(load.stall).await?;

@@ -113,6 +113,19 @@ pub(crate) trait Side: Send + Sync + 'static {
         spec: &MsgSpec,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Publishes one batch of `n` copies of `spec` as this side's client does it best,
+    /// and returns once the batch is as far as [`publish_many`](Side::publish_many)
+    /// takes it. The raw clients' `publish_many` is already their batch (send all, then
+    /// flush or await the acks), so that is the default.
+    fn publish_batch(
+        &self,
+        topic: &str,
+        n: u64,
+        spec: &MsgSpec,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.publish_many(topic, n, spec)
+    }
+
     /// Publishes one message, for the round-trip scenario (no explicit flush).
     fn publish_one(
         &self,

@@ -38,6 +38,7 @@ fn quick(backend: &str, rows_for: &[&str]) {
     for name in rows_for {
         for scenario in [
             "publish",
+            "batch publish",
             "pub→sub",
             "round trip",
             "fan-out ×1",

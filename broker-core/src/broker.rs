@@ -4,6 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::batch::{BatchError, publish_one_by_one};
 use crate::{Message, Result, SubscribeOptions, Subscription};
 
 /// A message broker: publish, subscribe, close. Nothing more.
@@ -34,6 +35,22 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// has taken the message as far as its guarantees say (for at-least-once backends:
     /// the broker acknowledged it).
     async fn publish(&self, topic: &str, message: Message) -> Result<()>;
+
+    /// Publishes `messages` to `topic`, in order, and resolves when each is stored as far
+    /// as the backend's guarantees say (as [`publish`](Broker::publish) would).
+    ///
+    /// Not atomic: on `Err`, the [`BatchError`] lists each message that was not stored
+    /// by its index in `messages`, with a typed error; every other message was stored. A
+    /// problem of one message (too large, a header the backend cannot carry) fails that
+    /// message alone; a problem of the call (an invalid topic, a closed broker) fails
+    /// every message with the same kind. See [`batch`](crate::batch).
+    ///
+    /// The default publishes one message after another. Backends override it to send
+    /// them all before waiting (Kafka, NATS, JetStream); a decorator forwards it to the
+    /// broker it wraps, so that path is kept.
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
+        publish_one_by_one(self, topic, messages).await
+    }
 
     /// Subscribes to the subjects that `pattern` matches (see [`subject`](crate::subject)).
     /// The subscription is live when this returns: a message published afterwards is

@@ -179,6 +179,22 @@ impl Broker for GoMicroBroker {
         self.inner.publish(topic, message).await
     }
 
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Result<(), crate::batch::BatchError> {
+        match self.format {
+            WireFormat::GoMicro => {
+                crate::batch::publish_prepared(&*self.inner, topic, messages, |message| {
+                    to_envelope(topic, &message)
+                })
+                .await
+            }
+            _ => self.inner.publish_batch(topic, messages).await,
+        }
+    }
+
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
         let subscription = self.inner.subscribe(pattern, options.clone()).await?;
         let lag = subscription.lag_source();

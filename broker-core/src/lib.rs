@@ -2,7 +2,9 @@
 //! marrying one broker.
 //!
 //! - [`Broker`] is the whole contract a backend implements: `publish`, `subscribe`,
-//!   `close`, plus the [`Capabilities`](backend::Capabilities) it guarantees.
+//!   `close`, plus the [`Capabilities`](backend::Capabilities) it guarantees;
+//!   [`publish_batch`](Broker::publish_batch) publishes many messages in one call and
+//!   reports each one that failed ([`batch`]).
 //! - [`Message`] carries ordered [`Headers`] (values are bytes with a text face), a
 //!   `bytes` payload, an optional key and an id. A [`Subscription`] is a stream of
 //!   [`Delivery`]s, each acked or nacked; a handler sees each as an [`Event`].
@@ -40,6 +42,7 @@
 #[cfg(feature = "asyncapi")]
 pub mod asyncapi;
 pub mod backend;
+pub mod batch;
 mod broker;
 pub mod codec;
 pub mod delivery;

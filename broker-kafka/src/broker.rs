@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
+use broker_core::batch::BatchError;
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
 use rdkafka::admin::AdminClient;
@@ -289,6 +290,12 @@ impl Broker for KafkaBroker {
         Self: 'c,
     {
         self.inner.publish(topic, message)
+    }
+
+    /// Hands every record to librdkafka, then awaits their delivery reports together
+    /// (see the [crate documentation](crate)).
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
+        self.inner.publish_batch(topic, messages).await
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

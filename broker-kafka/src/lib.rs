@@ -50,7 +50,9 @@
 //! (`queue.buffering.max.messages`, 100 000 by default), which waits for room for at most
 //! [`KafkaOptions::publish_timeout`] and then fails with `Timeout`. `linger.ms` is 1 (librdkafka's default is 5), so a
 //! publisher that awaits each publish in turn does not wait 5 ms for every message (set
-//! `linger.ms` to trade that latency for larger batches). Headers become native record headers (order, case
+//! `linger.ms` to trade that latency for larger batches). `publish_batch` hands every
+//! record of the batch over before awaiting any report, then awaits the reports
+//! together; a full queue makes it wait for the batch's oldest report. Headers become native record headers (order, case
 //! and repeated keys kept); the message id travels as the `x-message-id` header and is
 //! removed on receipt; the message key is the record key. Topics are created on first use
 //! through the admin API, with [`KafkaOptions::partitions`] partitions and
@@ -141,6 +143,7 @@ mod error;
 mod kafka_url;
 mod options;
 mod publish;
+mod publish_batch;
 mod subscriber;
 mod topics;
 mod tracker;

@@ -118,7 +118,11 @@ impl Inner {
     }
 
     /// Hands `message`'s record to librdkafka.
-    fn try_send<'a>(&self, topic: &'a str, message: &Message) -> Result<Delivered<'a>, Sent> {
+    pub(crate) fn try_send<'a>(
+        &self,
+        topic: &'a str,
+        message: &Message,
+    ) -> Result<Delivered<'a>, Sent> {
         let report = Arc::new(Report::default());
         let mut record: BaseRecord<'_, [u8], [u8], Arc<Report>> =
             BaseRecord::with_opaque_to(topic, report.clone())
@@ -140,7 +144,11 @@ impl Inner {
 
     /// Hands `message`'s record to librdkafka, waiting while its queue is full, for at
     /// most the publish timeout.
-    async fn send_when_room<'a>(&self, topic: &'a str, message: &Message) -> Result<Delivered<'a>> {
+    pub(crate) async fn send_when_room<'a>(
+        &self,
+        topic: &'a str,
+        message: &Message,
+    ) -> Result<Delivered<'a>> {
         let timeout = self.options.publish_timeout;
         let deadline = Instant::now() + timeout;
         let mut wait = FIRST_ROOM_WAIT;
@@ -168,7 +176,7 @@ impl Inner {
 }
 
 /// Why a record was not handed over.
-enum Sent {
+pub(crate) enum Sent {
     /// librdkafka's queue is full: try again after a while.
     QueueFull,
     /// Anything else: final.
@@ -193,7 +201,7 @@ fn failed(topic: &str, err: KafkaError) -> Error {
 /// librdkafka reports every record it accepted, delivered or failed (at the latest after
 /// `message.timeout.ms`, or with a purge error when the producer is dropped), and the
 /// producer outlives this future, which borrows the broker.
-struct Delivered<'a> {
+pub(crate) struct Delivered<'a> {
     report: Arc<Report>,
     topic: &'a str,
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
+use broker_core::batch::{BatchError, BatchFailure};
 use broker_core::subject::Pattern;
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
@@ -324,6 +325,38 @@ impl Broker for MemoryBroker {
             Ok(Some(wait)) => wait,
             Err(err) => Box::pin(std::future::ready(Err(err))),
         }
+    }
+
+    /// Resolves the topic's subscribers once, then places the messages one after
+    /// another, waiting only where a buffer is full (each message's wait is bounded by
+    /// [`MemoryOptions::publish_timeout`]). Subscribers that join during the batch get
+    /// none of it.
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
+        let batch_len = messages.len();
+        if batch_len == 0 {
+            return Ok(());
+        }
+        let route = match self
+            .inner
+            .check_open()
+            .and_then(|()| self.inner.route(topic))
+        {
+            // Cloned out of the cache's lock, which must not be held across the waits.
+            Ok(route) => Route::clone(&route),
+            Err(err) => return Err(BatchError::whole(batch_len, err)),
+        };
+        let mut failures = Vec::new();
+        for (index, message) in messages.into_iter().enumerate() {
+            let placed = match self.inner.publish_on(&route, message) {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => wait.await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = placed {
+                failures.push(BatchFailure::new(index, err));
+            }
+        }
+        BatchError::check(batch_len, failures)
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
+use broker_core::batch::BatchError;
 use broker_core::headers::names;
 use broker_core::subject::{validate_pattern, validate_topic};
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
@@ -22,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::convert::IdHeaders;
 use crate::jetstream::is_inbox;
 use crate::options::{Mode, NatsOptions};
-use crate::{convert, core_subscriber, error, jetstream_subscriber, publisher};
+use crate::{batch_publisher, convert, core_subscriber, error, jetstream_subscriber, publisher};
 
 /// A broker on NATS: core NATS (`nats://`) or JetStream (`jetstream://`). Cloning gives
 /// another handle to the same connection.
@@ -294,6 +295,12 @@ impl Broker for NatsBroker {
         }
         // The topic is checked by `publisher::publish`.
         publisher::publish(&self.inner, topic, message)
+    }
+
+    /// Core NATS hands every message to the client, then flushes once; JetStream sends
+    /// them all and awaits their acks together (see the [crate docs](crate)).
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
+        batch_publisher::publish_batch(&self.inner, topic, messages).await
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

@@ -86,6 +86,10 @@
 //!   stream, a quorum of its replicas). While the stream leader fails over, `publish`
 //!   retries with the same `Nats-Msg-Id`, so a retry is not stored twice, for up to
 //!   `publish_timeout_ms`; then it fails, and the message may or may not be stored.
+//! - `publish_batch` sends every message before awaiting any ack, with at most 256 acks
+//!   awaited at once; a message whose ack does not come is sent again with its
+//!   `Nats-Msg-Id` after the others. On core NATS it hands every message to the client,
+//!   then flushes once.
 //! - A confirmed ack (`confirm_acks=on`, the default) returns `Ok` when the consumer's
 //!   leader answered it, which it does once the ack is stored: on a replicated consumer,
 //!   once a quorum of its replicas has it. Such a message is not delivered again, also
@@ -138,6 +142,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod batch_publisher;
 mod broker;
 mod convert;
 mod core_subscriber;

@@ -47,7 +47,7 @@ pub(crate) fn publish<'a>(
 /// header that is a valid subject also becomes the native reply subject. The message id
 /// travels unless `message_ids` is off and the message is no request; a message left
 /// with no header at all goes out without a header block.
-fn publish_core<'a>(
+pub(crate) fn publish_core<'a>(
     inner: &'a Inner,
     topic: &'a str,
     message: Message,
@@ -139,13 +139,25 @@ impl Subjects {
 /// `publish_timeout` runs out; then it fails. It never reports `Ok` for a message the
 /// stream did not acknowledge.
 async fn publish_jetstream(inner: &Inner, topic: &str, message: Message) -> Result<()> {
-    let js = inner.js()?;
+    inner.js()?;
     let headers = convert::to_nats_headers(topic, &message, IdHeaders::WithNatsMsgId)?;
     inner.check_size(topic, message.payload().len(), Some(&headers))?;
     inner.stream_for(topic).await?;
-
     let deadline = Instant::now() + inner.options.jetstream.publish_timeout;
-    let payload = message.into_payload();
+    send_until_acked(inner, topic, headers, message.into_payload(), deadline).await
+}
+
+/// Sends a converted JetStream message (its headers carry the `Nats-Msg-Id`) until the
+/// stream acknowledges it, as [`publish_jetstream`] says, retrying until `deadline`
+/// (it tries once even when `deadline` has passed).
+pub(crate) async fn send_until_acked(
+    inner: &Inner,
+    topic: &str,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+    deadline: Instant,
+) -> Result<()> {
+    let js = inner.js()?;
     let mut backoff = Duration::from_millis(50);
     let mut looked_again = false;
     loop {

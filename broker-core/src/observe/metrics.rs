@@ -12,6 +12,7 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use super::lag_gauge;
 use super::wrap::{DeliveryHooks, wrap_subscription};
 use crate::backend::Capabilities;
+use crate::batch::BatchError;
 use crate::handler::Layer;
 use crate::{
     BoxError, Broker, Delivery, Event, Handler, Message, Result, SubscribeOptions, Subscription,
@@ -25,6 +26,9 @@ pub mod names {
     pub const PUBLISH_FAILED: &str = "broker_publish_failures_total";
     /// Histogram: publish latency in seconds (label `backend`).
     pub const PUBLISH_DURATION: &str = "broker_publish_duration_seconds";
+    /// Histogram: duration of a whole `publish_batch` call in seconds (label `backend`);
+    /// its messages are counted one by one in [`PUBLISHED`] and [`PUBLISH_FAILED`].
+    pub const PUBLISH_BATCH_DURATION: &str = "broker_publish_batch_duration_seconds";
     /// Counter: deliveries (labels `backend`, `pattern`).
     pub const DELIVERED: &str = "broker_messages_delivered_total";
     /// Counter: deliveries acked (labels `backend`, `pattern`).
@@ -57,7 +61,8 @@ pub mod names {
     pub const CONSUMER_LAG: &str = "broker_consumer_lag";
 }
 
-/// A broker decorator recording publishes (count, failures, latency) and, per
+/// A broker decorator recording publishes (count, failures, latency; a batch counts each
+/// of its messages) and, per
 /// subscription pattern, deliveries, acks and nacks.
 ///
 /// The metric handles are resolved once, when the decorator is made and when a
@@ -70,6 +75,7 @@ pub struct MetricsBroker {
     published: Counter,
     publish_duration: Histogram,
     lag_interval: Duration,
+    publish_batch_duration: Histogram,
 }
 
 impl MetricsBroker {
@@ -79,6 +85,7 @@ impl MetricsBroker {
         MetricsBroker {
             published: counter!(names::PUBLISHED, "backend" => backend),
             publish_duration: histogram!(names::PUBLISH_DURATION, "backend" => backend),
+            publish_batch_duration: histogram!(names::PUBLISH_BATCH_DURATION, "backend" => backend),
             inner,
             backend,
             lag_interval: DEFAULT_LAG_INTERVAL,
@@ -98,6 +105,16 @@ impl MetricsBroker {
 /// How often a subscription's consumer lag is sampled by default.
 const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(5);
 
+impl MetricsBroker {
+    fn publish_failed(&self, kind: crate::ErrorKind) -> Counter {
+        counter!(
+            names::PUBLISH_FAILED,
+            "backend" => self.backend,
+            "kind" => format!("{kind:?}")
+        )
+    }
+}
+
 impl std::fmt::Debug for MetricsBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsBroker")
@@ -116,12 +133,29 @@ impl Broker for MetricsBroker {
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(()) => self.published.increment(1),
-            Err(err) => counter!(
-                names::PUBLISH_FAILED,
-                "backend" => self.backend,
-                "kind" => format!("{:?}", err.kind())
-            )
-            .increment(1),
+            Err(err) => self.publish_failed(err.kind()).increment(1),
+        }
+        result
+    }
+
+    /// Counts each message of the batch as published or failed (by kind), and the
+    /// batch's duration in its own histogram.
+    async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
+        let batch_len = messages.len() as u64;
+        let started = Instant::now();
+        let result = self.inner.publish_batch(topic, messages).await;
+        self.publish_batch_duration
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => self.published.increment(batch_len),
+            Err(err) => {
+                let failed = err.failures();
+                self.published
+                    .increment(batch_len.saturating_sub(failed.len() as u64));
+                for failure in failed {
+                    self.publish_failed(failure.error().kind()).increment(1);
+                }
+            }
         }
         result
     }

@@ -35,8 +35,8 @@
 //! ```
 
 /// Defines `$decorator`, a decorator of the broker in its `inner` field (built with
-/// `new(inner)`) that only changes what is published: `publish` hands each message to
-/// `$stamp` (a `fn(&mut Message)`) first; subscribing, closing and the capabilities are
+/// `new(inner)`) that only changes what is published: `publish` and `publish_batch` hand
+/// each message to `$stamp` (a `fn(&mut Message)`) first; subscribing, closing and the capabilities are
 /// `inner`'s. The attributes given (its docs) go on the decorator.
 macro_rules! stamping_broker {
     ($(#[$attr:meta])* pub struct $decorator:ident => $stamp:path;) => {
@@ -62,6 +62,17 @@ macro_rules! stamping_broker {
             ) -> $crate::Result<()> {
                 $stamp(&mut message);
                 self.inner.publish(topic, message).await
+            }
+
+            async fn publish_batch(
+                &self,
+                topic: &str,
+                mut messages: Vec<$crate::Message>,
+            ) -> $crate::Result<(), $crate::batch::BatchError> {
+                for message in &mut messages {
+                    $stamp(message);
+                }
+                self.inner.publish_batch(topic, messages).await
             }
 
             async fn subscribe(

@@ -315,6 +315,8 @@ macro_rules! conformance_suite {
         $crate::__conformance_tests!($kit;
             round_trip_headers_key_id,
             payload_shapes,
+            batch_arrives_whole_and_in_key_order,
+            batch_reports_failures_by_index,
             concurrent_publishers_and_subscribers,
             many_topics_stay_isolated,
             blocked_handler_leaves_the_other_slots_working,

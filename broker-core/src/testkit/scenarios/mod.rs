@@ -5,6 +5,7 @@
 //! | group | scenarios | needs |
 //! |---|---|---|
 //! | round trip | [`round_trip_headers_key_id`], [`payload_shapes`] | |
+//! | batch | [`batch_arrives_whole_and_in_key_order`], [`batch_reports_failures_by_index`] | key order checked with ordering |
 //! | concurrency | [`concurrent_publishers_and_subscribers`], [`many_topics_stay_isolated`], [`blocked_handler_leaves_the_other_slots_working`] | |
 //! | fan-out and groups | [`fan_out_to_plain_subscribers`], [`queue_group_splits_the_load`], [`two_groups_each_get_everything`] | queue groups for the last two |
 //! | ordering | [`ordering_of_interleaved_streams`], [`handler_keeps_key_order_and_runs_keys_at_once`] | ordering |
@@ -20,6 +21,7 @@
 //! case a duplicate fails the scenario.
 
 mod ack;
+mod batch;
 mod close;
 mod concurrency;
 mod errors;
@@ -48,6 +50,7 @@ pub use ack::{
     nacking_member_then_acking_member, reopened_subscribers_lose_nothing,
     unacked_messages_come_back_after_drop,
 };
+pub use batch::{batch_arrives_whole_and_in_key_order, batch_reports_failures_by_index};
 pub use close::{
     close_semantics, concurrent_subscribe_and_unsubscribe, publish_then_close_loses_nothing,
     unsubscribe_stops_delivery,

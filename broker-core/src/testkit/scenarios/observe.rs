@@ -140,9 +140,10 @@ pub async fn correlation_id_reaches_the_second_hop(kit: Kit) {
     must(broker.close().await, "close");
 }
 
-/// Through the metrics decorator and layer, 5 messages handled give 5 deliveries and 5
-/// acks for the subscription's pattern, at least 5 publishes for the backend, a handler
-/// duration, and no handler left in flight.
+/// Through the metrics decorator and layer, 10 messages handled (5 published one by one,
+/// 5 in one batch) give 10 deliveries and 10 acks for the subscription's pattern, at
+/// least 10 publishes for the backend, a handler duration each, and no handler left in
+/// flight.
 pub async fn metrics_count_what_happened(kit: Kit) {
     let _turn = RECORDER_TURN.lock().await;
     let snapshotter = snapshotter();
@@ -153,6 +154,15 @@ pub async fn metrics_count_what_happened(kit: Kit) {
         (|_event: Event| async { Ok::<(), BoxError>(()) }).with(MetricsLayer::new(backend, &topic));
     let handle = subscribe_with(&broker, &topic, HandlerOptions::new(), handler).await;
     super::publish_numbered(&broker, &topic, 0..5).await;
+    // A batch counts each of its messages.
+    let batch = (5..10).map(super::numbered).collect();
+    must(
+        broker
+            .publish_batch(&topic, batch)
+            .await
+            .map_err(Into::into),
+        "publish_batch",
+    );
 
     // Each snapshot drains counters and histogram samples, so they are summed across
     // snapshots; a gauge is read as its latest value.
@@ -195,12 +205,12 @@ pub async fn metrics_count_what_happened(kit: Kit) {
     };
     let done = wait_until(kit.features.timeout, || {
         read();
-        value(metric_names::ACKED) >= 5.0
+        value(metric_names::ACKED) >= 10.0
     })
     .await;
     assert!(
         done,
-        "metrics: {} acks counted, expected 5; recorded: {:?}",
+        "metrics: {} acks counted, expected 10; recorded: {:?}",
         value(metric_names::ACKED),
         snapshotter
             .snapshot()
@@ -213,12 +223,12 @@ pub async fn metrics_count_what_happened(kit: Kit) {
     read();
     assert_eq!(
         value(metric_names::DELIVERED),
-        5.0,
+        10.0,
         "metrics: deliveries for the pattern"
     );
     assert_eq!(
         value(metric_names::ACKED),
-        5.0,
+        10.0,
         "metrics: acks for the pattern"
     );
     assert_eq!(
@@ -227,7 +237,7 @@ pub async fn metrics_count_what_happened(kit: Kit) {
         "metrics: nacks for the pattern"
     );
     assert!(
-        value(metric_names::PUBLISHED) >= 5.0,
+        value(metric_names::PUBLISHED) >= 10.0,
         "metrics: publishes for the backend"
     );
     assert_eq!(
@@ -236,7 +246,7 @@ pub async fn metrics_count_what_happened(kit: Kit) {
         "metrics: handlers still in flight"
     );
     let durations = durations.lock().map(|d| *d).unwrap_or(0);
-    assert_eq!(durations, 5, "metrics: handler durations recorded");
+    assert_eq!(durations, 10, "metrics: handler durations recorded");
     must(broker.close().await, "close");
 }
 
