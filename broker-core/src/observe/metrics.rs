@@ -36,10 +36,16 @@ pub mod names {
     /// they could not be read or failed on every allowed attempt, with no dead-letter
     /// topic to take them (labels `pattern`, `reason`: `unreadable` or `attempts`).
     pub const DROPPED: &str = "broker_messages_dropped_total";
+    /// Counter: handlers cancelled, their messages nacked, because a shutdown's deadline
+    /// passed (label `pattern`; see `SubscriberHandle::shutdown_within`).
+    pub const CANCELLED: &str = "broker_handlers_cancelled_total";
     /// Histogram: handler duration in seconds (labels `backend`, `pattern`, `outcome`).
     pub const HANDLER_DURATION: &str = "broker_handler_duration_seconds";
     /// Gauge: handlers running (labels `backend`, `pattern`).
     pub const IN_FLIGHT: &str = "broker_handlers_in_flight";
+    /// Gauge: 1 while the broker is connected, 0 while it is not (label `backend`; see
+    /// `Broker::health`).
+    pub const CONNECTED: &str = "broker_connected";
     /// Counter: failed connection attempts and lost connections to a server (label
     /// `backend`).
     pub const CONNECTION_FAILURES: &str = "broker_connection_failures_total";
