@@ -4,6 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::health::Health;
 use crate::{Message, Result, SubscribeOptions, Subscription};
 
 /// A message broker: publish, subscribe, close. Nothing more.
@@ -46,6 +47,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
 
     /// What this backend guarantees.
     fn capabilities(&self) -> Capabilities;
+
+    /// Whether the broker is connected now, and the last connection error it saw (see
+    /// [`health`](crate::health)). The default, for a backend that tracks nothing, is
+    /// connected; a wrapper forwards its inner broker's.
+    fn health(&self) -> Health {
+        Health::connected()
+    }
 }
 
 /// How often a published message reaches a subscriber, at best.

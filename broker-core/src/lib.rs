@@ -44,6 +44,7 @@ mod ext;
 pub mod gomicro;
 pub mod handler;
 pub mod headers;
+pub mod health;
 mod message;
 pub mod middleware;
 pub mod observe;

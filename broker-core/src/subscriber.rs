@@ -204,15 +204,18 @@ impl SubscriberHandle {
         joined(self.task.await).map(drop)
     }
 
-    /// Stops taking new messages (at once, when called) and waits up to `deadline` for the events being handled
-    /// to finish, as [`shutdown`](Self::shutdown) does; then cancels the handlers still
-    /// running (their futures are dropped) and nacks their deliveries and those waiting
-    /// behind them, so that backends that redeliver (see
+    /// Stops taking new messages at once (when called, not when first polled) and waits
+    /// up to `deadline`, counted from the call, for the events being handled to finish,
+    /// as [`shutdown`](Self::shutdown) does. Then it cancels the handlers still running
+    /// (their futures are dropped) and nacks their deliveries and those waiting behind
+    /// them, so that backends that redeliver (see
     /// [`Capabilities::redelivery`](crate::backend::Capabilities::redelivery)) deliver them
-    /// again, to another member of the queue group or to the next subscriber. It returns
-    /// once the nacks are settled and the subscription is closed, saying how many
-    /// deliveries finished and how many were cancelled; each cancelled one is logged
-    /// (WARN) and counted in `broker_handlers_cancelled_total` (feature `metrics`).
+    /// again, to another member of the queue group or to the next subscriber.
+    ///
+    /// It returns once the nacks are settled and the subscription is closed, saying how
+    /// many deliveries finished and how many were cancelled; each cancelled one is logged
+    /// (WARN) and counted in `broker_handlers_cancelled_total` (feature `metrics`). To
+    /// stop several subscribers within one deadline, call this on each, then await them.
     ///
     /// ```
     /// # async fn demo(handle: broker_core::SubscriberHandle) -> broker_core::Result<()> {
@@ -233,8 +236,13 @@ impl SubscriberHandle {
             ..
         } = self;
         stop.cancel();
+        let until = tokio::time::Instant::now().checked_add(deadline);
         async move {
-            match tokio::time::timeout(deadline, &mut task).await {
+            let Some(until) = until else {
+                // A deadline past the end of time: no deadline.
+                return joined(task.await);
+            };
+            match tokio::time::timeout_at(until, &mut task).await {
                 Ok(done) => joined(done),
                 Err(_) => {
                     cancel.cancel();

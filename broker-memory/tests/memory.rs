@@ -298,3 +298,19 @@ async fn publish_places_the_message_when_called_and_waits_only_for_room() {
         .expect_err("a wildcard is not a topic");
     assert_eq!(err.kind(), ErrorKind::InvalidSubject, "{err}");
 }
+
+/// The broker is connected until it is closed, and says so through every wrapper.
+#[tokio::test]
+async fn health_is_connected_until_close() {
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    let observed = broker_core::observe::observed(broker.clone());
+    assert!(broker.health().connected);
+    assert!(observed.health().connected);
+    broker.close().await.expect("close");
+    let health = observed.health();
+    assert!(!health.connected, "closed, yet {health:?}");
+    assert!(
+        health.last_error.is_some_and(|e| e.contains("closed")),
+        "the reason is given"
+    );
+}

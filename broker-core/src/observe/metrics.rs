@@ -12,6 +12,7 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use super::wrap::{DeliveryHooks, wrap_subscription};
 use crate::backend::Capabilities;
 use crate::handler::Layer;
+use crate::health::Health;
 use crate::{
     BoxError, Broker, Delivery, Event, Handler, Message, Result, SubscribeOptions, Subscription,
 };
@@ -126,6 +127,13 @@ impl Broker for MetricsBroker {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    /// The inner broker's health, also recorded in the `broker_connected` gauge.
+    fn health(&self) -> Health {
+        let health = self.inner.health();
+        crate::health::record(self.backend, health.connected);
+        health
     }
 }
 
