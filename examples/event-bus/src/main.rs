@@ -1,7 +1,8 @@
 //! Run: `cargo run -p event-bus -- demo`; see `--help` for `gateway`, `products` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
 //!
-//! The gateway's port also serves `GET /metrics` (Prometheus);
+//! The gateway's port also serves `GET /metrics` (Prometheus) and `GET /health`; on
+//! ctrl-c the handlers get `--shutdown-timeout` seconds to finish.
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
@@ -12,9 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use event_bus::{Gateway, Topics, product_options, router, run_product_service};
-use example_support::run::{
-    self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c,
-};
+use example_support::run::{self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c};
 
 /// `GET /prods` answered over a message broker, with a timeout.
 #[derive(Debug, Parser)]
@@ -62,15 +61,15 @@ async fn main() -> anyhow::Result<()> {
             let handle = run_product_service(process.broker(), options, delay)
                 .await
                 .context("cannot subscribe the product service")?;
-            subscribe_until_ctrl_c(vec![handle], "the product service").await
+            subscribe_until_ctrl_c(process, [handle]).await
         }
         Command::All { addr, timeout_ms } => {
             let options = product_options().topics(topics.clone());
             let handle = run_product_service(process.broker(), options, Duration::ZERO)
                 .await
                 .context("cannot subscribe the product service")?;
-            let served = serve(process, topics, addr, timeout_ms).await;
-            served.and(shutdown_all([handle], "the product service").await)
+            process.hold([handle]);
+            serve(process, topics, addr, timeout_ms).await
         }
         Command::Demo => demo::run(process.broker(), process.url(), &topics).await,
     })
@@ -86,7 +85,7 @@ async fn serve(
     let gateway = Gateway::new(process.broker(), topics, Duration::from_millis(timeout_ms))
         .await
         .context("cannot start the gateway")?;
-    serve_until_ctrl_c(addr, router(gateway), process.metrics(), |server| {
+    serve_until_ctrl_c(addr, router(gateway), process, |server| {
         tracing::info!(
             "gateway on {} (metrics: {}); try: curl -s {}",
             server.url(""),

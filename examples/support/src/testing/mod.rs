@@ -2,8 +2,10 @@
 //! (a real broker that is not running fails the test with the command that starts it),
 //! a test's [`Harness`] (its broker, subscribers and HTTP server, stopped together),
 //! [`backend_tests!`](crate::backend_tests) to run each test on every backend compiled
-//! in, and [`metrics`], `GET /metrics` read.
+//! in, [`metrics`], `GET /metrics` read, and [`health`], `GET /health` read and a
+//! nats-server a test may stop and start.
 
+pub mod health;
 pub mod metrics;
 
 use std::fmt::Debug;
