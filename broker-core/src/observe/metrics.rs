@@ -70,9 +70,12 @@ pub struct MetricsBroker {
 }
 
 impl MetricsBroker {
-    /// Wraps `inner`; the `backend` label is its capabilities' backend name.
+    /// Wraps `inner`; the `backend` label is its capabilities' backend name. Sets the
+    /// `broker_connected` gauge from `inner`'s health, as each call of
+    /// [`health`](Broker::health) does.
     pub fn new(inner: Arc<dyn Broker>) -> Self {
         let backend = inner.capabilities().backend;
+        crate::health::record(backend, inner.health().connected);
         MetricsBroker {
             published: counter!(names::PUBLISHED, "backend" => backend),
             publish_duration: histogram!(names::PUBLISH_DURATION, "backend" => backend),

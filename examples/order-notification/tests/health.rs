@@ -43,13 +43,15 @@ async fn health_says_why_once_the_broker_is_closed() {
     assert_eq!(body["subscribers"], 1);
 
     broker.close().await.expect("close");
-    let body =
-        example_support::testing::health::health_until(&client, &url, 503, WAIT).await;
+    let body = example_support::testing::health::health_until(&client, &url, 503, WAIT).await;
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["connected"], false);
     let reasons = body["reasons"].to_string();
     assert!(reasons.contains("not connected"), "{body}");
-    assert!(reasons.contains("stopped"), "the subscriber ended too: {body}");
+    assert!(
+        reasons.contains("stopped"),
+        "the subscriber ended too: {body}"
+    );
 
     let report = readiness
         .shutdown_within(WAIT)

@@ -82,7 +82,10 @@ pub fn nats_server_binary() -> Option<PathBuf> {
         "no nats-server at {}: install it with `scripts/nats.sh install` (or set NATS_SERVER_BIN)",
         binary.display()
     );
-    if ["REQUIRE_BROKERS", "CI"].iter().any(|name| var(name).is_some()) {
+    if ["REQUIRE_BROKERS", "CI"]
+        .iter()
+        .any(|name| var(name).is_some())
+    {
         panic!("{why} (REQUIRE_BROKERS or CI is set, so this test fails instead of skipping)");
     }
     eprintln!("SKIPPED: {why}");
