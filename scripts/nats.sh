@@ -3,7 +3,8 @@
 #
 # Usage: scripts/nats.sh {install|start|stop|restart|status|url}
 #
-#   install   Make sure a nats-server binary is available (cached).
+#   install   Make sure a nats-server binary is available (cached). The last stdout
+#             line is NATS_SERVER_BIN=<path of the binary>.
 #   start     Install if needed, then start the server in the background and
 #             wait until it is ready. Idempotent. The last stdout line is
 #             NATS_URL=nats://127.0.0.1:<port>.
@@ -38,7 +39,7 @@
 # Several instances on different ports are fully independent: each has its
 # own state dir, config, store, log and pid file.
 #
-# Everything except the URL lines goes to stderr.
+# Everything except the URL and binary lines goes to stderr.
 
 set -euo pipefail
 
@@ -436,7 +437,10 @@ usage() {
 main() {
     local cmd="${1:-}"
     case "$cmd" in
-        install) ensure_installed ;;
+        install)
+            ensure_installed
+            echo "NATS_SERVER_BIN=$NATS_SERVER"
+            ;;
         start) cmd_start ;;
         stop) cmd_stop ;;
         restart)

@@ -5,9 +5,11 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::batch::{BatchError, publish_one_by_one};
+use crate::health::Health;
 use crate::{Message, Result, SubscribeOptions, Subscription};
 
-/// A message broker: publish, subscribe, close. Nothing more.
+/// A message broker: publish, subscribe, close; the provided `publish_batch` and `health`
+/// have defaults that a backend overrides where it can do better.
 ///
 /// Everything else (typed messages, handlers, retries, dead letters, request/reply) is
 /// built on these three methods by [`BrokerExt`](crate::BrokerExt) and the
@@ -63,6 +65,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
 
     /// What this backend guarantees.
     fn capabilities(&self) -> Capabilities;
+
+    /// Whether the broker is connected now, and the last connection error it saw (see
+    /// [`health`](crate::health)). The default, for a backend that tracks nothing, is
+    /// connected; a wrapper forwards its inner broker's.
+    fn health(&self) -> Health {
+        Health::connected()
+    }
 }
 
 /// How often a published message reaches a subscriber, at best.

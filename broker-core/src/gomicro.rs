@@ -211,6 +211,10 @@ impl Broker for GoMicroBroker {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+
+    fn health(&self) -> crate::health::Health {
+        self.inner.health()
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use futures::future::BoxFuture;
 use crate::delivery::DeliveryInfo;
 use crate::{BoxError, Error, Message};
 
+pub use crate::subscriber::ShutdownReport;
+
 /// What a handler gets: the message, the concrete topic and the delivery attempt.
 #[derive(Debug, Clone)]
 pub struct Event {

@@ -10,12 +10,15 @@
 //!   [`Delivery`]s, each acked or nacked; a handler sees each as an [`Event`].
 //! - Writing a backend: [`backend`] has what only backend authors need.
 //! - [`BrokerExt::subscribe_with`] runs a [`Handler`] with bounded concurrency and a
-//!   graceful [`shutdown`](SubscriberHandle::shutdown); [`middleware`] adds retry, dead
-//!   letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed messages;
-//!   [`Requester`] does request/reply; `asyncapi` (feature `asyncapi`) writes the
-//!   AsyncAPI document of what a service publishes and receives.
+//!   graceful [`shutdown`](SubscriberHandle::shutdown), or one within a deadline
+//!   ([`shutdown_within`](SubscriberHandle::shutdown_within)); [`middleware`] adds retry,
+//!   dead letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed
+//!   messages; [`Requester`] does request/reply; `asyncapi` (feature `asyncapi`) writes
+//!   the AsyncAPI document of what a service publishes and receives.
 //! - [`lag`]: how far a subscription is behind, from [`Subscription::lag`] or
 //!   [`SubscriberHandle::lag`].
+//! - [`Broker::health`] says whether the broker is connected, for readiness checks
+//!   ([`health`]).
 //! - [`connect`] picks a backend by URL scheme (`memory://`, `nats://`, `jetstream://`,
 //!   `kafka://`) among those compiled in.
 //!
@@ -52,6 +55,7 @@ mod ext;
 pub mod gomicro;
 pub mod handler;
 pub mod headers;
+pub mod health;
 pub mod lag;
 mod message;
 pub mod middleware;

@@ -162,13 +162,29 @@ impl Backoff {
 }
 
 /// A handler running over a subscription. [`shutdown`](SubscriberHandle::shutdown) stops it
-/// gracefully; dropping the handle leaves it running until the broker closes.
+/// gracefully, [`shutdown_within`](SubscriberHandle::shutdown_within) within a deadline;
+/// dropping the handle leaves it running until the broker closes.
 #[derive(Debug)]
 pub struct SubscriberHandle {
     pattern: String,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    cancel: CancellationToken,
+    task: JoinHandle<ShutdownReport>,
     lag: lag::Attached,
+}
+
+/// What became of the deliveries a subscriber held when it was shut down (see
+/// [`SubscriberHandle::shutdown_within`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Deliveries handled to the end, and settled, after the shutdown began: those
+    /// running and those waiting for their key's handler.
+    pub finished: usize,
+    /// Deliveries nacked unhandled at the deadline: handlers still running then (their
+    /// futures dropped) and the deliveries waiting behind them. They come back on
+    /// backends that redeliver.
+    pub cancelled: usize,
 }
 
 impl SubscriberHandle {
@@ -189,13 +205,67 @@ impl SubscriberHandle {
     }
 
     /// Stops taking new messages, waits for the events being handled to finish and their
-    /// acks or nacks to be settled, then unsubscribes. Nothing taken is lost.
+    /// acks or nacks to be settled, then unsubscribes. Nothing taken is lost. It waits as
+    /// long as the handlers run; [`shutdown_within`](Self::shutdown_within) bounds that.
     pub async fn shutdown(self) -> Result<()> {
         self.stop.cancel();
-        self.task
-            .await
-            .map_err(|e| Error::with_source(ErrorKind::Handler, "the subscriber task failed", e))
+        joined(self.task.await).map(drop)
     }
+
+    /// Stops taking new messages at once (when called, not when first polled) and waits
+    /// up to `deadline`, counted from the call, for the events being handled to finish,
+    /// as [`shutdown`](Self::shutdown) does. Then it cancels the handlers still running
+    /// (their futures are dropped) and nacks their deliveries and those waiting behind
+    /// them, so that backends that redeliver (see
+    /// [`Capabilities::redelivery`](crate::backend::Capabilities::redelivery)) deliver them
+    /// again, to another member of the queue group or to the next subscriber.
+    ///
+    /// It returns once the nacks are settled and the subscription is closed, saying how
+    /// many deliveries finished and how many were cancelled; each cancelled one is logged
+    /// (WARN) and counted in `broker_handlers_cancelled_total` (feature `metrics`). To
+    /// stop several subscribers within one deadline, call this on each, then await them.
+    ///
+    /// ```
+    /// # async fn demo(handle: broker_core::SubscriberHandle) -> broker_core::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let report = handle.shutdown_within(Duration::from_secs(30)).await?;
+    /// println!("{} finished, {} cancelled", report.finished, report.cancelled);
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_within(
+        self,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<ShutdownReport>> + Send + 'static {
+        let SubscriberHandle {
+            stop,
+            cancel,
+            mut task,
+            ..
+        } = self;
+        stop.cancel();
+        let until = tokio::time::Instant::now().checked_add(deadline);
+        async move {
+            let Some(until) = until else {
+                // A deadline past the end of time: no deadline.
+                return joined(task.await);
+            };
+            match tokio::time::timeout_at(until, &mut task).await {
+                Ok(done) => joined(done),
+                Err(_) => {
+                    cancel.cancel();
+                    joined(task.await)
+                }
+            }
+        }
+    }
+}
+
+/// The subscriber task's report, or why it has none.
+fn joined(
+    done: std::result::Result<ShutdownReport, tokio::task::JoinError>,
+) -> Result<ShutdownReport> {
+    done.map_err(|e| Error::with_source(ErrorKind::Handler, "the subscriber task failed", e))
 }
 
 pub(crate) fn spawn(
@@ -204,6 +274,7 @@ pub(crate) fn spawn(
     options: HandlerOptions,
 ) -> SubscriberHandle {
     let stop = CancellationToken::new();
+    let cancel = CancellationToken::new();
     let pattern = subscription.pattern().to_owned();
     let lag = subscription.lag_source();
     let span = tracing::info_span!("subscriber", pattern = %pattern);
@@ -217,12 +288,16 @@ pub(crate) fn spawn(
         handler,
         policy,
         options.concurrency,
-        stop.clone(),
+        dispatch::Stops {
+            stop: stop.clone(),
+            cancel: cancel.clone(),
+        },
     );
     let task = tokio::spawn(run.instrument(span));
     SubscriberHandle {
         pattern,
         stop,
+        cancel,
         task,
         lag,
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::batch::BatchError;
+use broker_core::health::Health;
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
 use rdkafka::admin::AdminClient;
@@ -349,5 +350,15 @@ impl Broker for KafkaBroker {
             .queue_groups(true)
             .max_message_bytes(Some(self.inner.options.max_message_bytes))
             .disposable_topics(false)
+    }
+
+    /// Disconnected while a Kafka broker this process's clients use is unreachable (an
+    /// outage of [`outages`](crate::outages), which all the process's Kafka clients
+    /// share), with the last transport error librdkafka reported.
+    fn health(&self) -> Health {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Health::disconnected("the Kafka broker is closed");
+        }
+        crate::outages().health()
     }
 }

@@ -303,6 +303,14 @@ async fn a_partition_leader_killed_mid_stream_loses_no_acknowledged_publish() {
     ok.insert("late".to_owned());
 
     wait_for_all(&received, &ok, Duration::from_secs(90)).await;
+    let unhealthy =
+        broker_core::testkit::wait_until(Duration::from_secs(15), || !publisher.health().connected)
+            .await;
+    assert!(
+        unhealthy,
+        "health while a node is down: {:?}",
+        publisher.health()
+    );
     cluster(&["restart", &leader.to_string()]).await;
     let recovered = broker_core::testkit::wait_until(Duration::from_secs(15), || {
         broker_kafka::outages().down().is_empty()
@@ -312,6 +320,12 @@ async fn a_partition_leader_killed_mid_stream_loses_no_acknowledged_publish() {
         recovered,
         "outages still open after the restart: {:?}",
         broker_kafka::outages().down()
+    );
+    let health = publisher.health();
+    assert!(health.connected, "health after the restart: {health:?}");
+    assert!(
+        health.last_error.is_some(),
+        "the last error is kept: {health:?}"
     );
 
     let producer_duplicates: Vec<_> = offsets_by_id(&topic, 3)

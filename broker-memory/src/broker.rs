@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::batch::{BatchError, BatchFailure};
+use broker_core::health::Health;
 use broker_core::subject::Pattern;
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
@@ -422,5 +423,14 @@ impl Broker for MemoryBroker {
             .redelivery(true)
             .queue_groups(true)
             .max_message_bytes(Some(self.inner.options.max_message_bytes))
+    }
+
+    /// Connected until [`close`](Broker::close).
+    fn health(&self) -> Health {
+        if self.is_closed() {
+            Health::disconnected("the memory broker is closed")
+        } else {
+            Health::connected()
+        }
     }
 }

@@ -353,3 +353,19 @@ async fn a_paused_handler_lets_the_lag_rise_and_it_falls_to_zero_after() {
     assert_eq!(lag.total, 0, "the handler caught up: {lag:?}");
     handle.shutdown().await.expect("shutdown");
 }
+
+/// The broker is connected until it is closed, and says so through every wrapper.
+#[tokio::test]
+async fn health_is_connected_until_close() {
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    let observed = broker_core::observe::observed(broker.clone());
+    assert!(broker.health().connected);
+    assert!(observed.health().connected);
+    broker.close().await.expect("close");
+    let health = observed.health();
+    assert!(!health.connected, "closed, yet {health:?}");
+    assert!(
+        health.last_error.is_some_and(|e| e.contains("closed")),
+        "the reason is given"
+    );
+}

@@ -13,6 +13,7 @@ use async_nats::jetstream;
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
 use broker_core::batch::BatchError;
 use broker_core::headers::names;
+use broker_core::health::Health;
 use broker_core::subject::{validate_pattern, validate_topic};
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::StreamExt;
@@ -367,5 +368,19 @@ impl Broker for NatsBroker {
             .redelivery(stored)
             .queue_groups(true)
             .max_message_bytes(max)
+    }
+
+    /// Connected while the client's connection is up (it reconnects in the background);
+    /// the last error is the last lost connection, or error the server or the client
+    /// reported (see [`outages`](NatsBroker::outages)).
+    fn health(&self) -> Health {
+        let inner = &self.inner;
+        if self.is_closed() {
+            return Health::disconnected("the NATS broker is closed");
+        }
+        let mut health = inner.outages.health();
+        health.connected =
+            inner.client.connection_state() == async_nats::connection::State::Connected;
+        health
     }
 }

@@ -42,6 +42,7 @@ async fn an_outage_logs_one_warning_and_one_info_and_counts_the_attempts() {
     let broker = common::connect(&format!("jetstream://127.0.0.1:{PORT}")).await;
     let topic = unique_topic("reconnect.outage");
     let ids = collect(subscribe(&broker, &topic, SubscribeOptions::new()).await);
+    assert!(broker.health().connected, "{:?}", broker.health());
 
     common::nats_sh("stop", PORT)
         .await
@@ -51,12 +52,23 @@ async fn an_outage_logs_one_warning_and_one_info_and_counts_the_attempts() {
         "reconnect attempts are counted: {}",
         broker.outages().failures()
     );
+    let down = broker.health();
+    assert!(!down.connected, "health while the server is down: {down:?}");
+    assert!(
+        down.last_error.is_some(),
+        "health names the last error: {down:?}"
+    );
     common::nats_sh("start", PORT)
         .await
         .expect("start it again");
     assert!(
         wait_until(WAIT, || !broker.outages().any_down()).await,
         "the outage ends when the server is back"
+    );
+    assert!(
+        wait_until(WAIT, || broker.health().connected).await,
+        "health is connected again: {:?}",
+        broker.health()
     );
     publish(&broker, &topic, Message::new("after").with_id("after")).await;
     assert!(

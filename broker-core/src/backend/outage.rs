@@ -1,11 +1,14 @@
 //! Connection outages, logged once each: a WARN when a server stops answering, an INFO
-//! when it answers again, and every failed attempt in between counted, not logged.
+//! when it answers again, and every failed attempt in between counted, not logged; and
+//! the [`Health`] they add up to.
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::health::Health;
 
 /// Tracks which servers of a client are unreachable, so that an outage makes two log
 /// lines whatever the number of reconnect attempts.
@@ -15,13 +18,25 @@ use std::time::{Duration, Instant};
 /// works again. The first failure of an outage logs a WARN, the recovery an INFO with
 /// the outage's length and attempts; with the `metrics` feature, every failure counts in
 /// `broker_connection_failures_total` and every outage in `broker_outages_total`
-/// (label `backend`).
+/// (label `backend`), and the gauge `broker_connected` is 0 while a server is down.
+/// [`health`](Self::health) says whether any server is down, since when, and the last
+/// error (a backend may add errors of its own with [`error`](Self::error)).
 #[derive(Debug)]
 pub struct OutageLog {
     backend: &'static str,
     down: Mutex<HashMap<String, Outage>>,
     failures: AtomicU64,
     outages: AtomicU64,
+    state: Mutex<State>,
+}
+
+/// What [`OutageLog::health`] reports besides the servers down.
+#[derive(Debug)]
+struct State {
+    /// The last error, described.
+    last_error: Option<String>,
+    /// When the log last went from no server down to one down, or back.
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -38,7 +53,34 @@ impl OutageLog {
             down: Mutex::new(HashMap::new()),
             failures: AtomicU64::new(0),
             outages: AtomicU64::new(0),
+            state: Mutex::new(State {
+                last_error: None,
+                since: Instant::now(),
+            }),
         }
+    }
+
+    /// Records `reason` as the last error, without starting an outage (an error the
+    /// server or the client reported on a connection that works).
+    pub fn error(&self, reason: &dyn Display) {
+        self.state().last_error = Some(reason.to_string());
+    }
+
+    /// Whether no server is down, since when, and the last error seen.
+    pub fn health(&self) -> Health {
+        let connected = !self.any_down();
+        let state = self.state();
+        Health {
+            connected,
+            last_error: state.last_error.clone(),
+            since: Some(state.since),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A connection to `server` failed or was lost. Returns `true` when this starts an
@@ -48,6 +90,7 @@ impl OutageLog {
         #[cfg(feature = "metrics")]
         metrics::counter!(crate::observe::metric_names::CONNECTION_FAILURES, "backend" => self.backend)
             .increment(1);
+        self.error(&format_args!("{server}: {reason}"));
         let mut down = self
             .down
             .lock()
@@ -57,6 +100,7 @@ impl OutageLog {
             tracing::debug!(backend = self.backend, %server, %reason, attempts = outage.attempts, "still unreachable");
             return false;
         }
+        let first = down.is_empty();
         down.insert(
             server.to_owned(),
             Outage {
@@ -65,6 +109,11 @@ impl OutageLog {
             },
         );
         drop(down);
+        if first {
+            self.state().since = Instant::now();
+            #[cfg(feature = "metrics")]
+            crate::health::record(self.backend, false);
+        }
         self.outages.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         metrics::counter!(crate::observe::metric_names::OUTAGES, "backend" => self.backend)
@@ -76,11 +125,18 @@ impl OutageLog {
     /// A connection to `server` works. Returns the length of the outage this ends, if one
     /// was in progress (and so logged the INFO).
     pub fn recovered(&self, server: &str) -> Option<Duration> {
-        let outage = self
+        let mut down = self
             .down
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(server)?;
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outage = down.remove(server)?;
+        let all_up = down.is_empty();
+        drop(down);
+        if all_up {
+            self.state().since = Instant::now();
+            #[cfg(feature = "metrics")]
+            crate::health::record(self.backend, true);
+        }
         let lasted = outage.since.elapsed();
         tracing::info!(
             backend = self.backend,
@@ -132,7 +188,14 @@ mod tests {
     #[test]
     fn an_outage_is_one_start_and_one_end_whatever_the_attempts() {
         let log = OutageLog::new("test");
+        assert_eq!(
+            (log.health().connected, log.health().last_error),
+            (true, None)
+        );
         assert!(log.failed("a:1", &"refused"));
+        let down = log.health();
+        assert!(!down.connected);
+        assert_eq!(down.last_error.as_deref(), Some("a:1: refused"));
         for _ in 0..50 {
             assert!(!log.failed("a:1", &"refused"));
         }
@@ -146,8 +209,20 @@ mod tests {
         assert!(log.recovered("a:1").is_some());
         assert!(log.recovered("a:1").is_none(), "an outage ends once");
         assert!(log.any_down());
+        assert!(!log.health().connected, "b:2 is still down");
         assert!(log.recovered("b:2").is_some());
         assert!(!log.any_down());
+        let up = log.health();
+        assert!(up.connected);
+        assert!(
+            up.since >= down.since,
+            "the state changed since the outage began"
+        );
+        assert_eq!(
+            up.last_error.as_deref(),
+            Some("b:2: refused"),
+            "the last error outlives the outage"
+        );
 
         assert!(
             log.failed("a:1", &"refused"),

@@ -14,6 +14,7 @@ use super::wrap::{DeliveryHooks, wrap_subscription};
 use crate::backend::Capabilities;
 use crate::batch::BatchError;
 use crate::handler::Layer;
+use crate::health::Health;
 use crate::{
     BoxError, Broker, Delivery, Event, Handler, Message, Result, SubscribeOptions, Subscription,
 };
@@ -41,10 +42,16 @@ pub mod names {
     /// they could not be read or failed on every allowed attempt, with no dead-letter
     /// topic to take them (labels `pattern`, `reason`: `unreadable` or `attempts`).
     pub const DROPPED: &str = "broker_messages_dropped_total";
+    /// Counter: handlers cancelled, their messages nacked, because a shutdown's deadline
+    /// passed (label `pattern`; see `SubscriberHandle::shutdown_within`).
+    pub const CANCELLED: &str = "broker_handlers_cancelled_total";
     /// Histogram: handler duration in seconds (labels `backend`, `pattern`, `outcome`).
     pub const HANDLER_DURATION: &str = "broker_handler_duration_seconds";
     /// Gauge: handlers running (labels `backend`, `pattern`).
     pub const IN_FLIGHT: &str = "broker_handlers_in_flight";
+    /// Gauge: 1 while the broker is connected, 0 while it is not (label `backend`; see
+    /// `Broker::health`).
+    pub const CONNECTED: &str = "broker_connected";
     /// Counter: failed connection attempts and lost connections to a server (label
     /// `backend`).
     pub const CONNECTION_FAILURES: &str = "broker_connection_failures_total";
@@ -79,9 +86,12 @@ pub struct MetricsBroker {
 }
 
 impl MetricsBroker {
-    /// Wraps `inner`; the `backend` label is its capabilities' backend name.
+    /// Wraps `inner`; the `backend` label is its capabilities' backend name. Sets the
+    /// `broker_connected` gauge from `inner`'s health, as each call of
+    /// [`health`](Broker::health) does.
     pub fn new(inner: Arc<dyn Broker>) -> Self {
         let backend = inner.capabilities().backend;
+        crate::health::record(backend, inner.health().connected);
         MetricsBroker {
             published: counter!(names::PUBLISHED, "backend" => backend),
             publish_duration: histogram!(names::PUBLISH_DURATION, "backend" => backend),
@@ -184,6 +194,13 @@ impl Broker for MetricsBroker {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    /// The inner broker's health, also recorded in the `broker_connected` gauge.
+    fn health(&self) -> Health {
+        let health = self.inner.health();
+        crate::health::record(self.backend, health.connected);
+        health
     }
 }
 

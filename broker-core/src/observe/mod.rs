@@ -90,6 +90,10 @@ macro_rules! stamping_broker {
             fn capabilities(&self) -> $crate::backend::Capabilities {
                 self.inner.capabilities()
             }
+
+            fn health(&self) -> $crate::health::Health {
+                self.inner.health()
+            }
         }
     };
 }

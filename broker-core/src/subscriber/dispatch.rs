@@ -1,5 +1,6 @@
 //! Taking deliveries from a subscription and starting a handler for each: at most
-//! `concurrency` at once, on whichever slot is free, one after another per key.
+//! `concurrency` at once, on whichever slot is free, one after another per key; and, at
+//! a shutdown's deadline, cancelling what still runs.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -11,7 +12,8 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::settle::{Policy, deliver};
+use super::ShutdownReport;
+use super::settle::{Outcome, Policy, deliver, nack_unhandled};
 use crate::{Delivery, Handler, Subscription};
 
 /// How many deliveries of one key may wait for the handler running that key. When a key
@@ -29,18 +31,33 @@ fn order_key(delivery: &Delivery) -> Option<OrderKey> {
     Some((delivery.partition(), key.clone()))
 }
 
+/// How a subscriber is stopped: `stop` ends the taking of deliveries (the ones taken
+/// are still handled), `cancel` (at a shutdown's deadline) cancels the handlers running
+/// and nacks what they and the waiting deliveries hold.
+pub(super) struct Stops {
+    pub(super) stop: CancellationToken,
+    pub(super) cancel: CancellationToken,
+}
+
 /// The handlers running for one subscription, and the keyed deliveries waiting for them.
 struct Dispatcher {
     handler: Arc<dyn Handler>,
     policy: Arc<Policy>,
     concurrency: usize,
-    /// One task per delivery being handled; each returns the key it held.
-    running: JoinSet<Option<OrderKey>>,
+    /// Cancels the running handlers (see [`Stops`]).
+    cancel: CancellationToken,
+    /// One task per delivery being handled; each returns the key it held and what became
+    /// of the delivery.
+    running: JoinSet<(Option<OrderKey>, Outcome)>,
     /// The keys a handler is running for, with their deliveries waiting, in arrival order.
     /// Every key here holds a running task, so there are at most `concurrency` of them.
     busy: HashMap<OrderKey, VecDeque<Delivery>>,
     /// A key with [`MAX_WAITING_PER_KEY`] deliveries waiting.
     full: Option<OrderKey>,
+    /// Whether the shutdown began: from then on, what becomes of each delivery counts in
+    /// the report.
+    stopping: bool,
+    report: ShutdownReport,
 }
 
 impl Dispatcher {
@@ -69,31 +86,67 @@ impl Dispatcher {
     fn start(&mut self, key: Option<OrderKey>, delivery: Delivery) {
         let handler = self.handler.clone();
         let policy = self.policy.clone();
+        let cancel = self.cancel.clone();
         let task = async move {
             // `deliver` catches the handler's panics; this catches any other, so that the
             // key's next delivery still runs.
-            let handled = AssertUnwindSafe(deliver(delivery, &*handler, &policy))
+            let handled = AssertUnwindSafe(deliver(delivery, &*handler, &policy, &cancel))
                 .catch_unwind()
                 .await;
-            if handled.is_err() {
+            let outcome = handled.unwrap_or_else(|_| {
                 tracing::error!("handling a delivery panicked outside the handler");
-            }
-            key
+                Outcome::Handled
+            });
+            (key, outcome)
         };
         self.running.spawn(task.in_current_span());
     }
 
+    /// The shutdown's deadline passed: the running handlers see `cancel` and nack their
+    /// deliveries; the deliveries waiting for their key are nacked unhandled.
+    fn cancel_all(&mut self) {
+        self.full = None;
+        let waiting: Vec<Delivery> = self.busy.values_mut().flat_map(|q| q.drain(..)).collect();
+        for delivery in waiting {
+            self.nack_unhandled(delivery);
+        }
+    }
+
+    /// Nacks `delivery` without handling it, on a slot of its own.
+    fn nack_unhandled(&mut self, delivery: Delivery) {
+        let policy = self.policy.clone();
+        let task = async move { (None, nack_unhandled(delivery, &policy).await) };
+        self.running.spawn(task.in_current_span());
+    }
+
     /// A handler task ended: its key's next delivery, if one waits, takes the slot.
-    fn finished(&mut self, done: Result<Option<OrderKey>, JoinError>) {
+    fn finished(&mut self, done: Result<(Option<OrderKey>, Outcome), JoinError>) {
         let key = match done {
-            Ok(Some(key)) => key,
-            Ok(None) => return,
+            Ok((key, outcome)) => {
+                if self.stopping {
+                    match outcome {
+                        Outcome::Handled => self.report.finished += 1,
+                        Outcome::Cancelled => self.report.cancelled += 1,
+                    }
+                }
+                match key {
+                    Some(key) => key,
+                    None => return,
+                }
+            }
             Err(err) => {
                 // Only a runtime shutting down cancels the tasks (panics are caught).
                 tracing::error!(error = %err, "a handler task stopped unexpectedly");
                 return;
             }
         };
+        if self.cancel.is_cancelled() {
+            // Past the deadline nothing starts (`cancel_all` emptied the queues already).
+            for delivery in self.busy.remove(&key).into_iter().flatten() {
+                self.nack_unhandled(delivery);
+            }
+            return;
+        }
         let next = self.busy.get_mut(&key).and_then(VecDeque::pop_front);
         if self.full.as_ref() == Some(&key) {
             self.full = None;
@@ -107,31 +160,48 @@ impl Dispatcher {
     }
 }
 
-/// Handles the deliveries of `subscription` until `stop` is cancelled or the subscription
-/// ends, then finishes every delivery taken (those running and those waiting for their
-/// key) before it returns and unsubscribes.
+/// Handles the deliveries of `subscription` until `stops.stop` is cancelled or the
+/// subscription ends, then finishes every delivery taken (those running and those
+/// waiting for their key), or nacks what is left of them once `stops.cancel` is
+/// cancelled, before it returns and unsubscribes.
 pub(super) async fn run(
     mut subscription: Subscription,
     handler: Arc<dyn Handler>,
     policy: Policy,
     concurrency: usize,
-    stop: CancellationToken,
-) {
+    stops: Stops,
+) -> ShutdownReport {
+    let Stops { stop, cancel } = stops;
     let mut dispatcher = Dispatcher {
         handler,
         policy: Arc::new(policy),
         concurrency: concurrency.max(1),
+        cancel: cancel.clone(),
         running: JoinSet::new(),
         busy: HashMap::new(),
         full: None,
+        stopping: false,
+        report: ShutdownReport::default(),
     };
     let mut taking = true;
+    let mut cancelling = false;
     loop {
         let take = taking && dispatcher.has_room();
+        let running = !dispatcher.running.is_empty();
         tokio::select! {
             biased;
+            // First, so that what ends after the shutdown began counts in its report.
+            _ = stop.cancelled(), if taking => {
+                taking = false;
+                dispatcher.stopping = true;
+            }
+            // Before any handler's end: a key's next delivery must not start once the
+            // deadline passed.
+            _ = cancel.cancelled(), if running && !cancelling => {
+                cancelling = true;
+                dispatcher.cancel_all();
+            }
             Some(done) = dispatcher.running.join_next() => dispatcher.finished(done),
-            _ = stop.cancelled(), if taking => taking = false,
             item = subscription.next(), if take => match item {
                 Some(Ok(delivery)) => dispatcher.dispatch(delivery),
                 Some(Err(err)) => {
@@ -144,4 +214,5 @@ pub(super) async fn run(
         }
     }
     drop(subscription);
+    dispatcher.report
 }

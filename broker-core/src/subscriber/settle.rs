@@ -1,12 +1,24 @@
-//! What becomes of one event: the handler's outcome turned into an ack or a nack.
+//! What becomes of one event: the handler's outcome turned into an ack or a nack, or, at
+//! a shutdown's deadline, the handler cancelled and the event nacked.
 
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Backoff;
+use crate::delivery::Redelivery;
 use crate::handler::panic_message;
 use crate::{Delivery, Error, Event, Handler};
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The handler ran to the end; the delivery was settled as its result says.
+    Handled,
+    /// Cancelled at a shutdown's deadline (or never started): nacked unhandled.
+    Cancelled,
+}
 
 /// What the runner does with a failed event.
 #[derive(Debug)]
@@ -17,26 +29,67 @@ pub(super) struct Policy {
 }
 
 /// Handles `delivery` with `handler` and settles it as `policy` says, in a span naming
-/// the message.
-pub(super) async fn deliver(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
+/// the message; when `cancel` fires first, drops the handler's future and nacks.
+pub(super) async fn deliver(
+    delivery: Delivery,
+    handler: &dyn Handler,
+    policy: &Policy,
+    cancel: &CancellationToken,
+) -> Outcome {
     let span = tracing::debug_span!(
         "deliver",
         topic = %delivery.topic(),
         message_id = %delivery.message().id(),
         attempt = delivery.attempt().unwrap_or(1),
     );
-    handle(delivery, handler, policy).instrument(span).await;
+    handle(delivery, handler, policy, cancel)
+        .instrument(span)
+        .await
 }
 
-async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
+/// Nacks `delivery`, which waited for its key's handler when the shutdown's deadline
+/// passed, without handling it.
+pub(super) async fn nack_unhandled(delivery: Delivery, policy: &Policy) -> Outcome {
+    let id = delivery.message().id().clone();
+    cancelled(&id, policy);
+    if let Err(err) = delivery.nack_with(Redelivery::Now).await {
+        tracing::warn!(error = %err.display_chain(), "nacking a cancelled delivery failed");
+    }
+    Outcome::Cancelled
+}
+
+/// Logs and counts a delivery cancelled at a shutdown's deadline.
+fn cancelled(id: &crate::MessageId, policy: &Policy) {
+    tracing::warn!(message_id = %id, pattern = %policy.pattern, "shutdown deadline passed; cancelling the handler and nacking the message");
+    #[cfg(feature = "metrics")]
+    metrics::counter!(crate::observe::metric_names::CANCELLED, "pattern" => policy.pattern.clone())
+        .increment(1);
+}
+
+async fn handle(
+    delivery: Delivery,
+    handler: &dyn Handler,
+    policy: &Policy,
+    cancel: &CancellationToken,
+) -> Outcome {
     let (message, info, settle) = delivery.into_parts();
     let attempt = info.attempt.unwrap_or(1);
     let event = Event::from_delivery(message, info);
     let id = event.message().id().clone();
-    let outcome = AssertUnwindSafe(handler.call(event))
+    let call = AssertUnwindSafe(handler.call(event))
         .catch_unwind()
-        .instrument(tracing::debug_span!("handle"))
-        .await;
+        .instrument(tracing::debug_span!("handle"));
+    let outcome = tokio::select! {
+        biased;
+        outcome = call => outcome,
+        () = cancel.cancelled() => {
+            cancelled(&id, policy);
+            if let Err(err) = settle.nack(Redelivery::Now).await {
+                tracing::warn!(error = %err.display_chain(), "nacking a cancelled delivery failed");
+            }
+            return Outcome::Cancelled;
+        }
+    };
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(err)) => {
@@ -71,4 +124,5 @@ async fn handle(delivery: Delivery, handler: &dyn Handler, policy: &Policy) {
     if let Err(err) = settled {
         tracing::warn!(error = %err.display_chain(), "settling a delivery failed");
     }
+    Outcome::Handled
 }

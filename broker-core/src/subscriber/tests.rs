@@ -13,6 +13,9 @@ use super::*;
 use crate::delivery::{Acknowledger, settled};
 use crate::{BoxError, Delivery, Event, Message, SubscribeOptions};
 
+/// Shutting down within a deadline.
+mod shutdown;
+
 /// Long enough for anything to happen on a busy machine; only a failing test waits it out.
 const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -342,6 +342,7 @@ macro_rules! conformance_suite {
             undecodable_payload_goes_to_dead_letter,
             poison_messages_never_loop_hot,
             graceful_shutdown_loses_nothing,
+            shutdown_deadline_cancels_and_redelivers,
             request_gets_a_reply,
             request_without_responder_times_out,
             trace_context_crosses_the_broker,

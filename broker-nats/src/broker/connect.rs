@@ -83,7 +83,12 @@ impl NatsBroker {
                                 tracing::warn!(%server, sid, "slow consumer: the NATS client dropped a message for a subscription whose channel was full")
                             }
                             async_nats::Event::ServerError(err) => {
+                                outages.error(&format_args!("{server}: server error: {err}"));
                                 tracing::warn!(%server, error = %err, "NATS server error")
+                            }
+                            async_nats::Event::ClientError(err) => {
+                                outages.error(&format_args!("{server}: {err}"));
+                                tracing::debug!(%server, error = %err, "NATS client error")
                             }
                             other => tracing::debug!(%server, event = %other, "NATS client event"),
                         }

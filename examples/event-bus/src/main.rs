@@ -1,8 +1,9 @@
 //! Run: `cargo run -p event-bus -- demo`; see `--help` for `gateway`, `products` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
 //!
-//! The gateway's port also serves `GET /metrics` (Prometheus) and `GET /asyncapi.json`
-//! (the AsyncAPI document);
+//! The gateway's port also serves `GET /metrics` (Prometheus), `GET /health` and
+//! `GET /asyncapi.json` (the AsyncAPI document); on ctrl-c the handlers get
+//! `--shutdown-timeout` seconds to finish.
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
@@ -13,9 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use event_bus::{Gateway, Topics, product_options, router, run_product_service};
-use example_support::run::{
-    self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c,
-};
+use example_support::run::{self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c};
 
 /// `GET /prods` answered over a message broker, with a timeout.
 #[derive(Debug, Parser)]
@@ -63,15 +62,15 @@ async fn main() -> anyhow::Result<()> {
             let handle = run_product_service(process.broker(), options, delay)
                 .await
                 .context("cannot subscribe the product service")?;
-            subscribe_until_ctrl_c(vec![handle], "the product service").await
+            subscribe_until_ctrl_c(process, [handle]).await
         }
         Command::All { addr, timeout_ms } => {
             let options = product_options().topics(topics.clone());
             let handle = run_product_service(process.broker(), options, Duration::ZERO)
                 .await
                 .context("cannot subscribe the product service")?;
-            let served = serve(process, topics, addr, timeout_ms).await;
-            served.and(shutdown_all([handle], "the product service").await)
+            process.hold([handle]);
+            serve(process, topics, addr, timeout_ms).await
         }
         Command::Demo => demo::run(process.broker(), process.url(), &topics).await,
     })
@@ -89,7 +88,7 @@ async fn serve(
         .await
         .context("cannot start the gateway")?;
     let app = router(gateway).merge(example_support::asyncapi::router(&document)?);
-    serve_until_ctrl_c(addr, app, process.metrics(), |server| {
+    serve_until_ctrl_c(addr, app, process, |server| {
         tracing::info!(
             "gateway on {} (metrics: {}); try: curl -s {}",
             server.url(""),

@@ -2,10 +2,11 @@
 //! and `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real
 //! brokers.
 //!
-//! The order port also serves `GET /metrics` (Prometheus) and `GET /asyncapi.json` (the
-//! AsyncAPI document); a separate `notification`
-//! process serves it on `--metrics-addr` when given. `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! exports traces over OTLP (http/protobuf).
+//! The order port also serves `GET /metrics` (Prometheus), `GET /health` and
+//! `GET /asyncapi.json` (the AsyncAPI document); a separate `notification` process serves
+//! the first two on `--metrics-addr` when given. On ctrl-c the notification handlers get
+//! `--shutdown-timeout` seconds to finish.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
 
@@ -16,7 +17,7 @@ use anyhow::Context;
 use broker::Broker;
 use clap::Parser;
 use example_support::run::{
-    self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c, wait_for_ctrl_c,
+    self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c, wait_for_ctrl_c,
 };
 use order_notification::{
     OrderService, ProductStore, Snowflake, Topics, notification_options, router, run_notifications,
@@ -43,7 +44,8 @@ enum Command {
         /// The queue group.
         #[arg(long, default_value = order_notification::QUEUE_GROUP)]
         queue: String,
-        /// Serve `GET /metrics` (Prometheus) on this address, such as 127.0.0.1:9464.
+        /// Serve `GET /metrics` (Prometheus) and `GET /health` on this address, such as
+        /// 127.0.0.1:9464.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
     },
@@ -95,7 +97,7 @@ async fn run_order(
     let service = order_service(process.broker(), topics, node_id)?;
     let document = order_notification::asyncapi::document(topics, process.url())?;
     let app = router(service).merge(example_support::asyncapi::router(&document)?);
-    serve_until_ctrl_c(addr, app, process.metrics(), |server| {
+    serve_until_ctrl_c(addr, app, process, |server| {
         tracing::info!(
             "order service on {}, metrics on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
             server.url(""),
@@ -119,9 +121,8 @@ async fn run_all(
             run_notifications(broker.clone(), options)
         })
         .await?;
-    let served = run_order(process, topics, addr, 1).await;
-    shutdown_all(handles, "a notification instance").await?;
-    served
+    process.hold(handles);
+    run_order(process, topics, addr, 1).await
 }
 
 async fn run_notification(
@@ -139,18 +140,20 @@ async fn run_notification(
         .await
         .context("cannot subscribe the notification service")?;
     let Some(addr) = metrics_addr else {
-        return subscribe_until_ctrl_c(vec![handle], "the notification service").await;
+        return subscribe_until_ctrl_c(process, [handle]).await;
     };
-    let metrics = example_telemetry::metrics_router(process.metrics());
-    let server = example_telemetry::http::serve(addr, metrics)
+    process.hold([handle]);
+    let server = example_telemetry::http::serve(addr, process.ops_router())
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-    tracing::info!("metrics on {}", server.url("/metrics"));
+    tracing::info!(
+        "metrics on {}, health on {}",
+        server.url("/metrics"),
+        server.url("/health")
+    );
     wait_for_ctrl_c().await;
-    let stopped = shutdown_all([handle], "the notification service").await;
     server
         .shutdown()
         .await
-        .context("stopping the metrics server")?;
-    stopped
+        .context("stopping the metrics server")
 }

@@ -1,14 +1,16 @@
 //! What each example binary does around its services: its command line ([`main`]), logs
 //! (and OTLP traces) and the metrics recorder, the broker from `--broker-url`/`BROKER_URL`,
 //! a warning when a stand-alone service runs on `memory://`, serving HTTP with
-//! `GET /metrics` until ctrl-c, stopping subscribers and closing.
+//! `GET /metrics` and `GET /health` until ctrl-c, stopping the subscribers within
+//! `--shutdown-timeout` and closing.
 //!
 //! ```no_run
-//! # async fn demo(router: axum::Router) -> anyhow::Result<()> {
+//! # async fn demo(router: axum::Router, handle: broker::SubscriberHandle) -> anyhow::Result<()> {
 //! use example_support::run::{Process, serve_until_ctrl_c};
 //!
 //! let process = Process::start("order-notification", "info", "memory://").await?;
-//! let outcome = serve_until_ctrl_c("127.0.0.1:8080".parse()?, router, process.metrics(), |server| {
+//! process.hold([handle]); // in `GET /health`, and stopped by `finish`
+//! let outcome = serve_until_ctrl_c("127.0.0.1:8080".parse()?, router, &process, |server| {
 //!     tracing::info!("listening on {}", server.url(""));
 //! })
 //! .await;
@@ -18,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -26,6 +29,7 @@ use clap::{Args, FromArgMatches, Parser};
 use example_telemetry::http::{self, Server};
 use example_telemetry::{PrometheusHandle, Telemetry};
 
+use crate::health::Readiness;
 use crate::plugin;
 
 /// What every example binary takes besides its command.
@@ -37,6 +41,20 @@ pub struct BrokerArgs {
     /// A prefix for the topics (`<prefix>.<topic>`), to share a broker.
     #[arg(long, global = true, env = "TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
+    /// On ctrl-c, how many seconds the subscribers' running handlers get to finish; those
+    /// still running then are cancelled and their messages nacked (redelivered where the
+    /// broker redelivers).
+    #[arg(long, global = true, env = "SHUTDOWN_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub shutdown_timeout: Duration,
+}
+
+/// A number of seconds (`30`, `0.5`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a number of seconds"))
 }
 
 /// Runs an example binary whose commands are `C`, an enum deriving [`Parser`] with
@@ -71,7 +89,9 @@ pub async fn main<C: Parser, T: for<'a> From<&'a str>>(
     let (args, command) = parsed.unwrap_or_else(|err| err.format(&mut cli).exit());
     let name = matches.subcommand_name().unwrap_or_default();
     let level = if name == "demo" { demo_level } else { "info" };
-    let process = Process::start(cli.get_name(), level, &args.broker_url).await?;
+    let process = Process::start(cli.get_name(), level, &args.broker_url)
+        .await?
+        .shutdown_timeout(args.shutdown_timeout);
     if !matches!(name, "all" | "demo") {
         process.warn_if_alone(name);
     }
@@ -80,14 +100,20 @@ pub async fn main<C: Parser, T: for<'a> From<&'a str>>(
     process.finish(outcome).await
 }
 
-/// A running example binary: its telemetry, metrics recorder and broker.
+/// A running example binary: its telemetry, metrics recorder, broker and the subscribers
+/// it holds.
 #[derive(Debug)]
 pub struct Process {
     url: String,
     broker: Arc<dyn Broker>,
     metrics: PrometheusHandle,
     telemetry: Telemetry,
+    readiness: Readiness,
+    shutdown_timeout: Duration,
 }
+
+/// How long subscribers get to finish at the end, unless told otherwise.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Process {
     /// Sets up the binary `service`: logs at `default_level` unless `RUST_LOG` says
@@ -115,10 +141,35 @@ impl Process {
         })?;
         Ok(Process {
             url,
+            readiness: Readiness::new(broker.clone()),
             broker,
             metrics,
             telemetry,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         })
+    }
+
+    /// The same process, giving its subscribers `timeout` to finish at the end (see
+    /// [`finish`](Self::finish)).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Holds `handles` until [`finish`](Self::finish): `GET /health` reports them, and
+    /// `finish` stops them.
+    pub fn hold(&self, handles: impl IntoIterator<Item = SubscriberHandle>) {
+        self.readiness.hold(handles);
+    }
+
+    /// What `GET /health` checks: the broker and the subscribers held.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// `GET /metrics` and `GET /health`, the routes every HTTP port of the process serves.
+    pub fn ops_router(&self) -> Router {
+        example_telemetry::metrics_router(self.metrics()).merge(self.readiness.router())
     }
 
     /// The broker.
@@ -148,17 +199,25 @@ impl Process {
         }
     }
 
-    /// Closes the broker and flushes the last spans; returns `outcome`, or else the
-    /// failure to close.
+    /// Stops the subscribers held within the shutdown timeout (the handlers still running
+    /// then are cancelled, their messages nacked; the report is logged), closes the
+    /// broker and flushes the last spans; returns `outcome`, or else the first failure to
+    /// stop or close.
     pub async fn finish(self, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
+        let stopped = self
+            .readiness
+            .shutdown_within(self.shutdown_timeout)
+            .await
+            .map(drop);
         let closed = self.broker.close().await.context("closing the broker");
         self.telemetry.shutdown();
-        outcome.and(closed)
+        outcome.and(stopped).and(closed)
     }
 }
 
-/// Serves `router`, with `GET /metrics` rendering `metrics` next to its routes, on `addr`
-/// until ctrl-c; `announce` logs where, given the running server.
+/// Serves `router`, with the process's `GET /metrics` and `GET /health`
+/// ([`Process::ops_router`]) next to its routes, on `addr` until ctrl-c; `announce` logs
+/// where, given the running server.
 ///
 /// # Errors
 ///
@@ -166,10 +225,10 @@ impl Process {
 pub async fn serve_until_ctrl_c(
     addr: SocketAddr,
     router: Router,
-    metrics: PrometheusHandle,
+    process: &Process,
     announce: impl FnOnce(&Server),
 ) -> anyhow::Result<()> {
-    let app = example_telemetry::with_metrics(router, metrics);
+    let app = router.merge(process.ops_router());
     let server = http::serve(addr, app)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -178,21 +237,20 @@ pub async fn serve_until_ctrl_c(
     server.shutdown().await.context("stopping the HTTP server")
 }
 
-/// Runs until ctrl-c, then shuts `handles` down (see [`shutdown_all`]).
-///
-/// # Errors
-///
-/// A subscriber fails to stop.
+/// Holds `handles` in `process` and runs until ctrl-c; [`Process::finish`] then stops
+/// them.
 pub async fn subscribe_until_ctrl_c(
-    handles: Vec<SubscriberHandle>,
-    what: &str,
+    process: &Process,
+    handles: impl IntoIterator<Item = SubscriberHandle>,
 ) -> anyhow::Result<()> {
+    process.hold(handles);
     wait_for_ctrl_c().await;
-    shutdown_all(handles, what).await
+    Ok(())
 }
 
 /// Shuts the subscribers down one after another, each finishing and settling what it
-/// holds; `what` names one of them in the error.
+/// holds however long that takes (the demos' way; a service's subscribers are held by
+/// its [`Process`] instead); `what` names one of them in the error.
 ///
 /// # Errors
 ///

@@ -1,8 +1,9 @@
 //! Run: `cargo run -p user-email -- demo`; see `--help` for `users`, `email`, `audit` and
 //! `all`, and `BROKER_URL` with `--features nats` or `--features kafka` for real brokers.
 //!
-//! The user service's port also serves `GET /metrics` (Prometheus) and
-//! `GET /asyncapi.json` (the AsyncAPI document);
+//! The user service's port also serves `GET /metrics` (Prometheus), `GET /health` and
+//! `GET /asyncapi.json` (the AsyncAPI document); on ctrl-c the handlers get
+//! `--shutdown-timeout` seconds to finish.
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` exports traces over OTLP (http/protobuf).
 
 mod demo;
@@ -11,9 +12,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use example_support::run::{
-    self, Process, serve_until_ctrl_c, shutdown_all, subscribe_until_ctrl_c,
-};
+use example_support::run::{self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c};
 use user_email::{Topics, UserService, audit_options, email_options, router, run_audit, run_email};
 
 /// User created → welcome mail, with an audit log, over a message broker.
@@ -54,13 +53,13 @@ async fn main() -> anyhow::Result<()> {
             let handle = run_email(process.broker(), options)
                 .await
                 .context("cannot subscribe the email service")?;
-            subscribe_until_ctrl_c(vec![handle], "a subscriber").await
+            subscribe_until_ctrl_c(process, [handle]).await
         }
         Command::Audit => {
             let handle = run_audit(process.broker(), audit_options().topics(topics))
                 .await
                 .context("cannot subscribe the audit log")?;
-            subscribe_until_ctrl_c(vec![handle], "a subscriber").await
+            subscribe_until_ctrl_c(process, [handle]).await
         }
         Command::All { addr } => {
             let broker = process.broker();
@@ -75,8 +74,8 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .context("cannot subscribe the audit log")?,
             );
-            let served = serve_users(process, &topics, addr).await;
-            served.and(shutdown_all(handles, "a subscriber").await)
+            process.hold(handles);
+            serve_users(process, &topics, addr).await
         }
         Command::Demo => demo::run(process.broker(), process.url(), &topics).await,
     })
@@ -88,7 +87,7 @@ async fn serve_users(process: &Process, topics: &Topics, addr: SocketAddr) -> an
         UserService::new(process.broker(), topics).context("cannot create the user service")?;
     let document = user_email::asyncapi::document(topics, process.url())?;
     let app = router(service).merge(example_support::asyncapi::router(&document)?);
-    serve_until_ctrl_c(addr, app, process.metrics(), |server| {
+    serve_until_ctrl_c(addr, app, process, |server| {
         tracing::info!(
             "user service on {} (metrics: {}); try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
             server.url(""),

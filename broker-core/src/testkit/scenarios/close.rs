@@ -98,13 +98,15 @@ pub async fn unsubscribe_stops_delivery(kit: Kit) {
     must(broker.close().await, "close");
 }
 
-/// After `close`: open streams end, `publish` and `subscribe` fail with `Closed`, and a
+/// A broker connected is [`health`](crate::Broker::health)y. After `close`: open streams end, `publish` and `subscribe` fail with `Closed`, and a
 /// second `close` is harmless. Another handle's broker is unaffected where handles are
 /// independent connections.
 pub async fn close_semantics(kit: Kit) {
     let broker = kit.connect().await;
     let topic = kit.topic("close");
     let mut subscription = subscribe(&broker, &topic, SubscribeOptions::new()).await;
+    let health = broker.health();
+    assert!(health.connected, "close: health before close: {health:?}");
     must(broker.close().await, "close");
 
     match tokio::time::timeout(kit.features.timeout, async {

@@ -14,6 +14,7 @@
 //! | close | [`concurrent_subscribe_and_unsubscribe`], [`unsubscribe_stops_delivery`], [`close_semantics`], [`publish_then_close_loses_nothing`] | |
 //! | restart | [`restart_mid_stream`] | a restart command |
 //! | errors | [`invalid_subjects_are_rejected`], [`handler_errors_retry_then_dead_letter`], [`handler_panic_is_survived`], [`undecodable_payload_goes_to_dead_letter`], [`poison_messages_never_loop_hot`], [`graceful_shutdown_loses_nothing`] | |
+//! | shutdown deadline | [`shutdown_deadline_cancels_and_redelivers`] | redelivery and queue groups for its second half |
 //! | request/reply | [`request_gets_a_reply`], [`request_without_responder_times_out`] | |
 //! | observability | [`trace_context_crosses_the_broker`], [`correlation_id_reaches_the_second_hop`], [`metrics_count_what_happened`], [`metrics_sample_consumer_lag`] | consumer lag for the last |
 //!
@@ -31,6 +32,7 @@ mod ordering;
 mod request;
 mod restart;
 mod round_trip;
+mod shutdown;
 mod wildcards;
 
 use std::fmt;
@@ -77,6 +79,7 @@ pub use ordering::{
 pub use request::{request_gets_a_reply, request_without_responder_times_out};
 pub use restart::restart_mid_stream;
 pub use round_trip::{payload_shapes, round_trip_headers_key_id};
+pub use shutdown::shutdown_deadline_cancels_and_redelivers;
 pub use wildcards::wildcards_match_and_do_not_match;
 
 /// The header the scenarios number their messages with.

@@ -2,10 +2,12 @@
 //! (a real broker that is not running fails the test with the command that starts it),
 //! a test's [`Harness`] (its broker, subscribers and HTTP server, stopped together),
 //! [`backend_tests!`](crate::backend_tests) to run each test on every backend compiled
-//! in, [`metrics`], `GET /metrics` read, and [`asyncapi`], a document checked by the
-//! AsyncAPI project's parser.
+//! in, [`metrics`], `GET /metrics` read, [`asyncapi`], a document checked by the
+//! AsyncAPI project's parser, and [`health`], `GET /health` read and a nats-server a test
+//! may stop and start.
 
 pub mod asyncapi;
+pub mod health;
 pub mod metrics;
 
 use std::fmt::Debug;
