@@ -3,25 +3,12 @@
 
 use event_bus::Topics;
 use event_bus::asyncapi::document;
-use example_support::testing::asyncapi::validate;
+use example_support::testing::asyncapi::serve_and_validate;
 
 #[tokio::test]
 async fn the_document_is_valid_and_describes_request_and_reply() {
     let document = document(&Topics::default(), "memory://").expect("a document");
-    let router = example_support::asyncapi::router(&document).expect("valid topics");
-    let server = example_telemetry::http::serve("127.0.0.1:0", router)
-        .await
-        .expect("bind a free port");
-    let served: serde_json::Value = reqwest::get(server.url("/asyncapi.json"))
-        .await
-        .expect("GET /asyncapi.json")
-        .json()
-        .await
-        .expect("a JSON document");
-    server.shutdown().await.expect("stop the server");
-    assert_eq!(served, document.to_json().expect("a document"));
-
-    validate("event-bus", &served);
+    let served = serve_and_validate("event-bus", &document).await;
 
     assert!(served.get("servers").is_none(), "memory:// has no server");
     let channels = &served["channels"];

@@ -1,7 +1,7 @@
 //! The AsyncAPI document served at `GET /asyncapi.json`, checked by the AsyncAPI
 //! project's parser and for what it says about `notification.submit`.
 
-use example_support::testing::asyncapi::validate;
+use example_support::testing::asyncapi::serve_and_validate;
 use order_notification::Topics;
 use order_notification::asyncapi::document;
 
@@ -12,20 +12,7 @@ async fn the_document_is_valid_and_describes_the_submit_topic() {
         "nats://alice:s3cret@127.0.0.1:4222?token=t0k3n",
     )
     .expect("a document");
-    let router = example_support::asyncapi::router(&document).expect("valid topics");
-    let server = example_telemetry::http::serve("127.0.0.1:0", router)
-        .await
-        .expect("bind a free port");
-    let served: serde_json::Value = reqwest::get(server.url("/asyncapi.json"))
-        .await
-        .expect("GET /asyncapi.json")
-        .json()
-        .await
-        .expect("a JSON document");
-    server.shutdown().await.expect("stop the server");
-    assert_eq!(served, document.to_json().expect("a document"));
-
-    validate("order-notification", &served);
+    let served = serve_and_validate("order-notification", &document).await;
 
     let text = served.to_string();
     assert!(!text.contains("s3cret") && !text.contains("alice") && !text.contains("t0k3n"));

@@ -9,22 +9,53 @@ use std::sync::Arc;
 use broker::Broker;
 use example_support::health::Readiness;
 use example_support::testing::WAIT;
-use example_support::testing::health::health;
+use example_support::testing::health::{health, health_until};
 use example_telemetry::http::Server;
 use order_notification::{Topics, notification_options, run_notifications};
 
-/// The notification service on `broker`, held by a [`Readiness`] served on a free port.
-async fn serve_notifications(broker: Arc<dyn Broker>) -> (Readiness, Server) {
-    let readiness = Readiness::new(broker.clone());
-    let topics = Topics::prefixed(&example_support::testing::unique("health"));
-    let handle = run_notifications(broker, notification_options().topics(topics))
-        .await
-        .expect("subscribe the notification service");
-    readiness.hold([handle]);
-    let server = example_telemetry::http::serve("127.0.0.1:0", readiness.router())
-        .await
-        .expect("bind a free port");
-    (readiness, server)
+/// The notification service on a broker, held by a [`Readiness`] served on a free port.
+struct Served {
+    readiness: Readiness,
+    server: Server,
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Served {
+    async fn start(broker: Arc<dyn Broker>) -> Served {
+        let readiness = Readiness::new(broker.clone());
+        let topics = Topics::prefixed(&example_support::testing::unique("health"));
+        let handle = run_notifications(broker, notification_options().topics(topics))
+            .await
+            .expect("subscribe the notification service");
+        readiness.hold([handle]);
+        let server = example_telemetry::http::serve("127.0.0.1:0", readiness.router())
+            .await
+            .expect("bind a free port");
+        let url = server.url("/health");
+        Served {
+            readiness,
+            server,
+            client: reqwest::Client::new(),
+            url,
+        }
+    }
+
+    /// `GET /health` until it answers `status`.
+    async fn health_until(&self, status: u16) -> serde_json::Value {
+        health_until(&self.client, &self.url, status, WAIT).await
+    }
+
+    /// Stops the subscriber (none of its handlers cancelled) and the server.
+    async fn stop(self) {
+        let report = self
+            .readiness
+            .shutdown_within(WAIT)
+            .await
+            .expect("stop the subscribers");
+        assert_eq!(report.cancelled, 0);
+        self.server.shutdown().await.expect("stop the server");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,18 +63,16 @@ async fn health_says_why_once_the_broker_is_closed() {
     let broker = example_support::plugin::connect("memory://health")
         .await
         .expect("memory://");
-    let (readiness, server) = serve_notifications(broker.clone()).await;
-    let client = reqwest::Client::new();
-    let url = server.url("/health");
+    let served = Served::start(broker.clone()).await;
 
-    let (status, body) = health(&client, &url).await;
+    let (status, body) = health(&served.client, &served.url).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
     assert_eq!(body["connected"], true);
     assert_eq!(body["subscribers"], 1);
 
     broker.close().await.expect("close");
-    let body = example_support::testing::health::health_until(&client, &url, 503, WAIT).await;
+    let body = served.health_until(503).await;
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["connected"], false);
     let reasons = body["reasons"].to_string();
@@ -53,18 +82,13 @@ async fn health_says_why_once_the_broker_is_closed() {
         "the subscriber ended too: {body}"
     );
 
-    let report = readiness
-        .shutdown_within(WAIT)
-        .await
-        .expect("stop the subscribers");
-    assert_eq!(report.cancelled, 0);
-    server.shutdown().await.expect("stop the server");
+    served.stop().await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_nats_server_down_and_up_again() {
-    use example_support::testing::health::{NatsServer, health_until, nats_server_binary};
+    use example_support::testing::health::{NatsServer, nats_server_binary};
 
     let Some(binary) = nats_server_binary() else {
         return;
@@ -73,14 +97,12 @@ async fn health_follows_the_nats_server_down_and_up_again() {
     let broker = example_support::plugin::connect(&nats.url())
         .await
         .expect("connect to the private nats-server");
-    let (readiness, server) = serve_notifications(broker.clone()).await;
-    let client = reqwest::Client::new();
-    let url = server.url("/health");
-    let body = health_until(&client, &url, 200, WAIT).await;
+    let served = Served::start(broker.clone()).await;
+    let body = served.health_until(200).await;
     assert_eq!(body["backend"], "nats");
 
     nats.stop();
-    let down = health_until(&client, &url, 503, WAIT).await;
+    let down = served.health_until(503).await;
     assert_eq!(down["connected"], false, "{down}");
     assert!(
         down["reasons"].to_string().contains("not connected"),
@@ -88,7 +110,7 @@ async fn health_follows_the_nats_server_down_and_up_again() {
     );
 
     nats.restart().await;
-    let up = health_until(&client, &url, 200, WAIT).await;
+    let up = served.health_until(200).await;
     assert_eq!(up["connected"], true, "{up}");
     assert_eq!(up["subscribers"], 1, "{up}");
     assert!(
@@ -96,11 +118,6 @@ async fn health_follows_the_nats_server_down_and_up_again() {
         "the outage's error is kept: {up}"
     );
 
-    let report = readiness
-        .shutdown_within(WAIT)
-        .await
-        .expect("stop the subscribers");
-    assert_eq!(report.cancelled, 0);
-    server.shutdown().await.expect("stop the server");
+    served.stop().await;
     broker.close().await.expect("close");
 }

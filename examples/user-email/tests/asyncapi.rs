@@ -1,7 +1,7 @@
 //! The AsyncAPI document served at `GET /asyncapi.json`, checked by the AsyncAPI
 //! project's parser and for what it says about the user topics and the `user.>` pattern.
 
-use example_support::testing::asyncapi::validate;
+use example_support::testing::asyncapi::serve_and_validate;
 use user_email::Topics;
 use user_email::asyncapi::document;
 
@@ -12,20 +12,7 @@ async fn the_document_is_valid_and_describes_the_user_topics() {
         "kafka://k1:9092,k2:9092?sasl.password=pw",
     )
     .expect("a document");
-    let router = example_support::asyncapi::router(&document).expect("valid topics");
-    let server = example_telemetry::http::serve("127.0.0.1:0", router)
-        .await
-        .expect("bind a free port");
-    let served: serde_json::Value = reqwest::get(server.url("/asyncapi.json"))
-        .await
-        .expect("GET /asyncapi.json")
-        .json()
-        .await
-        .expect("a JSON document");
-    server.shutdown().await.expect("stop the server");
-    assert_eq!(served, document.to_json().expect("a document"));
-
-    validate("user-email", &served);
+    let served = serve_and_validate("user-email", &document).await;
 
     assert!(!served.to_string().contains("pw"));
     assert_eq!(served["servers"]["kafka-1"]["host"], "k1:9092");

@@ -9,24 +9,7 @@ use super::WAIT;
 
 /// `GET <url>`: the status code and the JSON body.
 pub async fn health(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
-    let response = client
-        .get(url)
-        .timeout(WAIT)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
-    let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "GET {url}: the body is not JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    });
-    (status, json)
+    super::get_json(client, url).await
 }
 
 /// Asks `GET <url>` every 50 ms until it answers `status`, at most `within`; returns the
@@ -37,24 +20,15 @@ pub async fn health_until(
     status: u16,
     within: Duration,
 ) -> serde_json::Value {
-    let mut last = (0, serde_json::Value::Null);
-    let reached = tokio::time::timeout(within, async {
-        loop {
-            last = health(client, url).await;
-            if last.0 == status {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    let answer = super::poll_until(
+        within,
+        async || health(client, url).await,
+        |answer| answer.0 == status,
+    )
     .await;
-    assert!(
-        reached.is_ok(),
-        "GET {url} did not answer {status} within {within:?}; last: {} {}",
-        last.0,
-        last.1
-    );
-    last.1
+    answer.map(|(_, body)| body).unwrap_or_else(|(last, body)| {
+        panic!("GET {url} did not answer {status} within {within:?}; last: {last} {body}")
+    })
 }
 
 /// Where `scripts/nats.sh install` puts nats-server: `NATS_SERVER_BIN` when set (as
@@ -78,17 +52,10 @@ pub fn nats_server_binary() -> Option<PathBuf> {
     if binary.is_file() {
         return Some(binary);
     }
-    let why = format!(
+    super::skip_or_fail(&format!(
         "no nats-server at {}: install it with `scripts/nats.sh install` (or set NATS_SERVER_BIN)",
         binary.display()
-    );
-    if ["REQUIRE_BROKERS", "CI"]
-        .iter()
-        .any(|name| var(name).is_some())
-    {
-        panic!("{why} (REQUIRE_BROKERS or CI is set, so this test fails instead of skipping)");
-    }
-    eprintln!("SKIPPED: {why}");
+    ));
     None
 }
 
@@ -142,11 +109,11 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("start {}: {e}", self.binary.display()));
         self.child = Some(child);
         let addr = ("127.0.0.1", self.port);
-        let answered = tokio::time::timeout(WAIT, async {
-            while tokio::net::TcpStream::connect(addr).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
+        let answered = super::poll_until(
+            WAIT,
+            async || tokio::net::TcpStream::connect(addr).await.is_ok(),
+            |connected| *connected,
+        )
         .await;
         assert!(
             answered.is_ok(),

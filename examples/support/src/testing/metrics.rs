@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use broker::observe::metric_names as names;
 use example_telemetry::PrometheusHandle;
@@ -200,25 +199,20 @@ pub async fn scrape_until(
     url: &str,
     done: impl Fn(&[Sample]) -> bool,
 ) -> Vec<Sample> {
-    let mut last = Vec::new();
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            last = scrape(client, url).await;
-            if done(&last) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    super::poll_until(
+        WAIT,
+        async || scrape(client, url).await,
+        |samples| done(samples),
+    )
+    .await
+    .unwrap_or_else(|last| {
+        panic!(
+            "the metrics at {url} did not reach the expected counts within {WAIT:?}: {:#?}",
+            last.iter()
+                .filter(|s| s.name.starts_with("broker_"))
+                .collect::<Vec<_>>()
+        )
     })
-    .await;
-    assert!(
-        found.is_ok(),
-        "the metrics at {url} did not reach the expected counts within {WAIT:?}: {:#?}",
-        last.iter()
-            .filter(|s| s.name.starts_with("broker_"))
-            .collect::<Vec<_>>()
-    );
-    last
 }
 
 #[test]

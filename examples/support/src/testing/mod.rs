@@ -292,6 +292,70 @@ macro_rules! backend_tests {
     };
 }
 
+/// Asks `probe` every 50 ms until its answer satisfies `done`, at most `within`; returns
+/// that answer, or else the last one (the default when none came in time).
+pub async fn poll_until<T: Default>(
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T> {
+    let mut last = T::default();
+    let reached = tokio::time::timeout(within, async {
+        loop {
+            last = probe().await;
+            if done(&last) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    match reached {
+        Ok(()) => Ok(last),
+        Err(_) => Err(last),
+    }
+}
+
+/// `GET <url>`: the status code and the JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = client
+        .get(url)
+        .timeout(WAIT)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+    let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "GET {url}: the body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    });
+    (status, json)
+}
+
+/// Whether a test fails, rather than skips, when something it needs is missing:
+/// `REQUIRE_BROKERS` or `CI` is set (and neither empty nor `0`).
+pub fn required() -> bool {
+    ["REQUIRE_BROKERS", "CI"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// Something a test needs is missing (`why`, saying how to get it): fails the test when
+/// [`required`], else notes on stderr that it is skipped.
+pub fn skip_or_fail(why: &str) {
+    assert!(
+        !required(),
+        "{why} (REQUIRE_BROKERS or CI is set, so this test fails instead of skipping)"
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 /// A name no other test (or earlier run) uses: `<what>-<uuid>`.
 pub fn unique(what: &str) -> String {
     format!("{what}-{}", uuid::Uuid::now_v7().simple())
