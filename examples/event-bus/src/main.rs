@@ -12,23 +12,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser};
 use event_bus::{Gateway, Topics, product_options, router, run_product_service};
-use example_support::run::{self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c};
+use example_support::run::{self, Process, subscribe_until_ctrl_c};
 
 /// `GET /prods` answered over a message broker, with a timeout.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 enum Command {
     /// Runs the HTTP gateway alone.
-    Gateway {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:8082")]
-        addr: SocketAddr,
-        /// How long to wait for the product service, in milliseconds.
-        #[arg(long, default_value_t = 3000)]
-        timeout_ms: u64,
-    },
+    Gateway(GatewayArgs),
     /// Runs one product service instance; start several to share the load.
     Products {
         /// The instance's name, sent back in answers.
@@ -39,23 +32,27 @@ enum Command {
         delay_ms: u64,
     },
     /// Runs the gateway and a product service in one process.
-    All {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:8082")]
-        addr: SocketAddr,
-        /// How long to wait for the product service, in milliseconds.
-        #[arg(long, default_value_t = 3000)]
-        timeout_ms: u64,
-    },
+    All(GatewayArgs),
     /// Asks for products with and without a product service, prints the answers, exits.
     Demo,
+}
+
+// What `gateway` and `all` take.
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    addr: SocketAddr,
+    /// How long to wait for the product service, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    timeout_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // The demo's gateway times out on purpose: its warnings would only repeat the output.
     run::main::<Command, Topics>("error", async |command, process, topics| match command {
-        Command::Gateway { addr, timeout_ms } => serve(process, topics, addr, timeout_ms).await,
+        Command::Gateway(gateway) => serve(process, topics, gateway).await,
         Command::Products { instance, delay_ms } => {
             let options = product_options().topics(topics).instance(instance);
             let delay = Duration::from_millis(delay_ms);
@@ -64,37 +61,26 @@ async fn main() -> anyhow::Result<()> {
                 .context("cannot subscribe the product service")?;
             subscribe_until_ctrl_c(process, [handle]).await
         }
-        Command::All { addr, timeout_ms } => {
+        Command::All(gateway) => {
             let options = product_options().topics(topics.clone());
             let handle = run_product_service(process.broker(), options, Duration::ZERO)
                 .await
                 .context("cannot subscribe the product service")?;
             process.hold([handle]);
-            serve(process, topics, addr, timeout_ms).await
+            serve(process, topics, gateway).await
         }
         Command::Demo => demo::run(process.broker(), process.url(), &topics).await,
     })
     .await
 }
 
-async fn serve(
-    process: &Process,
-    topics: Topics,
-    addr: SocketAddr,
-    timeout_ms: u64,
-) -> anyhow::Result<()> {
+async fn serve(process: &Process, topics: Topics, args: GatewayArgs) -> anyhow::Result<()> {
+    let GatewayArgs { addr, timeout_ms } = args;
     let document = event_bus::asyncapi::document(&topics, process.url())?;
-    let gateway = Gateway::new(process.broker(), topics, Duration::from_millis(timeout_ms))
+    let timeout = Duration::from_millis(timeout_ms);
+    let gateway = Gateway::new(process.broker(), topics, timeout)
         .await
         .context("cannot start the gateway")?;
-    let app = router(gateway).merge(example_support::asyncapi::router(&document)?);
-    serve_until_ctrl_c(addr, app, process, |server| {
-        tracing::info!(
-            "gateway on {} (metrics: {}); try: curl -s {}",
-            server.url(""),
-            server.url("/metrics"),
-            server.url("/prods?size=2")
-        );
-    })
-    .await
+    let app = router(gateway);
+    run::serve_api(process, addr, "gateway", app, &document, "/prods?size=2").await
 }

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use broker::Broker;
 use clap::Parser;
-use example_support::run::{
-    self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c, wait_for_ctrl_c,
-};
+use example_support::run::{self, Process, subscribe_until_ctrl_c, wait_for_ctrl_c};
 use order_notification::{
     OrderService, ProductStore, Snowflake, Topics, notification_options, router, run_notifications,
 };
@@ -96,16 +94,9 @@ async fn run_order(
 ) -> anyhow::Result<()> {
     let service = order_service(process.broker(), topics, node_id)?;
     let document = order_notification::asyncapi::document(topics, process.url())?;
-    let app = router(service).merge(example_support::asyncapi::router(&document)?);
-    serve_until_ctrl_c(addr, app, process, |server| {
-        tracing::info!(
-            "order service on {}, metrics on {}; try: curl -s {} -H 'content-type: application/json' -d '{{\"productId\":1,\"count\":1,\"uid\":1}}'",
-            server.url(""),
-            server.url("/metrics"),
-            server.url("/order/submit")
-        );
-    })
-    .await
+    let try_it = r#"/order/submit -H 'content-type: application/json' -d '{"productId":1,"count":1,"uid":1}'"#;
+    let app = router(service);
+    run::serve_api(process, addr, "order service", app, &document, try_it).await
 }
 
 async fn run_all(

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use broker::asyncapi::AsyncApi;
 use broker::{Broker, SubscriberHandle};
 use clap::{Args, FromArgMatches, Parser};
 use example_telemetry::http::{self, Server};
@@ -235,6 +236,34 @@ pub async fn serve_until_ctrl_c(
     announce(&server);
     wait_for_ctrl_c().await;
     server.shutdown().await.context("stopping the HTTP server")
+}
+
+/// Serves the HTTP service `name` (its `router`) as [`serve_until_ctrl_c`] does, with
+/// `GET /asyncapi.json` answering `document` next to its routes; logs where, and a `curl`
+/// to try it: `try_it` is the path and the arguments after the server's address.
+///
+/// # Errors
+///
+/// The document has an invalid topic, `addr` cannot be bound, or the server fails to
+/// stop.
+pub async fn serve_api(
+    process: &Process,
+    addr: SocketAddr,
+    name: &str,
+    router: Router,
+    document: &AsyncApi,
+    try_it: &str,
+) -> anyhow::Result<()> {
+    let app = router.merge(crate::asyncapi::router(document)?);
+    serve_until_ctrl_c(addr, app, process, |server| {
+        tracing::info!(
+            "{name} on {}, metrics on {}; try: curl -s {}{try_it}",
+            server.url(""),
+            server.url("/metrics"),
+            server.url("")
+        );
+    })
+    .await
 }
 
 /// Holds `handles` in `process` and runs until ctrl-c; [`Process::finish`] then stops

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use example_support::run::{self, Process, serve_until_ctrl_c, subscribe_until_ctrl_c};
+use example_support::run::{self, Process, subscribe_until_ctrl_c};
 use user_email::{Topics, UserService, audit_options, email_options, router, run_audit, run_email};
 
 /// User created → welcome mail, with an audit log, over a message broker.
@@ -86,14 +86,7 @@ async fn serve_users(process: &Process, topics: &Topics, addr: SocketAddr) -> an
     let service =
         UserService::new(process.broker(), topics).context("cannot create the user service")?;
     let document = user_email::asyncapi::document(topics, process.url())?;
-    let app = router(service).merge(example_support::asyncapi::router(&document)?);
-    serve_until_ctrl_c(addr, app, process, |server| {
-        tracing::info!(
-            "user service on {} (metrics: {}); try: curl -s {} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}'",
-            server.url(""),
-            server.url("/metrics"),
-            server.url("/users")
-        );
-    })
-    .await
+    let try_it = r#"/users -H 'content-type: application/json' -d '{"name":"Ada","email":"ada@example.com"}'"#;
+    let app = router(service);
+    run::serve_api(process, addr, "user service", app, &document, try_it).await
 }
