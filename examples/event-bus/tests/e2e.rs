@@ -2,7 +2,6 @@
 //! the broker, on memory:// always, on NATS and JetStream with `--features nats`, on
 //! Kafka with `--features kafka`.
 
-use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use broker::headers::names::CORRELATION_ID;
@@ -21,12 +20,7 @@ struct Bus {
     queue: String,
 }
 
-impl Deref for Bus {
-    type Target = Harness;
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+example_support::harness_fixture!(Bus);
 
 impl Bus {
     async fn start(mut harness: Harness, timeout: Duration) -> Bus {

@@ -5,13 +5,12 @@ use example_support::testing::asyncapi::serve_and_validate;
 use order_notification::Topics;
 use order_notification::asyncapi::document;
 
+/// A broker URL with credentials, which the document must not show.
+const BROKER_URL: &str = "nats://alice:s3cret@127.0.0.1:4222?token=t0k3n";
+
 #[tokio::test]
 async fn the_document_is_valid_and_describes_the_submit_topic() {
-    let document = document(
-        &Topics::default(),
-        "nats://alice:s3cret@127.0.0.1:4222?token=t0k3n",
-    )
-    .expect("a document");
+    let document = document(&Topics::default(), BROKER_URL).expect("a document");
     let served = serve_and_validate("order-notification", &document).await;
 
     let text = served.to_string();

@@ -3,7 +3,6 @@
 //! `--features kafka`.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 
 use broker::observe::metric_names;
 use example_support::backend_tests;
@@ -28,12 +27,7 @@ struct Shop {
     observer: mpsc::UnboundedSender<Notification>,
 }
 
-impl Deref for Shop {
-    type Target = Harness;
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+example_support::harness_fixture!(Shop);
 
 impl Shop {
     async fn start(mut harness: Harness, instances: usize) -> Shop {

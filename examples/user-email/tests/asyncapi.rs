@@ -5,13 +5,12 @@ use example_support::testing::asyncapi::serve_and_validate;
 use user_email::Topics;
 use user_email::asyncapi::document;
 
+/// A broker URL with credentials, which the document must not show.
+const BROKER_URL: &str = "kafka://k1:9092,k2:9092?sasl.password=pw";
+
 #[tokio::test]
 async fn the_document_is_valid_and_describes_the_user_topics() {
-    let document = document(
-        &Topics::default(),
-        "kafka://k1:9092,k2:9092?sasl.password=pw",
-    )
-    .expect("a document");
+    let document = document(&Topics::default(), BROKER_URL).expect("a document");
     let served = serve_and_validate("user-email", &document).await;
 
     assert!(!served.to_string().contains("pw"));

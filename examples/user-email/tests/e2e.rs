@@ -3,7 +3,6 @@
 //! with `--features kafka`.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 
 use example_support::backend_tests;
 use example_support::demo::drain;
@@ -25,12 +24,7 @@ struct Users {
     audit: mpsc::UnboundedReceiver<AuditEntry>,
 }
 
-impl Deref for Users {
-    type Target = Harness;
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+example_support::harness_fixture!(Users);
 
 impl Users {
     async fn start(mut harness: Harness, email_instances: usize, with_audit: bool) -> Users {

@@ -172,12 +172,7 @@ pub fn delivered_now(backend: &str, pattern: &str) -> f64 {
 
 /// `GET url` (a `/metrics` route), parsed.
 pub async fn scrape(client: &reqwest::Client, url: &str) -> Vec<Sample> {
-    let response = client
-        .get(url)
-        .timeout(WAIT)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let response = super::get(client, url).await;
     assert_eq!(response.status().as_u16(), 200, "GET {url}");
     let content_type = response
         .headers()

@@ -109,7 +109,8 @@ impl Backend {
 /// (correlation ids, trace context, metrics, as the binaries connect), an HTTP client,
 /// and the subscribers and the server the test starts, all stopped by [`Harness::stop`].
 ///
-/// A test's fixture holds one and derefs to it, so that `fixture.broker`,
+/// A test's fixture holds one and derefs to it
+/// ([`harness_fixture!`](crate::harness_fixture)), so that `fixture.broker`,
 /// `fixture.client`, `fixture.url("/metrics")` and `fixture.subscribe(…)` read as its
 /// own.
 #[derive(Debug)]
@@ -316,14 +317,19 @@ pub async fn poll_until<T: Default>(
     }
 }
 
-/// `GET <url>`: the status code and the JSON body.
-pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
-    let response = client
+/// `GET <url>`, answered within [`WAIT`].
+pub async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
         .get(url)
         .timeout(WAIT)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// `GET <url>`: the status code and the JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = get(client, url).await;
     let status = response.status().as_u16();
     let body = response
         .bytes()
@@ -354,6 +360,25 @@ pub fn skip_or_fail(why: &str) {
         "{why} (REQUIRE_BROKERS or CI is set, so this test fails instead of skipping)"
     );
     eprintln!("SKIPPED: {why}");
+}
+
+/// Makes a test's fixture, a struct with its [`Harness`] in the field `harness`, deref to
+/// that harness.
+///
+/// ```text
+/// struct Shop { harness: Harness, topics: Topics }
+/// example_support::harness_fixture!(Shop);
+/// ```
+#[macro_export]
+macro_rules! harness_fixture {
+    ($fixture:ty) => {
+        impl ::std::ops::Deref for $fixture {
+            type Target = $crate::testing::Harness;
+            fn deref(&self) -> &$crate::testing::Harness {
+                &self.harness
+            }
+        }
+    };
 }
 
 /// A name no other test (or earlier run) uses: `<what>-<uuid>`.
