@@ -32,27 +32,18 @@ struct Inner {
 }
 
 /// Why `GET /prods` got no products.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The query string is malformed (400).
+    #[error("bad request: {0}")]
     BadRequest(String),
     /// Nobody answered within the timeout (504, `{"message":"timeout"}`).
+    #[error("timeout")]
     Timeout,
     /// The broker failed, or the answer was not understood (502).
+    #[error("product service: {}", .0.display_chain())]
     Upstream(broker::Error),
 }
-
-impl std::fmt::Display for GatewayError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GatewayError::BadRequest(why) => write!(f, "bad request: {why}"),
-            GatewayError::Timeout => f.write_str("timeout"),
-            GatewayError::Upstream(err) => write!(f, "product service: {}", err.display_chain()),
-        }
-    }
-}
-
-impl std::error::Error for GatewayError {}
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {

@@ -45,31 +45,18 @@ pub struct SubmitResponse {
 }
 
 /// Why an order was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     /// The request is malformed (HTTP 400).
+    #[error("bad request: {0}")]
     BadRequest(String),
     /// The product is unknown (HTTP 404) or out of stock (HTTP 400).
+    #[error(transparent)]
     Stock(StockError),
     /// The event could not be published; the order was undone (HTTP 503).
+    #[error("order not submitted: cannot publish the notification: {}", .0.display_chain())]
     Publish(broker::Error),
 }
-
-impl std::fmt::Display for SubmitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SubmitError::BadRequest(why) => write!(f, "bad request: {why}"),
-            SubmitError::Stock(err) => err.fmt(f),
-            SubmitError::Publish(err) => write!(
-                f,
-                "order not submitted: cannot publish the notification: {}",
-                err.display_chain()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SubmitError {}
 
 impl SubmitError {
     /// The HTTP status this error answers with.

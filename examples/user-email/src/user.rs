@@ -38,32 +38,21 @@ pub struct User {
 }
 
 /// Why a request failed; answered as `{"message":"…"}`.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum UserError {
     /// The request is malformed (400).
+    #[error("bad request: {0}")]
     BadRequest(String),
     /// The e-mail address is taken (409).
+    #[error("{0} is already registered")]
     EmailTaken(String),
     /// No such user (404).
+    #[error("no user {0}")]
     NotFound(String),
     /// The event could not be published; nothing was changed (503).
+    #[error("cannot publish the user event: {}", .0.display_chain())]
     Publish(broker::Error),
 }
-
-impl std::fmt::Display for UserError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UserError::BadRequest(why) => write!(f, "bad request: {why}"),
-            UserError::EmailTaken(email) => write!(f, "{email} is already registered"),
-            UserError::NotFound(id) => write!(f, "no user {id}"),
-            UserError::Publish(err) => {
-                write!(f, "cannot publish the user event: {}", err.display_chain())
-            }
-        }
-    }
-}
-
-impl std::error::Error for UserError {}
 
 impl UserError {
     /// The HTTP status this error answers with.
