@@ -13,6 +13,14 @@ use futures::StreamExt;
 use crate::lag::Lag;
 use crate::{Broker, Delivery, Message, Result, SubscribeOptions, Subscription};
 
+/// Which messages of a batch failed, and how: each failure's index and error kind.
+pub fn failures_of(err: &crate::batch::BatchError) -> Vec<(usize, crate::ErrorKind)> {
+    err.failures()
+        .iter()
+        .map(|f| (f.index(), f.error().kind()))
+        .collect()
+}
+
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
 /// held. The caller asserts, with a message saying what was expected. For the kit's
 /// scenarios and the backends' own tests alike.
