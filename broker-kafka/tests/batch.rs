@@ -5,9 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use broker_core::testkit::{
-    Collector, KeyOrder, first_deliveries, payload_number, subscribe, unique_topic,
-};
+use broker_core::testkit::{Collector, check_payload_order, subscribe, unique_topic};
 use broker_core::{Broker, Message, SubscribeOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,10 +25,6 @@ async fn a_batch_larger_than_the_send_queue_waits_for_room_and_loses_nothing() {
     let received = collector
         .wait_for(BATCH, Duration::from_secs(60), "the batch")
         .await;
-    let mut order = KeyOrder::default();
-    for message in first_deliveries(&received) {
-        let seq = payload_number(message);
-        order.next(seq % 3, seq, "the batch");
-    }
+    check_payload_order(&received, |seq| seq % 3, "the batch");
     broker.close().await.expect("close");
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use broker_core::testkit::{Collector, KeyOrder, first_deliveries, payload_number, subscribe};
+use broker_core::testkit::{Collector, check_payload_order, subscribe};
 use broker_core::{Broker, Message, SubscribeOptions};
 use common::js_topic;
 
@@ -24,9 +24,6 @@ async fn a_jetstream_batch_over_the_ack_window_is_stored_whole_and_in_order() {
     let received = collector
         .wait_for(BATCH, Duration::from_secs(30), "the batch")
         .await;
-    let mut order = KeyOrder::default();
-    for message in first_deliveries(&received) {
-        order.next((), payload_number(message), "the batch");
-    }
+    check_payload_order(&received, |_| (), "the batch");
     broker.close().await.expect("close");
 }

@@ -39,7 +39,7 @@ use crate::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 use crate::{Broker, Result};
 
 pub use collect::{Collector, Received};
-pub use order::{KeyOrder, first_deliveries, payload_number};
+pub use order::{KeyOrder, check_payload_order, first_deliveries};
 pub use support::*;
 
 /// Connects a fresh broker handle.

@@ -53,8 +53,23 @@ pub fn first_deliveries(received: &[Received]) -> impl Iterator<Item = &Message>
         .filter(move |m| seen.insert(m.id().clone()))
 }
 
+/// Checks that the messages of `received` whose payloads are numbers (`"17"`) arrived,
+/// at their first deliveries, in order within each key: `key_of` gives a number's key.
+/// Failures start with `what`.
+pub fn check_payload_order<K: Hash + Eq + fmt::Debug>(
+    received: &[Received],
+    key_of: impl Fn(usize) -> K,
+    what: &str,
+) {
+    let mut order = KeyOrder::default();
+    for message in first_deliveries(received) {
+        let seq = payload_number(message);
+        order.next(key_of(seq), seq, what);
+    }
+}
+
 /// The number a message's payload holds (`"17"`); panics when it holds none.
-pub fn payload_number(message: &Message) -> usize {
+fn payload_number(message: &Message) -> usize {
     std::str::from_utf8(message.payload())
         .ok()
         .and_then(|s| s.parse().ok())
