@@ -11,21 +11,14 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::process::Command;
 use std::time::Duration;
 
+use broker_core::testkit::stdout_of;
+
 /// Runs `exe` with `args`, checks that it succeeded, and returns what it printed.
 fn succeeded(exe: &str, args: &[&str]) -> String {
-    let output = Command::new(exe)
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| panic!("running {exe}: {err}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{exe} {} failed ({}):\n{stderr}\n{stdout}",
-        args.join(" "),
-        output.status
-    );
-    stdout
+    stdout_of(
+        Command::new(exe).args(args),
+        &format!("{exe} {}", args.join(" ")),
+    )
 }
 
 /// Runs `broker-bench --quick --backend <backend>` and checks it succeeded and printed a

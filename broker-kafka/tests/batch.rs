@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use broker_core::testkit::{Collector, subscribe, unique_topic};
+use broker_core::testkit::{Collector, check_payload_order, subscribe, unique_topic};
 use broker_core::{Broker, Message, SubscribeOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,22 +25,6 @@ async fn a_batch_larger_than_the_send_queue_waits_for_room_and_loses_nothing() {
     let received = collector
         .wait_for(BATCH, Duration::from_secs(60), "the batch")
         .await;
-    let mut last = [None::<usize>; 3];
-    let mut seen = std::collections::HashSet::new();
-    for r in received {
-        // A redelivery of a message seen already says nothing about the order.
-        if !seen.insert(r.message.id().clone()) {
-            continue;
-        }
-        let seq: usize = std::str::from_utf8(r.message.payload())
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .expect("a numbered payload");
-        let key = seq % 3;
-        if let Some(previous) = last[key] {
-            assert!(seq > previous, "key k{key}: {seq} arrived after {previous}");
-        }
-        last[key] = Some(seq);
-    }
+    check_payload_order(&received, |seq| seq % 3, "the batch");
     broker.close().await.expect("close");
 }

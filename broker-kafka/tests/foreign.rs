@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use broker_core::options::StartPosition;
-use broker_core::testkit::{expect_delivery, publish, subscribe, unique_topic};
+use broker_core::testkit::{expect_delivery, publish, stdout_of, subscribe, unique_topic};
 use broker_core::{Broker, Delivery, Message, SubscribeOptions, Subscription};
 use broker_kafka::KafkaBroker;
 use rdkafka::ClientConfig;
@@ -303,17 +303,12 @@ fn python_client(args: &[&str]) -> String {
         env!("CARGO_MANIFEST_DIR"),
         "/../scripts/foreign/kafka_client.py"
     );
-    let output = std::process::Command::new(foreign_python())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run the confluent-kafka client");
-    assert!(
-        output.status.success(),
-        "confluent-kafka client {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("JSON lines")
+    stdout_of(
+        std::process::Command::new(foreign_python())
+            .arg(script)
+            .args(args),
+        &format!("the confluent-kafka client {args:?}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

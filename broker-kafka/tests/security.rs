@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use broker_core::testkit::{
-    captured_text, connect_fails, log_capture, round_trip_through, shown_error, subscribe,
-    test_certs, unique_topic,
+    captured_text, connect_fails, log_capture, round_trip_through, shown_error, stdout_of,
+    subscribe, test_certs, unique_topic,
 };
 use broker_core::{Broker, Error, ErrorKind, SubscribeOptions};
 use broker_kafka::{KafkaBroker, KafkaOptions};
@@ -43,20 +43,17 @@ fn repo_root() -> PathBuf {
 /// Runs a project script with `env`; panics with its output when it fails.
 fn script(name: &str, args: &[&str], env: &[(&str, String)]) -> String {
     let path = repo_root().join("scripts").join(name);
-    let output = Command::new("bash")
-        .arg(&path)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "scripts/{name} {} failed ({}); it needs java 17+, openssl and (for the first install) Maven:\n{stderr}",
-        args.join(" "),
-        output.status
+    let what = format!(
+        "scripts/{name} {}, which needs java 17+, openssl and (for the first install) Maven,",
+        args.join(" ")
     );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    stdout_of(
+        Command::new("bash")
+            .arg(&path)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+        &what,
+    )
 }
 
 /// The directory of `scripts/certs.sh`'s files.

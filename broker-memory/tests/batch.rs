@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use broker_core::headers::HeaderValue;
-use broker_core::testkit::{next_delivery, subscribe};
-use broker_core::{Broker, ErrorKind, Message, SubscribeOptions};
+use broker_core::testkit::{failures_of, next_delivery, subscribe};
+use broker_core::{Broker, ErrorKind, Message, SubscribeOptions, Subscription};
 use broker_memory::{MemoryBroker, MemoryOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,13 +22,8 @@ async fn a_full_buffer_fails_the_messages_without_room_and_keeps_the_others() {
         .publish_batch("batch.full", batch)
         .await
         .expect_err("no room for three of them");
-    let failed: Vec<(usize, ErrorKind)> = err
-        .failures()
-        .iter()
-        .map(|f| (f.index(), f.error().kind()))
-        .collect();
     assert_eq!(
-        failed,
+        failures_of(&err),
         [
             (2, ErrorKind::Timeout),
             (3, ErrorKind::Timeout),
@@ -36,10 +31,7 @@ async fn a_full_buffer_fails_the_messages_without_room_and_keeps_the_others() {
         ]
     );
     assert_eq!(err.stored().collect::<Vec<_>>(), [0, 1]);
-    for expected in ["0", "1"] {
-        let delivery = next_delivery(&mut sub, Duration::from_secs(5)).await;
-        assert_eq!(delivery.message().payload().as_ref(), expected.as_bytes());
-    }
+    expect_payloads(&mut sub, &["0", "1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,10 +40,7 @@ async fn the_go_micro_format_reports_a_message_it_cannot_wrap_at_its_index() {
     let broker = broker_core::connect("memory://batch-gomicro?format=gomicro")
         .await
         .expect("connect");
-    let mut sub = broker
-        .subscribe("batch.gomicro", SubscribeOptions::new())
-        .await
-        .expect("subscribe");
+    let mut sub = subscribe(broker.as_ref(), "batch.gomicro", SubscribeOptions::new()).await;
     let batch = vec![
         Message::new("first"),
         Message::new("null header").with_header("n", HeaderValue::null()),
@@ -61,12 +50,15 @@ async fn the_go_micro_format_reports_a_message_it_cannot_wrap_at_its_index() {
         .publish_batch("batch.gomicro", batch)
         .await
         .expect_err("a null header has no go-micro form");
-    assert_eq!(err.failures().len(), 1, "{err}");
-    assert_eq!(err.failures()[0].index(), 1);
-    assert_eq!(err.failures()[0].error().kind(), ErrorKind::InvalidHeader);
-    for expected in ["first", "third"] {
-        let delivery = next_delivery(&mut sub, Duration::from_secs(5)).await;
+    assert_eq!(failures_of(&err), [(1, ErrorKind::InvalidHeader)], "{err}");
+    expect_payloads(&mut sub, &["first", "third"]).await;
+    broker.close().await.expect("close");
+}
+
+/// The next deliveries on `sub` carry `payloads`, in order.
+async fn expect_payloads(sub: &mut Subscription, payloads: &[&str]) {
+    for expected in payloads {
+        let delivery = next_delivery(sub, Duration::from_secs(5)).await;
         assert_eq!(delivery.message().payload().as_ref(), expected.as_bytes());
     }
-    broker.close().await.expect("close");
 }

@@ -8,13 +8,9 @@ use broker_core::testkit::Kit;
 
 async fn kit() -> Kit {
     broker_memory::link();
-    let url = format!("memory://kit-{}", uuid::Uuid::now_v7().simple());
-    Kit::from_backend(None, move || {
-        let url = url.clone();
-        async move { broker_core::connect(&url).await }
-    })
-    .await
-    .with_features(|f| f.timeout(Duration::from_secs(10)))
+    Kit::from_unique_url("memory://kit")
+        .await
+        .with_features(|f| f.timeout(Duration::from_secs(10)))
 }
 
 broker_core::conformance_suite!(kit);

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use broker_core::testkit::{Collector, subscribe};
+use broker_core::testkit::{Collector, check_payload_order, subscribe};
 use broker_core::{Broker, Message, SubscribeOptions};
 use common::js_topic;
 
@@ -25,20 +24,6 @@ async fn a_jetstream_batch_over_the_ack_window_is_stored_whole_and_in_order() {
     let received = collector
         .wait_for(BATCH, Duration::from_secs(30), "the batch")
         .await;
-    let mut seen = HashSet::new();
-    let mut last = None;
-    for r in received {
-        if !seen.insert(r.message.id().clone()) {
-            continue;
-        }
-        let seq: usize = std::str::from_utf8(r.message.payload())
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .expect("a numbered payload");
-        if let Some(previous) = last {
-            assert!(seq > previous, "{seq} arrived after {previous}");
-        }
-        last = Some(seq);
-    }
+    check_payload_order(&received, |_| (), "the batch");
     broker.close().await.expect("close");
 }

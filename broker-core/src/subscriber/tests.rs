@@ -93,6 +93,50 @@ impl Overlap {
     }
 }
 
+/// What a [`holding_first`] handler reports: the seq of each event as its handler begins
+/// and as it ends, and how many ran at once.
+struct Holding {
+    /// Lets message 0's handler finish.
+    release: Arc<Notify>,
+    overlap: Arc<Overlap>,
+    started: mpsc::UnboundedReceiver<usize>,
+    done: mpsc::UnboundedReceiver<usize>,
+}
+
+/// A handler that holds message 0 until [`Holding::release`] is notified and lets every
+/// other message through.
+fn holding_first() -> (impl Handler, Holding) {
+    let release = Arc::new(Notify::new());
+    let overlap = Arc::new(Overlap::default());
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (done_tx, done) = mpsc::unbounded_channel();
+    let handler = {
+        let (release, overlap) = (release.clone(), overlap.clone());
+        move |event: Event| {
+            let (release, overlap) = (release.clone(), overlap.clone());
+            let (started_tx, done_tx) = (started_tx.clone(), done_tx.clone());
+            async move {
+                let seq = seq_of(&event);
+                overlap.enter();
+                let _ = started_tx.send(seq);
+                if seq == 0 {
+                    release.notified().await;
+                }
+                overlap.leave();
+                let _ = done_tx.send(seq);
+                Ok::<_, BoxError>(())
+            }
+        }
+    };
+    let holding = Holding {
+        release,
+        overlap,
+        started,
+        done,
+    };
+    (handler, holding)
+}
+
 /// Receives `n` items from `done`, failing after [`PATIENCE`].
 async fn receive<T>(done: &mut mpsc::UnboundedReceiver<T>, n: usize, what: &str) -> Vec<T> {
     let mut items = Vec::with_capacity(n);
@@ -105,45 +149,65 @@ async fn receive<T>(done: &mut mpsc::UnboundedReceiver<T>, n: usize, what: &str)
     items
 }
 
+/// Yields until `taken` reaches `n` or [`PATIENCE`] passes; returns how many were taken.
+async fn taken_by_then(taken: &AtomicUsize, n: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while taken.load(SeqCst) < n && tokio::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    taken.load(SeqCst)
+}
+
+/// Runs `handler` on `subscription`, at most `concurrency` events at once.
+fn start(
+    subscription: Subscription,
+    handler: impl Handler,
+    concurrency: usize,
+) -> SubscriberHandle {
+    spawn(
+        subscription,
+        Arc::new(handler),
+        HandlerOptions::new().concurrency(concurrency),
+    )
+}
+
+/// Begins `shutdown`, then calls `release` (so that what the handlers wait for happens
+/// after the shutdown has begun), and returns what the shutdown returns, failing after
+/// [`PATIENCE`].
+async fn shut_down_then_release<T: Send + 'static>(
+    shutdown: impl Future<Output = Result<T>> + Send + 'static,
+    release: impl FnOnce(),
+) -> T {
+    let shutdown = tokio::spawn(shutdown);
+    release();
+    tokio::time::timeout(PATIENCE, shutdown)
+        .await
+        .expect("shutdown in time")
+        .expect("the shutdown task")
+        .expect("shutdown")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_handler_leaves_the_other_slots_working() {
     const OTHERS: usize = 200;
     let settled = Arc::new(Settled::default());
     let (subscription, _) =
         subscription((0..=OTHERS).map(|i| message(i, None)).collect(), &settled);
-    let release = Arc::new(Notify::new());
-    let overlap = Arc::new(Overlap::default());
-    let (done_tx, mut done) = mpsc::unbounded_channel();
-    let handler = {
-        let (release, overlap) = (release.clone(), overlap.clone());
-        move |event: Event| {
-            let (release, overlap, done_tx) = (release.clone(), overlap.clone(), done_tx.clone());
-            async move {
-                overlap.enter();
-                if seq_of(&event) == 0 {
-                    release.notified().await;
-                }
-                overlap.leave();
-                let _ = done_tx.send(seq_of(&event));
-                Ok::<_, BoxError>(())
-            }
-        }
-    };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(4),
-    );
+    let (handler, mut holding) = holding_first();
+    let handle = start(subscription, handler, 4);
 
-    let handled = receive(&mut done, OTHERS, "while one handler is blocked").await;
+    let handled = receive(&mut holding.done, OTHERS, "while one handler is blocked").await;
     assert!(!handled.contains(&0), "the blocked handler finished early");
     assert!(
-        overlap.most.load(SeqCst) <= 4,
+        holding.overlap.most.load(SeqCst) <= 4,
         "more than 4 handlers ran at once"
     );
 
-    release.notify_one();
-    assert_eq!(receive(&mut done, 1, "the released handler").await, [0]);
+    holding.release.notify_one();
+    assert_eq!(
+        receive(&mut holding.done, 1, "the released handler").await,
+        [0]
+    );
     tokio::time::timeout(PATIENCE, handle.shutdown())
         .await
         .expect("shutdown in time")
@@ -186,11 +250,7 @@ async fn each_key_keeps_its_order_while_keys_overlap() {
             }
         }
     };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(8),
-    );
+    let handle = start(subscription, handler, 8);
 
     let handled = receive(&mut done, N, "keyed messages").await;
     let mut order: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -225,7 +285,7 @@ async fn concurrency_one_keeps_arrival_order() {
         let _ = done_tx.send(seq_of(&event));
         async { Ok::<_, BoxError>(()) }
     };
-    let handle = spawn(subscription, Arc::new(handler), HandlerOptions::new());
+    let handle = start(subscription, handler, 1);
     let handled = receive(&mut done, N, "in order").await;
     assert_eq!(handled, (0..N).collect::<Vec<_>>());
     handle.shutdown().await.expect("shutdown");
@@ -237,51 +297,19 @@ async fn shutdown_handles_what_waits_for_its_key() {
     let settled = Arc::new(Settled::default());
     let messages = (0..N).map(|i| message(i, Some("a".into()))).collect();
     let (subscription, taken) = subscription(messages, &settled);
-    let (started_tx, mut started) = mpsc::unbounded_channel();
-    let release = Arc::new(Notify::new());
-    let (done_tx, mut done) = mpsc::unbounded_channel();
-    let handler = {
-        let release = release.clone();
-        move |event: Event| {
-            let (release, started_tx, done_tx) =
-                (release.clone(), started_tx.clone(), done_tx.clone());
-            async move {
-                let seq = seq_of(&event);
-                let _ = started_tx.send(seq);
-                if seq == 0 {
-                    release.notified().await;
-                }
-                let _ = done_tx.send(seq);
-                Ok::<_, BoxError>(())
-            }
-        }
-    };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(2),
-    );
-    receive(&mut started, 1, "the first handler").await;
+    let (handler, mut holding) = holding_first();
+    let handle = start(subscription, handler, 2);
+    receive(&mut holding.started, 1, "the first handler").await;
     // All taken: the first runs, the other nine wait for it (their key's handler).
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while taken.load(SeqCst) < N && tokio::time::Instant::now() < deadline {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(taken.load(SeqCst), N, "every delivery taken");
+    assert_eq!(taken_by_then(&taken, N).await, N, "every delivery taken");
 
-    let shutdown = tokio::spawn(handle.shutdown());
-    release.notify_one();
-    tokio::time::timeout(PATIENCE, shutdown)
-        .await
-        .expect("shutdown in time")
-        .expect("the shutdown task")
-        .expect("shutdown");
+    shut_down_then_release(handle.shutdown(), || holding.release.notify_one()).await;
     assert_eq!(
         settled.acks.load(SeqCst),
         N,
         "every delivery taken is handled"
     );
-    let handled: Vec<usize> = std::iter::from_fn(|| done.try_recv().ok()).collect();
+    let handled: Vec<usize> = std::iter::from_fn(|| holding.done.try_recv().ok()).collect();
     assert_eq!(handled, (0..N).collect::<Vec<_>>());
 }
 
@@ -291,31 +319,10 @@ async fn one_busy_key_holds_a_bounded_queue() {
     let settled = Arc::new(Settled::default());
     let messages = (0..N).map(|i| message(i, Some("hot".into()))).collect();
     let (subscription, taken) = subscription(messages, &settled);
-    let release = Arc::new(Notify::new());
-    let (done_tx, mut done) = mpsc::unbounded_channel();
-    let handler = {
-        let release = release.clone();
-        move |event: Event| {
-            let (release, done_tx) = (release.clone(), done_tx.clone());
-            async move {
-                if seq_of(&event) == 0 {
-                    release.notified().await;
-                }
-                let _ = done_tx.send(seq_of(&event));
-                Ok::<_, BoxError>(())
-            }
-        }
-    };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(4),
-    );
+    let (handler, mut holding) = holding_first();
+    let handle = start(subscription, handler, 4);
     let bound = 1 + MAX_WAITING_PER_KEY;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while taken.load(SeqCst) < bound && tokio::time::Instant::now() < deadline {
-        tokio::task::yield_now().await;
-    }
+    taken_by_then(&taken, bound).await;
     // Nothing more is taken while the key's queue is full.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
@@ -324,8 +331,8 @@ async fn one_busy_key_holds_a_bounded_queue() {
         "taken while the key's queue is full"
     );
 
-    release.notify_one();
-    let handled = receive(&mut done, N, "once released").await;
+    holding.release.notify_one();
+    let handled = receive(&mut holding.done, N, "once released").await;
     assert_eq!(handled, (0..N).collect::<Vec<_>>());
     handle.shutdown().await.expect("shutdown");
 }
@@ -345,11 +352,7 @@ async fn a_panic_is_nacked_and_its_key_moves_on() {
             Ok::<_, BoxError>(())
         }
     };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(4),
-    );
+    let handle = start(subscription, handler, 4);
     assert_eq!(receive(&mut done, 3, "after a panic").await, [0, 1, 2]);
     handle.shutdown().await.expect("shutdown");
     assert_eq!(settled.acks.load(SeqCst), 2);

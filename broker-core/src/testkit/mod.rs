@@ -12,14 +12,17 @@
 //! use broker_core::testkit::Kit;
 //!
 //! async fn kit() -> Kit {
-//!     // The features come from the backend's own capabilities.
-//!     Kit::from_backend(None, || async { broker_core::connect("memory://kit").await }).await
+//!     broker_memory::link();
+//!     // A bus of its own for each scenario; the features come from the backend's own
+//!     // capabilities.
+//!     Kit::from_unique_url("memory://kit").await
 //! }
 //!
 //! broker_core::conformance_suite!(kit);
 //! ```
 
 mod collect;
+mod order;
 pub mod scenarios;
 mod support;
 
@@ -36,6 +39,7 @@ use crate::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 use crate::{Broker, Result};
 
 pub use collect::{Collector, Received};
+pub use order::{KeyOrder, check_payload_order, first_deliveries};
 pub use support::*;
 
 /// Connects a fresh broker handle.
@@ -58,6 +62,19 @@ impl fmt::Debug for Restart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Restart").finish_non_exhaustive()
     }
+}
+
+/// Builder methods that each claim one guarantee: `name(self)` sets the field `name`.
+macro_rules! claims {
+    ($($(#[$doc:meta])* $name:ident;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self) -> Self {
+                self.$name = true;
+                self
+            }
+        )+
+    };
 }
 
 /// What a backend guarantees, as far as the kit is concerned: derived from the backend's
@@ -121,40 +138,19 @@ impl Features {
         }
     }
 
-    /// Claims queue groups.
-    pub fn queue_groups(mut self) -> Self {
-        self.queue_groups = true;
-        self
-    }
-
-    /// Claims persistence.
-    pub fn persistence(mut self) -> Self {
-        self.persistence = true;
-        self
-    }
-
-    /// Claims ordering.
-    pub fn ordering(mut self) -> Self {
-        self.ordering = true;
-        self
-    }
-
-    /// Claims nack redelivery.
-    pub fn redelivery(mut self) -> Self {
-        self.redelivery = true;
-        self
-    }
-
-    /// Claims at-least-once delivery.
-    pub fn at_least_once(mut self) -> Self {
-        self.at_least_once = true;
-        self
-    }
-
-    /// Claims exactly-once delivery.
-    pub fn exactly_once(mut self) -> Self {
-        self.exactly_once = true;
-        self
+    claims! {
+        /// Claims queue groups.
+        queue_groups;
+        /// Claims persistence.
+        persistence;
+        /// Claims ordering.
+        ordering;
+        /// Claims nack redelivery.
+        redelivery;
+        /// Claims at-least-once delivery.
+        at_least_once;
+        /// Claims exactly-once delivery.
+        exactly_once;
     }
 
     /// Gives the kit a server it may restart.
@@ -260,6 +256,20 @@ impl Kit {
         let _ = probe.close().await;
         kit.features = features;
         kit
+    }
+
+    /// A kit for the backend at `base` followed by `-<unique>` (`memory://kit` becomes
+    /// `memory://kit-0192…`), reached through [`connect`](crate::connect), with the
+    /// features it claims (see [`from_backend`](Kit::from_backend)): for in-process
+    /// backends, whose every handle on one URL shares one bus, so each scenario gets a
+    /// bus of its own.
+    pub async fn from_unique_url(base: &str) -> Self {
+        let url = format!("{base}-{}", uuid::Uuid::now_v7().simple());
+        Kit::from_backend(None, move || {
+            let url = url.clone();
+            async move { crate::connect(&url).await }
+        })
+        .await
     }
 
     /// The kit with its features changed by `change` (a server to restart, a wait).

@@ -13,6 +13,14 @@ use futures::StreamExt;
 use crate::lag::Lag;
 use crate::{Broker, Delivery, Message, Result, SubscribeOptions, Subscription};
 
+/// Which messages of a batch failed, and how: each failure's index and error kind.
+pub fn failures_of(err: &crate::batch::BatchError) -> Vec<(usize, crate::ErrorKind)> {
+    err.failures()
+        .iter()
+        .map(|f| (f.index(), f.error().kind()))
+        .collect()
+}
+
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it
 /// held. The caller asserts, with a message saying what was expected. For the kit's
 /// scenarios and the backends' own tests alike.
@@ -324,22 +332,37 @@ impl Write for CapturedWriter {
     }
 }
 
+/// Runs `command` to completion and returns what it printed to stdout; panics, with what
+/// it printed, when it cannot run or does not succeed. `what` names it (and may say what
+/// it needs) in the panic.
+pub fn stdout_of(command: &mut std::process::Command, what: &str) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// The directory of the test certificates that `certs_sh` (the project's
 /// `scripts/certs.sh`: ca.pem, server.pem, client.pem, client-key.pem, other-ca.pem…)
 /// makes on first use; panics saying what it needs when it fails.
 pub fn test_certs(certs_sh: &std::path::Path) -> std::path::PathBuf {
-    let output = std::process::Command::new("bash")
-        .arg(certs_sh)
-        .arg("generate")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", certs_sh.display()));
-    assert!(
-        output.status.success(),
-        "{} failed (it needs openssl: apt-get install openssl): {}",
-        certs_sh.display(),
-        String::from_utf8_lossy(&output.stderr)
+    let what = format!(
+        "{}, which needs openssl (apt-get install openssl),",
+        certs_sh.display()
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = stdout_of(
+        std::process::Command::new("bash")
+            .arg(certs_sh)
+            .arg("generate"),
+        &what,
+    );
     let dir = stdout
         .lines()
         .filter_map(|line| line.strip_prefix("CERTS_DIR="))

@@ -4,12 +4,7 @@ use broker_core::testkit::Kit;
 
 async fn kit() -> Kit {
     broker_loopback::link();
-    let url = format!("loopback://kit-{}", uuid::Uuid::now_v7().simple());
-    Kit::from_backend(None, move || {
-        let url = url.clone();
-        async move { broker_core::connect(&url).await }
-    })
-    .await
+    Kit::from_unique_url("loopback://kit").await
 }
 
 broker_core::conformance_suite!(kit);

@@ -47,11 +47,7 @@ async fn shutdown_within_cancels_what_outlives_the_deadline() {
             }
         }
     };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(2),
-    );
+    let handle = start(subscription, handler, 2);
     let mut running = receive(&mut started, 2, "the first two handlers").await;
     running.sort_unstable();
     assert_eq!(running, [0, 2]);
@@ -62,13 +58,8 @@ async fn shutdown_within_cancels_what_outlives_the_deadline() {
 
     let deadline = Duration::from_millis(300);
     let began = tokio::time::Instant::now();
-    let shutdown = tokio::spawn(handle.shutdown_within(deadline));
-    release.cancel();
-    let report = tokio::time::timeout(PATIENCE, shutdown)
-        .await
-        .expect("shutdown in time")
-        .expect("the shutdown task")
-        .expect("shutdown");
+    let report =
+        shut_down_then_release(handle.shutdown_within(deadline), || release.cancel()).await;
     assert!(began.elapsed() >= deadline, "returned before the deadline");
     assert_eq!(
         report,
@@ -146,19 +137,10 @@ async fn shutdown_within_waits_for_handlers_that_finish_in_time() {
             }
         }
     };
-    let handle = spawn(
-        subscription,
-        Arc::new(handler),
-        HandlerOptions::new().concurrency(2),
-    );
+    let handle = start(subscription, handler, 2);
     receive(&mut started, 2, "both handlers").await;
-    let shutdown = tokio::spawn(handle.shutdown_within(PATIENCE));
-    release.cancel();
-    let report = tokio::time::timeout(PATIENCE, shutdown)
-        .await
-        .expect("shutdown in time")
-        .expect("the shutdown task")
-        .expect("shutdown");
+    let report =
+        shut_down_then_release(handle.shutdown_within(PATIENCE), || release.cancel()).await;
     assert_eq!(
         report,
         ShutdownReport {

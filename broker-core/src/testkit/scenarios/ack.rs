@@ -1,6 +1,7 @@
 //! Acknowledgement: nack and redelivery, manual ack, and what outlives a subscriber.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -10,7 +11,7 @@ use super::{
     wait_until,
 };
 use crate::testkit::Kit;
-use crate::{MessageId, SubscribeOptions};
+use crate::{Broker, MessageId, SubscribeOptions};
 
 /// With manual ack, each of 20 messages is nacked on its first two deliveries and acked
 /// on its third; all 20 are acked in the end, each delivered at least three times, and
@@ -62,10 +63,7 @@ pub async fn nacking_member_then_acking_member(kit: Kit) {
         );
     }
     const N: usize = 20;
-    let broker = kit.connect().await;
-    let topic = kit.topic("nack_then_ack");
-    let group = unique_group("nacker");
-    let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
+    let (broker, topic, group, options) = manual_ack_group(&kit, "nack_then_ack").await;
     let mut nacker = subscribe(&broker, &topic, options).await;
     publish_numbered(&broker, &topic, 0..N).await;
 
@@ -146,10 +144,7 @@ pub async fn unacked_messages_come_back_after_drop(kit: Kit) {
             "persistence and queue groups",
         );
     }
-    let broker = kit.connect().await;
-    let topic = kit.topic("unacked_return");
-    let group = unique_group("unacked");
-    let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
+    let (broker, topic, group, options) = manual_ack_group(&kit, "unacked_return").await;
     let mut first = subscribe(&broker, &topic, options).await;
     publish_numbered(&broker, &topic, 0..10).await;
     let taken = next_delivery(&mut first, kit.features.timeout, "unacked: first member").await;
@@ -178,10 +173,7 @@ pub async fn reopened_subscribers_lose_nothing(kit: Kit) {
         );
     }
     const N: usize = 100;
-    let broker = kit.connect().await;
-    let topic = kit.topic("reopened");
-    let group = unique_group("reopened");
-    let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
+    let (broker, topic, group, options) = manual_ack_group(&kit, "reopened").await;
     let mut acked: HashSet<MessageId> = HashSet::new();
     // The first member subscribes before anything is published, so the group exists.
     let mut first = Some(subscribe(&broker, &topic, options.clone()).await);
@@ -212,4 +204,16 @@ pub async fn reopened_subscribers_lose_nothing(kit: Kit) {
         acked.len()
     );
     must(broker.close().await, "close");
+}
+
+/// Where a scenario on one queue group with manual ack starts: a broker handle, a topic
+/// of its own (`scenario` names it), a fresh group, and the options that join the group
+/// with manual ack.
+async fn manual_ack_group(
+    kit: &Kit,
+    scenario: &str,
+) -> (Arc<dyn Broker>, String, String, SubscribeOptions) {
+    let group = unique_group(scenario);
+    let options = SubscribeOptions::new().queue(group.clone()).manual_ack();
+    (kit.connect().await, kit.topic(scenario), group, options)
 }

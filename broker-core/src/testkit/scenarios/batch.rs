@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{SEQ, collect, must, numbered, seq_of};
 use crate::batch::BatchError;
-use crate::testkit::Kit;
+use crate::testkit::{KeyOrder, Kit, failures_of, first_deliveries};
 use crate::{ErrorKind, Message, SubscribeOptions};
 
 /// Messages in the batch of [`batch_arrives_whole_and_in_key_order`].
@@ -37,35 +37,11 @@ pub async fn batch_arrives_whole_and_in_key_order(kit: Kit) {
         panic!("batch: publish_batch failed: {}", describe(&err));
     }
 
-    let received = collector
-        .wait_for(BATCH, kit.features.timeout, "batch")
-        .await;
-    super::check_duplicates(&kit, &received, "batch");
-    let mut seen = HashSet::new();
-    let mut last_of_key: HashMap<Vec<u8>, usize> = HashMap::new();
-    for r in &received {
-        let original = sent
-            .get(r.message.id())
-            .unwrap_or_else(|| panic!("batch: unknown id {} arrived", r.message.id()));
-        assert_eq!(r.message.key(), original.key(), "batch: the key");
-        assert!(
-            r.message.payload() == original.payload(),
-            "batch: the payload of message {} changed in transit",
-            seq_of(original)
-        );
-        let got: Vec<_> = r.message.headers().iter().collect();
-        let want: Vec<_> = original.headers().iter().collect();
-        assert_eq!(got, want, "batch: the headers, in order");
-        if !seen.insert(r.message.id().clone()) || !kit.features.ordering {
-            continue;
-        }
-        let seq = seq_of(&r.message);
-        let key = r.message.key().unwrap_or_default().to_vec();
-        if let Some(previous) = last_of_key.insert(key, seq) {
-            assert!(
-                seq > previous,
-                "batch: message {seq} arrived after {previous} of the same key"
-            );
+    let received = super::receive_as_sent(&kit, &collector, &sent, "batch").await;
+    if kit.features.ordering {
+        let mut order = KeyOrder::default();
+        for message in first_deliveries(&received) {
+            order.next(message.key_str(), seq_of(message), "batch");
         }
     }
     must(broker.close().await, "close");
@@ -100,13 +76,8 @@ pub async fn batch_reports_failures_by_index(kit: Kit) {
             Err(err) => err,
             Ok(()) => panic!("batch failures: a message over the {max}-byte limit was accepted"),
         };
-        let failed: Vec<(usize, ErrorKind)> = err
-            .failures()
-            .iter()
-            .map(|f| (f.index(), f.error().kind()))
-            .collect();
         assert_eq!(
-            failed,
+            failures_of(&err),
             [(TOO_BIG, ErrorKind::PayloadTooLarge)],
             "batch failures: only the oversized message fails: {}",
             describe(&err)

@@ -30,14 +30,14 @@ pub async fn concurrent_publishers_and_subscribers(kit: Kit) {
         })
     });
     join_tasks(publishers).await;
-    for (n, subscriber) in subscribers.iter().enumerate() {
-        let received = subscriber
-            .wait_for(
-                PUBLISHERS * EACH,
-                kit.features.timeout,
-                format!("concurrent: subscriber {n}"),
-            )
-            .await;
+    let all = super::wait_for_each(
+        &kit,
+        &subscribers,
+        PUBLISHERS * EACH,
+        "concurrent: subscriber",
+    )
+    .await;
+    for (n, received) in all.into_iter().enumerate() {
         super::check_duplicates(&kit, &received, "concurrent");
         let mut seqs: Vec<_> = received.iter().map(|r| seq_of(&r.message)).collect();
         seqs.sort_unstable();

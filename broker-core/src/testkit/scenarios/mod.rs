@@ -207,3 +207,51 @@ fn check_duplicates(kit: &super::Kit, received: &[super::Received], what: &str) 
         );
     }
 }
+
+/// Waits until every message of `sent` (by id) has arrived at `collector`, and checks
+/// that each delivery is one of them with its key, payload and headers (in order, names
+/// case-sensitive), and no duplicate where the backend claims exactly-once. Returns
+/// every delivery; failures start with `what`.
+async fn receive_as_sent(
+    kit: &super::Kit,
+    collector: &Collector,
+    sent: &std::collections::HashMap<crate::MessageId, Message>,
+    what: &str,
+) -> Vec<super::Received> {
+    let received = collector
+        .wait_for(sent.len(), kit.features.timeout, what)
+        .await;
+    check_duplicates(kit, &received, what);
+    for r in &received {
+        let id = r.message.id();
+        let original = sent
+            .get(id)
+            .unwrap_or_else(|| panic!("{what}: unknown id {id} arrived"));
+        assert_eq!(r.message.key(), original.key(), "{what}: the key of {id}");
+        assert!(
+            r.message.payload() == original.payload(),
+            "{what}: the payload of {id} changed in transit"
+        );
+        let got: Vec<_> = r.message.headers().iter().collect();
+        let want: Vec<_> = original.headers().iter().collect();
+        assert_eq!(got, want, "{what}: the headers of {id}, in order");
+    }
+    received
+}
+
+/// Waits until each of `collectors` has `n` distinct messages, and returns every delivery
+/// of each, in the order of `collectors`; a failure names `what` and the collector's
+/// index.
+async fn wait_for_each(
+    kit: &super::Kit,
+    collectors: &[Collector],
+    n: usize,
+    what: &str,
+) -> Vec<Vec<super::Received>> {
+    let mut all = Vec::with_capacity(collectors.len());
+    for (i, collector) in collectors.iter().enumerate() {
+        let what = format!("{what} {i}");
+        all.push(collector.wait_for(n, kit.features.timeout, what).await);
+    }
+    all
+}

@@ -1,6 +1,6 @@
 //! Order per publisher (or per key), with several streams interleaved.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -8,7 +8,7 @@ use futures::future::join_all;
 use tokio::sync::Barrier;
 
 use super::{collect, must, numbered, publish, seq_of, subscribe_with, unique_group, wait_until};
-use crate::testkit::Kit;
+use crate::testkit::{KeyOrder, Kit, first_deliveries};
 use crate::{BoxError, Event, HandlerOptions, SubscribeOptions};
 
 /// Four publishers each send 100 numbered messages under their own key, at the same time,
@@ -40,29 +40,12 @@ pub async fn ordering_of_interleaved_streams(kit: Kit) {
     }))
     .await;
 
-    for (n, reader) in readers.iter().enumerate() {
-        let received = reader
-            .wait_for(
-                STREAMS * EACH,
-                kit.features.timeout,
-                format!("ordering: reader {n}"),
-            )
-            .await;
-        let mut seen = HashSet::new();
-        let mut last: HashMap<usize, usize> = HashMap::new();
-        for r in received {
-            if !seen.insert(r.message.id().clone()) {
-                continue;
-            }
-            let seq = seq_of(&r.message);
-            let stream = seq / EACH;
-            if let Some(&previous) = last.get(&stream) {
-                assert!(
-                    seq > previous,
-                    "ordering: reader {n}, stream {stream}: {seq} arrived after {previous}"
-                );
-            }
-            last.insert(stream, seq);
+    let all = super::wait_for_each(&kit, &readers, STREAMS * EACH, "ordering: reader").await;
+    for (n, received) in all.into_iter().enumerate() {
+        let mut order = KeyOrder::default();
+        for message in first_deliveries(&received) {
+            let seq = seq_of(message);
+            order.next(seq / EACH, seq, &format!("ordering: reader {n}, stream"));
         }
     }
     must(broker.close().await, "close");
@@ -147,20 +130,14 @@ pub async fn handler_keeps_key_order_and_runs_keys_at_once(kit: Kit) {
         "handler key order: the first two calls never ran at the same time"
     );
     let order = started.lock().map(|s| s.order.clone()).unwrap_or_default();
-    let mut last: HashMap<usize, usize> = HashMap::new();
+    let mut key_order = KeyOrder::default();
     for (seq, alone) in order {
         let key = seq % KEYS;
         assert!(
             alone,
             "handler key order: message {seq} started while another of key {key} was running"
         );
-        if let Some(&previous) = last.get(&key) {
-            assert!(
-                seq > previous,
-                "handler key order: key {key}: {seq} started after {previous}"
-            );
-        }
-        last.insert(key, seq);
+        key_order.next(key, seq, "handler key order (started)");
     }
     must(broker.close().await, "close");
 }
