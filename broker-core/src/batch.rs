@@ -37,6 +37,7 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 
 use crate::{Broker, Error, ErrorKind, Message, Result};
 
@@ -259,6 +260,25 @@ where
         }
     }
     BatchError::check(batch_len, failures)
+}
+
+/// For a backend with a batch path of its own: an empty batch is `Ok` at once; any
+/// other goes to `publish`, which answers `Err(error)` when the whole call fails before
+/// a message is sent (a closed broker, an invalid topic: every message fails with
+/// `error`), or else the messages that failed, which become the batch's outcome.
+pub async fn publish_with<F, Fut>(messages: Vec<Message>, publish: F) -> Result<(), BatchError>
+where
+    F: FnOnce(Vec<Message>) -> Fut,
+    Fut: Future<Output = Result<Vec<BatchFailure>>>,
+{
+    let batch_len = messages.len();
+    if batch_len == 0 {
+        return Ok(());
+    }
+    match publish(messages).await {
+        Ok(failures) => BatchError::check(batch_len, failures),
+        Err(error) => Err(BatchError::whole(batch_len, error)),
+    }
 }
 
 #[cfg(test)]
