@@ -324,4 +324,27 @@ mod tests {
             "the broker is closed: socket gone"
         );
     }
+
+    #[tokio::test]
+    async fn publish_with_skips_an_empty_batch_and_reports_what_it_is_given() {
+        let untouched = publish_with(Vec::new(), |_| async {
+            panic!("an empty batch is not handed on");
+        });
+        assert!(untouched.await.is_ok());
+        let three = || vec![Message::new("a"), Message::new("b"), Message::new("c")];
+        assert!(
+            publish_with(three(), |_| async { Ok(Vec::new()) })
+                .await
+                .is_ok()
+        );
+        let one = publish_with(three(), |_| async { Ok(vec![failure(2)]) })
+            .await
+            .expect_err("one failed");
+        assert_eq!(one.stored().collect::<Vec<_>>(), [0, 1]);
+        let whole = publish_with(three(), |_| async { Err(Error::closed("the broker")) })
+            .await
+            .expect_err("all failed");
+        assert_eq!((whole.batch_len(), whole.failures().len()), (3, 3));
+        assert_eq!(whole.kind(), ErrorKind::Closed);
+    }
 }
