@@ -18,7 +18,8 @@ impl Inner {
     /// publish does. Then it awaits the remaining reports.
     ///
     /// Returns the records that failed; `Err` when the broker is closed or the topic is
-    /// not usable, before any record is sent (see [`batch::publish_with`]).
+    /// not usable, before any record is sent (see
+    /// [`broker_core::batch::publish_with`]).
     pub(crate) async fn publish_batch(
         &self,
         topic: &str,
