@@ -50,3 +50,17 @@ pub use outage::OutageLog;
 pub use crate::broker::{Capabilities, DeliveryGuarantee, OrderingGuarantee};
 pub use crate::delivery::{Acknowledger, Nacked, Requeue, settled};
 pub use crate::lag::LagSource;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{Error, Result};
+
+/// `Ok` while `closed` is unset, else [`Error::closed`] naming `broker` ("the Kafka
+/// broker"): the check each `publish` and `subscribe` makes once `close` has set the flag.
+pub fn check_open(closed: &AtomicBool, broker: &str) -> Result<()> {
+    if closed.load(Ordering::Acquire) {
+        Err(Error::closed(broker))
+    } else {
+        Ok(())
+    }
+}

@@ -37,6 +37,7 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 
 use crate::{Broker, Error, ErrorKind, Message, Result};
 
@@ -261,6 +262,25 @@ where
     BatchError::check(batch_len, failures)
 }
 
+/// For a backend with a batch path of its own: an empty batch is `Ok` at once; any
+/// other goes to `publish`, which answers `Err(error)` when the whole call fails before
+/// a message is sent (a closed broker, an invalid topic: every message fails with
+/// `error`), or else the messages that failed, which become the batch's outcome.
+pub async fn publish_with<F, Fut>(messages: Vec<Message>, publish: F) -> Result<(), BatchError>
+where
+    F: FnOnce(Vec<Message>) -> Fut,
+    Fut: Future<Output = Result<Vec<BatchFailure>>>,
+{
+    let batch_len = messages.len();
+    if batch_len == 0 {
+        return Ok(());
+    }
+    match publish(messages).await {
+        Ok(failures) => BatchError::check(batch_len, failures),
+        Err(error) => Err(BatchError::whole(batch_len, error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +323,28 @@ mod tests {
             err.failures()[2].error().message(),
             "the broker is closed: socket gone"
         );
+    }
+
+    #[tokio::test]
+    async fn publish_with_skips_an_empty_batch_and_reports_what_it_is_given() {
+        let untouched = publish_with(Vec::new(), |_| async {
+            panic!("an empty batch is not handed on");
+        });
+        assert!(untouched.await.is_ok());
+        let three = || vec![Message::new("a"), Message::new("b"), Message::new("c")];
+        assert!(
+            publish_with(three(), |_| async { Ok(Vec::new()) })
+                .await
+                .is_ok()
+        );
+        let one = publish_with(three(), |_| async { Ok(vec![failure(2)]) })
+            .await
+            .expect_err("one failed");
+        assert_eq!(one.stored().collect::<Vec<_>>(), [0, 1]);
+        let whole = publish_with(three(), |_| async { Err(Error::closed("the broker")) })
+            .await
+            .expect_err("all failed");
+        assert_eq!((whole.batch_len(), whole.failures().len()), (3, 3));
+        assert_eq!(whole.kind(), ErrorKind::Closed);
     }
 }

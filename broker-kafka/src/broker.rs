@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
-use broker_core::batch::BatchError;
+use broker_core::batch::{self, BatchError};
 use broker_core::health::Health;
 use broker_core::{Broker, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 use futures::future::BoxFuture;
@@ -212,11 +212,7 @@ impl ProducerContext for ProbeContext {
 
 impl Inner {
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(Error::closed("the Kafka broker"))
-        } else {
-            Ok(())
-        }
+        broker_core::backend::check_open(&self.closed, "the Kafka broker")
     }
 
     /// Asks for the cluster's metadata with a client of its own, whose context keeps the
@@ -296,7 +292,10 @@ impl Broker for KafkaBroker {
     /// Hands every record to librdkafka, then awaits their delivery reports together
     /// (see the [crate documentation](crate)).
     async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
-        self.inner.publish_batch(topic, messages).await
+        batch::publish_with(messages, |messages| {
+            self.inner.publish_batch(topic, messages)
+        })
+        .await
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 
-use broker_core::Message;
-use broker_core::batch::{BatchError, BatchFailure};
+use broker_core::batch::BatchFailure;
+use broker_core::{Message, Result};
 
 use crate::broker::Inner;
 use crate::error::check_topic;
@@ -16,25 +16,19 @@ impl Inner {
     /// report. When librdkafka's queue is full, it waits for the oldest report of this
     /// batch still pending, which makes room; with none pending, for room as a single
     /// publish does. Then it awaits the remaining reports.
+    ///
+    /// Returns the records that failed; `Err` when the broker is closed or the topic is
+    /// not usable, before any record is sent (see
+    /// [`broker_core::batch::publish_with`]).
     pub(crate) async fn publish_batch(
         &self,
         topic: &str,
         messages: Vec<Message>,
-    ) -> Result<(), BatchError> {
-        let batch_len = messages.len();
-        if batch_len == 0 {
-            return Ok(());
-        }
-        let ready = async {
-            self.check_open()?;
-            if !self.ready_to_publish(topic) {
-                check_topic(topic)?;
-                self.prepare_publish(topic).await?;
-            }
-            Ok(())
-        };
-        if let Err(err) = ready.await {
-            return Err(BatchError::whole(batch_len, err));
+    ) -> Result<Vec<BatchFailure>> {
+        self.check_open()?;
+        if !self.ready_to_publish(topic) {
+            check_topic(topic)?;
+            self.prepare_publish(topic).await?;
         }
         let mut failures = Vec::new();
         let mut pending: VecDeque<(usize, Delivered<'_>)> = VecDeque::new();
@@ -69,6 +63,6 @@ impl Inner {
                 failures.push(BatchFailure::new(index, err));
             }
         }
-        BatchError::check(batch_len, failures)
+        Ok(failures)
     }
 }

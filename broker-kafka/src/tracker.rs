@@ -230,7 +230,9 @@ mod tests {
 
     use super::*;
 
-    fn deliver_all(t: &mut PartitionTracker, offsets: impl IntoIterator<Item = i64>) {
+    /// A new tracker that has handed out `offsets`, each a first delivery.
+    fn delivered(offsets: impl IntoIterator<Item = i64>) -> PartitionTracker {
+        let mut t = PartitionTracker::new();
         let now = Instant::now();
         for offset in offsets {
             assert_eq!(
@@ -239,6 +241,7 @@ mod tests {
                 "{offset}"
             );
         }
+        t
     }
 
     #[test]
@@ -250,8 +253,7 @@ mod tests {
 
     #[test]
     fn in_order_acks_advance_one_by_one() {
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 10..13);
+        let mut t = delivered(10..13);
         assert_eq!(t.commit_point(), Some(10));
         assert!(t.ack(10));
         assert_eq!(t.commit_point(), Some(11));
@@ -263,8 +265,7 @@ mod tests {
 
     #[test]
     fn out_of_order_acks_wait_for_the_gap() {
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..5);
+        let mut t = delivered(0..5);
         assert!(!t.ack(3));
         assert!(!t.ack(1));
         assert!(!t.ack(4));
@@ -277,8 +278,7 @@ mod tests {
 
     #[test]
     fn offset_gaps_do_not_block_commits() {
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, [0, 1, 5, 9]);
+        let mut t = delivered([0, 1, 5, 9]);
         for offset in [9, 5, 1, 0] {
             t.ack(offset);
         }
@@ -287,8 +287,7 @@ mod tests {
 
     #[test]
     fn duplicate_and_unknown_acks_are_ignored() {
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..2);
+        let mut t = delivered(0..2);
         assert!(t.ack(0));
         assert!(!t.ack(0));
         assert!(!t.ack(42));
@@ -298,8 +297,7 @@ mod tests {
     #[test]
     fn a_nack_holds_the_commit_point_and_comes_back_after_a_seek() {
         let now = Instant::now();
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..4);
+        let mut t = delivered(0..4);
         t.ack(0);
         assert_eq!(t.nack(1, now), Some(1));
         t.ack(2);
@@ -321,8 +319,7 @@ mod tests {
     fn a_delayed_nack_is_skipped_until_due() {
         let now = Instant::now();
         let later = now + Duration::from_secs(5);
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..2);
+        let mut t = delivered(0..2);
         t.nack(0, later);
         assert_eq!(t.due(now), None);
         assert_eq!(t.next_due(), Some(later));
@@ -354,8 +351,7 @@ mod tests {
     #[test]
     fn repeated_nacks_count_attempts() {
         let now = Instant::now();
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..1);
+        let mut t = delivered(0..1);
         for attempt in 2..5 {
             t.nack(0, now);
             assert_eq!(t.on_fetch(0, now), Verdict::Deliver { attempt });
@@ -367,8 +363,7 @@ mod tests {
     #[test]
     fn settling_twice_is_harmless() {
         let now = Instant::now();
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..1);
+        let mut t = delivered(0..1);
         assert_eq!(t.nack(0, now), Some(0));
         assert_eq!(t.nack(0, now), None);
     }
@@ -376,16 +371,14 @@ mod tests {
     #[test]
     fn an_offset_that_arrives_late_is_still_handed_out_and_holds_the_commit() {
         let now = Instant::now();
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, [0, 3]);
+        let mut t = delivered([0, 3]);
         t.ack(0);
         t.ack(3);
         assert_eq!(t.commit_point(), Some(4));
         // 1 and 2 were skipped by the log (a gap) or never fetched: below the commit
         // point they are taken as done.
         assert_eq!(t.on_fetch(2, now), Verdict::Skip);
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, [0, 3]);
+        let mut t = delivered([0, 3]);
         // 0 is still in flight, so 1 is above the commit point: never seen, handed out.
         assert_eq!(t.on_fetch(1, now), Verdict::Deliver { attempt: 1 });
         t.ack(0);
@@ -398,8 +391,7 @@ mod tests {
     #[test]
     fn reads_in_flight_are_not_handed_out_twice() {
         let now = Instant::now();
-        let mut t = PartitionTracker::new();
-        deliver_all(&mut t, 0..3);
+        let mut t = delivered(0..3);
         assert_eq!(t.on_fetch(1, now), Verdict::Skip);
         assert_eq!(t.pending(), 3);
     }

@@ -7,15 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker_core::options::StartPosition;
-use broker_core::testkit::{
-    assert_refuses_work_after_close, next_delivery, publish, publish_all, subscribe, unique_topic,
-};
+use broker_core::testkit::{next_delivery, publish, publish_all, subscribe, unique_topic};
 use broker_core::{
     Broker, BrokerExt, ErrorKind, Event, Handler, HandlerOptions, Headers, Message,
     SubscribeOptions, SubscriberHandle,
 };
 use broker_kafka::KafkaBroker;
-use futures::StreamExt;
 
 use common::{connect, connect_with, options, wait_until};
 
@@ -486,20 +483,6 @@ async fn queue_group_members_share_and_dropping_one_loses_nothing() {
     );
     a.shutdown().await.expect("shutdown a");
     broker.close().await.expect("close");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_flushes_and_ends_everything() {
-    let broker = Arc::new(connect().await);
-    let topic = unique_topic("close");
-    let mut sub = subscribe(&*broker, &topic, SubscribeOptions::new()).await;
-    publish(&*broker, &topic, Message::new("x")).await;
-    broker.close().await.expect("close");
-    assert_refuses_work_after_close(&*broker, &topic).await;
-    let end =
-        tokio::time::timeout(WAIT, async { while let Some(_item) = sub.next().await {} }).await;
-    assert!(end.is_ok(), "the stream ends after close");
-    broker.close().await.expect("closing twice is fine");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

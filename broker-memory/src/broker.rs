@@ -147,11 +147,7 @@ impl Inner {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(Error::closed("the memory broker"))
-        } else {
-            Ok(())
-        }
+        broker_core::backend::check_open(&self.closed, "the memory broker")
     }
 
     /// Removes member `member` from `queue`: what was in its buffer goes to the other

@@ -22,19 +22,14 @@ use crate::publisher::{publish_core, send_until_acked};
 /// ack are kept, to be sent again if the ack does not come) whatever the batch's size.
 pub(crate) const ACK_WINDOW: usize = 256;
 
-/// Publishes `messages` to `topic` the way the broker's mode says.
+/// Publishes `messages` to `topic` the way the broker's mode says, and returns those
+/// that failed; `Err` when the whole call fails before a message is sent.
 pub(crate) async fn publish_batch(
     inner: &Inner,
     topic: &str,
     messages: Vec<Message>,
-) -> Result<(), BatchError> {
-    let batch_len = messages.len();
-    if batch_len == 0 {
-        return Ok(());
-    }
-    if let Err(err) = inner.check_open() {
-        return Err(BatchError::whole(batch_len, err));
-    }
+) -> Result<Vec<BatchFailure>> {
+    inner.check_open()?;
     if inner.uses_jetstream(topic) {
         publish_jetstream(inner, topic, messages).await
     } else {
@@ -49,13 +44,10 @@ async fn publish_core_batch(
     inner: &Inner,
     topic: &str,
     messages: Vec<Message>,
-) -> Result<(), BatchError> {
-    let batch_len = messages.len();
-    if let Err(err) = inner.subjects.get(topic) {
-        return Err(BatchError::whole(batch_len, err));
-    }
+) -> Result<Vec<BatchFailure>> {
+    inner.subjects.get(topic)?;
     let mut failures = Vec::new();
-    let mut sent = Vec::with_capacity(batch_len);
+    let mut sent = Vec::with_capacity(messages.len());
     for (index, message) in messages.into_iter().enumerate() {
         let outcome = match publish_core(inner, topic, message) {
             Ok(send) => send.await,
@@ -81,7 +73,7 @@ async fn publish_core_batch(
             failures.push(BatchFailure::new(index, failure.into_error()));
         }
     }
-    BatchError::check(batch_len, failures)
+    Ok(failures)
 }
 
 /// A message sent to JetStream, waiting for its ack: its index in the batch, what to
@@ -102,18 +94,10 @@ async fn publish_jetstream(
     inner: &Inner,
     topic: &str,
     messages: Vec<Message>,
-) -> Result<(), BatchError> {
-    let batch_len = messages.len();
-    let ready = async {
-        let js = inner.js()?;
-        validate_topic(topic)?;
-        inner.stream_for(topic).await?;
-        Ok::<_, Error>(js)
-    };
-    let js = match ready.await {
-        Ok(js) => js,
-        Err(err) => return Err(BatchError::whole(batch_len, err)),
-    };
+) -> Result<Vec<BatchFailure>> {
+    let js = inner.js()?;
+    validate_topic(topic)?;
+    inner.stream_for(topic).await?;
     let mut failures = Vec::new();
     let mut again: Vec<(usize, Converted)> = Vec::new();
     let mut acks: FuturesOrdered<Acked> = FuturesOrdered::new();
@@ -170,5 +154,5 @@ async fn publish_jetstream(
             failures.push(BatchFailure::new(index, err));
         }
     }
-    BatchError::check(batch_len, failures)
+    Ok(failures)
 }

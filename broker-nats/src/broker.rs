@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use broker_core::backend::{Capabilities, DeliveryGuarantee, OrderingGuarantee, async_trait};
-use broker_core::batch::BatchError;
+use broker_core::batch::{self, BatchError};
 use broker_core::headers::names;
 use broker_core::health::Health;
 use broker_core::subject::{validate_pattern, validate_topic};
@@ -72,11 +72,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(Error::closed("the NATS broker"))
-        } else {
-            Ok(())
-        }
+        broker_core::backend::check_open(&self.closed, "the NATS broker")
     }
 
     pub(crate) fn js(&self) -> Result<&jetstream::Context> {
@@ -301,7 +297,10 @@ impl Broker for NatsBroker {
     /// Core NATS hands every message to the client, then flushes once; JetStream sends
     /// them all and awaits their acks together (see the [crate docs](crate)).
     async fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<(), BatchError> {
-        batch_publisher::publish_batch(&self.inner, topic, messages).await
+        batch::publish_with(messages, |messages| {
+            batch_publisher::publish_batch(&self.inner, topic, messages)
+        })
+        .await
     }
 
     async fn subscribe(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {

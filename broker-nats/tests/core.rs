@@ -5,8 +5,7 @@ mod common;
 use std::time::Duration;
 
 use broker_core::testkit::{
-    assert_refuses_work_after_close, assert_stream_ends, connected, expect_error, next_delivery,
-    publish_all, subscribe,
+    assert_stream_ends, connected, expect_error, next_delivery, publish_all, subscribe,
 };
 use broker_core::{Broker, BrokerExt, ErrorKind, Message, Requester, SubscribeOptions};
 use broker_nats::{NatsBroker, NatsOptions};
@@ -187,17 +186,6 @@ async fn native_request_reply() {
     answering.abort();
     broker.close().await.expect("close");
     responder.close().await.expect("close");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_ends_streams_and_refuses_work() {
-    let broker = connect().await;
-    let topic = core_topic("close");
-    let mut sub = subscribe(&broker, &topic, SubscribeOptions::new()).await;
-    broker.close().await.expect("close");
-    assert_stream_ends(&mut sub, WAIT, "the stream ends").await;
-    assert_refuses_work_after_close(&broker, &topic).await;
-    broker.close().await.expect("close twice is fine");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

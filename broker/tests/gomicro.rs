@@ -61,6 +61,22 @@ fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
+/// `on_each_backend!(scenario: nats_test, kafka_test)`: the async fn `scenario(Backend)`
+/// as two tests, one per backend.
+macro_rules! on_each_backend {
+    ($scenario:ident: $nats:ident, $kafka:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $nats() {
+            $scenario(Backend::Nats).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $kafka() {
+            $scenario(Backend::Kafka).await;
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Nats,
@@ -514,15 +530,7 @@ async fn rust_to_go(backend: Backend) {
     bus.close().await.expect("close");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rust_to_go_nats() {
-    rust_to_go(Backend::Nats).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rust_to_go_kafka() {
-    rust_to_go(Backend::Kafka).await;
-}
+on_each_backend!(rust_to_go: rust_to_go_nats, rust_to_go_kafka);
 
 // ---------------------------------------------------------------------------------------
 // 2. go-micro publishes, Rust reads with ?format=accept
@@ -576,15 +584,7 @@ async fn go_to_rust(backend: Backend) {
     bus.close().await.expect("close");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn go_to_rust_nats() {
-    go_to_rust(Backend::Nats).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn go_to_rust_kafka() {
-    go_to_rust(Backend::Kafka).await;
-}
+on_each_backend!(go_to_rust: go_to_rust_nats, go_to_rust_kafka);
 
 // ---------------------------------------------------------------------------------------
 // 3. Seed 002: a go-micro micro.Event order, handled by a typed Rust handler
@@ -693,15 +693,7 @@ async fn go_event_to_typed_handler(backend: Backend) {
     bus.close().await.expect("close");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn go_event_to_typed_handler_nats() {
-    go_event_to_typed_handler(Backend::Nats).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn go_event_to_typed_handler_kafka() {
-    go_event_to_typed_handler(Backend::Kafka).await;
-}
+on_each_backend!(go_event_to_typed_handler: go_event_to_typed_handler_nats, go_event_to_typed_handler_kafka);
 
 // ---------------------------------------------------------------------------------------
 // 4. One queue group, a go-micro member and a Rust member
@@ -830,12 +822,4 @@ async fn shared_queue_group(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shared_queue_group_nats() {
-    shared_queue_group(Backend::Nats).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shared_queue_group_kafka() {
-    shared_queue_group(Backend::Kafka).await;
-}
+on_each_backend!(shared_queue_group: shared_queue_group_nats, shared_queue_group_kafka);

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use broker_core::backend::{Acknowledger, Capabilities, OrderingGuarantee, async_trait, settled};
+use broker_core::backend::{
+    self, Acknowledger, Capabilities, OrderingGuarantee, async_trait, settled,
+};
 use broker_core::delivery::Redelivery;
 use broker_core::subject::{Pattern, validate_topic};
 use broker_core::{
@@ -95,10 +97,7 @@ impl std::fmt::Debug for LoopbackBroker {
 
 impl LoopbackBroker {
     fn check_open(&self) -> Result<()> {
-        match self.closed.load(Ordering::Acquire) {
-            true => Err(Error::closed("the loopback broker")),
-            false => Ok(()),
-        }
+        backend::check_open(&self.closed, "the loopback broker")
     }
 }
 
