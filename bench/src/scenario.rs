@@ -301,7 +301,7 @@ async fn measure_inner<S: Side>(
     let n = load.messages.max(1);
     let len = spec.payload.len();
     match scenario {
-        Scenario::Publish => {
+        Scenario::Publish | Scenario::PublishBatch => {
             let sink = if side.publish_needs_sink() {
                 let subs = side.subscribe(topic, Subscribers::each(1)).await?;
                 Some(Receiving::start(subs, n, Some(n), len))
@@ -309,26 +309,15 @@ async fn measure_inner<S: Side>(
                 None
             };
             let start = Instant::now();
-            side.publish_many(topic, n, spec).await?;
-            let elapsed = start.elapsed();
-            if let Some(sink) = sink {
-                sink.finish(load.stall).await?;
-            }
-            Ok(Sample::Rate(n as f64 / elapsed.as_secs_f64()))
-        }
-        Scenario::PublishBatch => {
-            let sink = if side.publish_needs_sink() {
-                let subs = side.subscribe(topic, Subscribers::each(1)).await?;
-                Some(Receiving::start(subs, n, Some(n), len))
+            if matches!(scenario, Scenario::Publish) {
+                side.publish_many(topic, n, spec).await?;
             } else {
-                None
-            };
-            let start = Instant::now();
-            let mut left = n;
-            while left > 0 {
-                let batch = left.min(BATCH);
-                side.publish_batch(topic, batch, spec).await?;
-                left -= batch;
+                let mut left = n;
+                while left > 0 {
+                    let batch = left.min(BATCH);
+                    side.publish_batch(topic, batch, spec).await?;
+                    left -= batch;
+                }
             }
             let elapsed = start.elapsed();
             if let Some(sink) = sink {
