@@ -221,8 +221,10 @@ async fn secrets_stay_out_of_logs() {
 
     drop(_default);
     let logs = captured_text(&logs);
+    // The capture works: it holds the client's own lines. Which of them it holds can vary:
+    // other tests' threads race this one over tracing's global interest cache.
     assert!(
-        logs.contains("127.0.0.1"),
+        logs.contains("async_nats"),
         "the log capture saw nothing: {logs}"
     );
     shown.push(logs);
