@@ -85,6 +85,9 @@ pub struct MetricsBroker {
     publish_batch_duration: Histogram,
 }
 
+/// How often a subscription's consumer lag is sampled by default.
+const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(5);
+
 impl MetricsBroker {
     /// Wraps `inner`; the `backend` label is its capabilities' backend name. Sets the
     /// `broker_connected` gauge from `inner`'s health, as each call of
@@ -110,12 +113,7 @@ impl MetricsBroker {
         self.lag_interval = interval;
         self
     }
-}
 
-/// How often a subscription's consumer lag is sampled by default.
-const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(5);
-
-impl MetricsBroker {
     fn publish_failed(&self, kind: crate::ErrorKind) -> Counter {
         counter!(
             names::PUBLISH_FAILED,
