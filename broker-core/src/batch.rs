@@ -39,6 +39,11 @@
 use std::fmt;
 use std::future::Future;
 
+mod consume;
+
+pub(crate) use consume::EventError;
+pub use consume::{Batch, BatchHandler, BatchOptions, EventFailures};
+
 use crate::{Broker, Error, ErrorKind, Message, Result};
 
 /// One message of a batch that was not stored: its index in the batch and why.

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::batch::{BatchHandler, BatchOptions};
 use crate::headers::names;
 use crate::subscriber::{self, HandlerOptions, SubscriberHandle};
 use crate::{Broker, Error, ErrorKind, Handler, Message, Result, SubscribeOptions};
@@ -45,6 +46,55 @@ pub trait BrokerExt: Broker {
                 subscription,
                 Arc::new(handler),
                 handler_options,
+            ))
+        }
+    }
+
+    /// Subscribes `handler` to `pattern` to handle events in batches: up to
+    /// [`max_events`](BatchOptions::max_events), or what arrived within
+    /// [`max_wait`](BatchOptions::max_wait) of a batch's first event. `Ok` acks the whole
+    /// batch; an [`EventFailures`](crate::batch::EventFailures) fails every event or
+    /// single ones (the rest are acked); a panic fails every event. Failed events are
+    /// settled as a single handler's are (see [`BatchOptions`]). The returned handle
+    /// shuts down as [`subscribe_with`](Self::subscribe_with)'s does.
+    ///
+    /// On Kafka, acking the events of a batch out of order is safe: offsets are committed
+    /// only up to the first event not yet acked, so a failed event holds its partition's
+    /// commit until it is redelivered and acked.
+    ///
+    /// ```
+    /// # async fn demo(broker: std::sync::Arc<dyn broker_core::Broker>) -> broker_core::Result<()> {
+    /// use std::time::Duration;
+    /// use broker_core::{BoxError, BrokerExt, SubscribeOptions};
+    /// use broker_core::batch::{Batch, BatchOptions};
+    ///
+    /// let handle = broker
+    ///     .subscribe_batches(
+    ///         "order.created",
+    ///         SubscribeOptions::new().queue("warehouse"),
+    ///         BatchOptions::new().max_events(500).max_wait(Duration::from_millis(50)),
+    ///         |batch: Batch| async move {
+    ///             println!("storing {} orders in one insert", batch.len());
+    ///             Ok::<_, BoxError>(())
+    ///         },
+    ///     )
+    ///     .await?;
+    /// handle.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    fn subscribe_batches<H: BatchHandler>(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+        batch_options: BatchOptions,
+        handler: H,
+    ) -> impl Future<Output = Result<SubscriberHandle>> + Send {
+        async move {
+            let subscription = self.subscribe(pattern, options).await?;
+            Ok(subscriber::spawn_batches(
+                subscription,
+                Arc::new(handler),
+                batch_options,
             ))
         }
     }

@@ -7,10 +7,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::batch::{BatchHandler, BatchOptions};
 use crate::delivery::Redelivery;
 use crate::lag::{self, Lag};
 use crate::{Error, ErrorKind, Handler, Result, Subscription};
 
+mod batches;
 mod dispatch;
 mod settle;
 #[cfg(test)]
@@ -273,21 +275,56 @@ pub(crate) fn spawn(
     handler: Arc<dyn Handler>,
     options: HandlerOptions,
 ) -> SubscriberHandle {
+    let policy = |pattern: String| settle::Policy {
+        pattern,
+        backoff: options.backoff,
+        max_attempts: options.max_attempts,
+    };
+    spawn_runner(subscription, |subscription, stops| {
+        let policy = policy(subscription.pattern().to_owned());
+        dispatch::run(subscription, handler, policy, options.concurrency, stops)
+    })
+}
+
+pub(crate) fn spawn_batches(
+    subscription: Subscription,
+    handler: Arc<dyn BatchHandler>,
+    options: BatchOptions,
+) -> SubscriberHandle {
+    spawn_runner(subscription, |subscription, stops| {
+        let shared = batches::Shared {
+            handler,
+            policy: settle::Policy {
+                pattern: subscription.pattern().to_owned(),
+                backoff: options.backoff,
+                max_attempts: options.max_attempts,
+            },
+            dead_letter: options.dead_letter,
+        };
+        let gather = batches::Gather {
+            max_events: options.max_events.max(1),
+            max_wait: options.max_wait,
+        };
+        batches::run(subscription, shared, gather, stops)
+    })
+}
+
+/// Spawns the task `runner` makes of the subscription, in a span naming its pattern,
+/// and returns its handle.
+fn spawn_runner<R>(
+    subscription: Subscription,
+    runner: impl FnOnce(Subscription, dispatch::Stops) -> R,
+) -> SubscriberHandle
+where
+    R: Future<Output = ShutdownReport> + Send + 'static,
+{
     let stop = CancellationToken::new();
     let cancel = CancellationToken::new();
     let pattern = subscription.pattern().to_owned();
     let lag = subscription.lag_source();
     let span = tracing::info_span!("subscriber", pattern = %pattern);
-    let policy = settle::Policy {
-        pattern: pattern.clone(),
-        backoff: options.backoff,
-        max_attempts: options.max_attempts,
-    };
-    let run = dispatch::run(
+    let run = runner(
         subscription,
-        handler,
-        policy,
-        options.concurrency,
         dispatch::Stops {
             stop: stop.clone(),
             cancel: cancel.clone(),

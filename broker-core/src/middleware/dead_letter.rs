@@ -46,6 +46,47 @@ impl DeadLetterLayer {
     }
 }
 
+impl DeadLetterLayer {
+    /// Whether a failure at `attempt` goes to the dead-letter topic: at the last attempt,
+    /// on a backend that cannot redeliver, or when the message cannot be read.
+    pub(crate) fn takes(&self, attempt: u32, unreadable: bool) -> bool {
+        let can_redeliver = self.broker.capabilities().redelivery;
+        !can_redeliver || attempt >= self.max_attempts || unreadable
+    }
+
+    /// Publishes `failed`'s message to the dead-letter topic, marked with `error`, and
+    /// logs it; on failure logs that and returns the publish error.
+    pub(crate) async fn send(&self, failed: &Event, error: &str) -> crate::Result<()> {
+        let attempt = failed.attempt();
+        let mut message = failed.message().clone();
+        let headers = message.headers_mut();
+        headers.insert(names::DEAD_LETTER_ERROR, error);
+        headers.insert(names::DEAD_LETTER_ATTEMPTS, attempt.to_string());
+        headers.insert(names::DEAD_LETTER_TOPIC, failed.topic());
+        match self.broker.publish(&self.topic, message).await {
+            Ok(()) => {
+                #[cfg(feature = "metrics")]
+                crate::observe::count_dead_letter(self.broker.capabilities().backend, &self.topic);
+                tracing::warn!(
+                    %error,
+                    attempt,
+                    dead_letter_topic = %self.topic,
+                    message_id = %failed.message().id(),
+                    "message sent to the dead-letter topic"
+                );
+                Ok(())
+            }
+            Err(publish_err) => {
+                tracing::error!(
+                    error = %publish_err.display_chain(),
+                    "publishing a dead letter failed; nacking instead"
+                );
+                Err(publish_err)
+            }
+        }
+    }
+}
+
 impl<H: Handler> Layer<H> for DeadLetterLayer {
     type Handler = DeadLetter<H>;
     fn layer(&self, inner: H) -> DeadLetter<H> {
@@ -82,38 +123,12 @@ impl<H: Handler> Handler for DeadLetter<H> {
                 };
                 let attempt = failed.attempt();
                 let unreadable = Error::is_unreadable(&err);
-                let can_redeliver = config.broker.capabilities().redelivery;
-                if can_redeliver && attempt < config.max_attempts && !unreadable {
+                if !config.takes(attempt, unreadable) {
                     return Err(err);
                 }
-                let mut message = failed.message().clone();
-                let headers = message.headers_mut();
-                headers.insert(names::DEAD_LETTER_ERROR, err.to_string());
-                headers.insert(names::DEAD_LETTER_ATTEMPTS, attempt.to_string());
-                headers.insert(names::DEAD_LETTER_TOPIC, failed.topic());
-                match config.broker.publish(&config.topic, message).await {
-                    Ok(()) => {
-                        #[cfg(feature = "metrics")]
-                        crate::observe::count_dead_letter(
-                            config.broker.capabilities().backend,
-                            &config.topic,
-                        );
-                        tracing::warn!(
-                            error = %err,
-                            attempt,
-                            dead_letter_topic = %config.topic,
-                            message_id = %failed.message().id(),
-                            "message sent to the dead-letter topic"
-                        );
-                        Ok(())
-                    }
-                    Err(publish_err) => {
-                        tracing::error!(
-                            error = %publish_err.display_chain(),
-                            "publishing a dead letter failed; nacking instead"
-                        );
-                        Err(err)
-                    }
+                match config.send(&failed, &err.to_string()).await {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(err),
                 }
             })
             .boxed()

@@ -7,9 +7,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Backoff;
+use crate::batch::EventError;
 use crate::delivery::Redelivery;
+use crate::delivery::Settle;
 use crate::handler::panic_message;
-use crate::{Delivery, Error, Event, Handler};
+use crate::{Delivery, Event, Handler, MessageId};
 
 /// What became of one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub(super) async fn nack_unhandled(delivery: Delivery, policy: &Policy) -> Outco
 }
 
 /// Logs and counts a delivery cancelled at a shutdown's deadline.
-fn cancelled(id: &crate::MessageId, policy: &Policy) {
+pub(super) fn cancelled(id: &MessageId, policy: &Policy) {
     tracing::warn!(message_id = %id, pattern = %policy.pattern, "shutdown deadline passed; cancelling the handler and nacking the message");
     #[cfg(feature = "metrics")]
     metrics::counter!(crate::observe::metric_names::CANCELLED, "pattern" => policy.pattern.clone())
@@ -92,30 +94,46 @@ async fn handle(
     };
     let failure = match outcome {
         Ok(Ok(())) => None,
-        Ok(Err(err)) => {
-            let unreadable = Error::is_unreadable(&err);
-            Some((err.to_string(), unreadable))
-        }
-        Err(panic) => Some((
-            format!("handler panicked: {}", panic_message(&*panic)),
-            false,
-        )),
+        Ok(Err(err)) => Some(EventError::of(&err)),
+        Err(panic) => Some(EventError {
+            text: format!("handler panicked: {}", panic_message(&*panic)),
+            unreadable: false,
+        }),
     };
+    settle_handled(settle, failure, attempt, &id, policy).await;
+    Outcome::Handled
+}
+
+/// Settles an event whose handler ran to the end: acks it when it succeeded; when it
+/// failed, nacks it with the backoff, or gives up on it (acks, logs, counts) when it
+/// cannot be read or failed its last allowed attempt.
+pub(super) async fn settle_handled(
+    settle: Settle,
+    failure: Option<EventError>,
+    attempt: u32,
+    id: &MessageId,
+    policy: &Policy,
+) {
     let settled = match failure {
         None => settle.ack().await,
-        Some((error, true)) => {
+        Some(EventError {
+            text: error,
+            unreadable: true,
+        }) => {
             tracing::error!(%error, message_id = %id, pattern = %policy.pattern, "message cannot be read; dropping it (acked), as no dead-letter layer took it");
             #[cfg(feature = "metrics")]
             crate::observe::count_dropped(&policy.pattern, "unreadable");
             settle.ack().await
         }
-        Some((error, false)) if policy.max_attempts.is_some_and(|max| attempt >= max) => {
+        Some(EventError { text: error, .. })
+            if policy.max_attempts.is_some_and(|max| attempt >= max) =>
+        {
             tracing::error!(%error, message_id = %id, attempt, pattern = %policy.pattern, "handler failed on the last allowed attempt; dropping the message (acked), as no dead-letter layer took it");
             #[cfg(feature = "metrics")]
             crate::observe::count_dropped(&policy.pattern, "attempts");
             settle.ack().await
         }
-        Some((error, false)) => {
+        Some(EventError { text: error, .. }) => {
             let redelivery = policy.backoff.after_attempt(attempt);
             tracing::warn!(%error, attempt, ?redelivery, "handler failed; nacking");
             settle.nack(redelivery).await
@@ -124,5 +142,4 @@ async fn handle(
     if let Err(err) = settled {
         tracing::warn!(error = %err.display_chain(), "settling a delivery failed");
     }
-    Outcome::Handled
 }

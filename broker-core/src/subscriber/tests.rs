@@ -13,6 +13,8 @@ use super::*;
 use crate::delivery::{Acknowledger, settled};
 use crate::{BoxError, Delivery, Event, Message, SubscribeOptions};
 
+/// Batch handlers.
+mod batches;
 /// Shutting down within a deadline.
 mod shutdown;
 
