@@ -327,6 +327,7 @@ macro_rules! conformance_suite {
             payload_shapes,
             batch_arrives_whole_and_in_key_order,
             batch_reports_failures_by_index,
+            batches_gather_and_settle_together,
             concurrent_publishers_and_subscribers,
             many_topics_stay_isolated,
             blocked_handler_leaves_the_other_slots_working,

@@ -5,7 +5,7 @@
 //! | group | scenarios | needs |
 //! |---|---|---|
 //! | round trip | [`round_trip_headers_key_id`], [`payload_shapes`] | |
-//! | batch | [`batch_arrives_whole_and_in_key_order`], [`batch_reports_failures_by_index`] | key order checked with ordering |
+//! | batch | [`batch_arrives_whole_and_in_key_order`], [`batch_reports_failures_by_index`], [`batches_gather_and_settle_together`] | key order checked with ordering |
 //! | concurrency | [`concurrent_publishers_and_subscribers`], [`many_topics_stay_isolated`], [`blocked_handler_leaves_the_other_slots_working`] | |
 //! | fan-out and groups | [`fan_out_to_plain_subscribers`], [`queue_group_splits_the_load`], [`two_groups_each_get_everything`] | queue groups for the last two |
 //! | ordering | [`ordering_of_interleaved_streams`], [`handler_keeps_key_order_and_runs_keys_at_once`] | ordering |
@@ -23,6 +23,7 @@
 
 mod ack;
 mod batch;
+mod batch_consume;
 mod close;
 mod concurrency;
 mod errors;
@@ -53,6 +54,7 @@ pub use ack::{
     unacked_messages_come_back_after_drop,
 };
 pub use batch::{batch_arrives_whole_and_in_key_order, batch_reports_failures_by_index};
+pub use batch_consume::batches_gather_and_settle_together;
 pub use close::{
     close_semantics, concurrent_subscribe_and_unsubscribe, publish_then_close_loses_nothing,
     unsubscribe_stops_delivery,
