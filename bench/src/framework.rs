@@ -5,12 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use anyhow::bail;
+use broker::batch::{Batch, BatchOptions};
 use broker::options::StartPosition;
-use broker::{Broker, ErrorKind, Headers, Message, SubscribeOptions, Subscription};
+use broker::{
+    BoxError, Broker, BrokerExt, ErrorKind, Headers, Message, SubscribeOptions, SubscriberHandle,
+    Subscription,
+};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
 
-use crate::side::{MsgSpec, Side, Sub, Subscribers};
+use crate::side::{Got, MsgSpec, Side, Sub, Subscribers};
 
 /// Something to await after a batch of publishes (core NATS: the client's flush).
 pub(crate) type Flush = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
@@ -159,7 +165,7 @@ impl Side for Framework {
                 .subscribe(topic, options.clone())
                 .await
                 .with_context(|| format!("framework subscribe to `{topic}`"))?;
-            subs.push(FrameworkSub(sub));
+            subs.push(FrameworkSub::Stream(sub));
         }
         if !self.settle.is_zero() {
             tokio::time::sleep(self.settle).await;
@@ -167,17 +173,58 @@ impl Side for Framework {
         Ok(subs)
     }
 
+    /// `subscribe_batches` with batches of up to `max` events; the handler reports each
+    /// batch's size to the subscription's receiver.
+    async fn subscribe_batches(&self, topic: &str, max: usize) -> anyhow::Result<Vec<Self::Sub>> {
+        let mut options = SubscribeOptions::new();
+        if let Some(start) = self.start {
+            options = options.start(start);
+        }
+        let (sender, received) = mpsc::unbounded_channel();
+        let handler = move |batch: Batch| {
+            let count = batch.len() as u64;
+            let mut lens = batch.iter().map(|event| event.message().payload().len());
+            let first = lens.next().unwrap_or_default();
+            let len = lens.find(|&len| len != first).unwrap_or(first);
+            let _ = sender.send(Got { count, len });
+            futures::future::ready(Ok::<_, BoxError>(()))
+        };
+        let batches = BatchOptions::new().max_events(max);
+        let handle = self
+            .broker
+            .subscribe_batches(topic, options, batches, handler)
+            .await
+            .with_context(|| format!("framework subscribe_batches to `{topic}`"))?;
+        if !self.settle.is_zero() {
+            tokio::time::sleep(self.settle).await;
+        }
+        Ok(vec![FrameworkSub::Batches {
+            received,
+            handle: Some(handle),
+        }])
+    }
+
     fn publish_needs_sink(&self) -> bool {
         self.broker.capabilities().backend == "memory"
     }
 }
 
-/// A framework subscription: each delivery is acked explicitly, as documented.
-pub(crate) struct FrameworkSub(Subscription);
+/// A framework subscription: a stream whose deliveries are acked explicitly, as
+/// documented, or a batch handler reporting what it got.
+pub(crate) enum FrameworkSub {
+    Stream(Subscription),
+    Batches {
+        received: mpsc::UnboundedReceiver<Got>,
+        handle: Option<SubscriberHandle>,
+    },
+}
 
 impl Sub for FrameworkSub {
     async fn recv(&mut self) -> anyhow::Result<Option<usize>> {
-        match self.0.next().await {
+        let FrameworkSub::Stream(subscription) = self else {
+            bail!("a batch subscription receives batches, not single messages");
+        };
+        match subscription.next().await {
             Some(Ok(delivery)) => {
                 let len = delivery.message().payload().len();
                 delivery.ack().await.context("framework ack")?;
@@ -185,6 +232,25 @@ impl Sub for FrameworkSub {
             }
             Some(Err(err)) => Err(anyhow::Error::new(err).context("framework subscription")),
             None => Ok(None),
+        }
+    }
+
+    async fn recv_many(&mut self) -> anyhow::Result<Option<Got>> {
+        match self {
+            FrameworkSub::Stream(_) => Ok(self.recv().await?.map(|len| Got { count: 1, len })),
+            FrameworkSub::Batches { received, .. } => Ok(received.recv().await),
+        }
+    }
+}
+
+impl Drop for FrameworkSub {
+    /// A batch subscriber is shut down in the background (its events are acked by then).
+    fn drop(&mut self) {
+        if let FrameworkSub::Batches { handle, .. } = self
+            && let Some(handle) = handle.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(handle.shutdown());
         }
     }
 }

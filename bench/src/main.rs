@@ -197,6 +197,8 @@ enum ScenarioArg {
     PublishBatch,
     /// One subscriber, first publish to last receipt.
     PubSub,
+    /// One subscriber, batches of 100 both ways, first publish to last receipt.
+    BatchPubSub,
     /// One message in flight.
     RoundTrip,
     /// One plain subscriber (deliveries per second).
@@ -215,6 +217,7 @@ impl ScenarioArg {
             ScenarioArg::Publish => Scenario::Publish,
             ScenarioArg::PublishBatch => Scenario::PublishBatch,
             ScenarioArg::PubSub => Scenario::PubSub,
+            ScenarioArg::BatchPubSub => Scenario::BatchPubSub,
             ScenarioArg::RoundTrip => Scenario::RoundTrip,
             ScenarioArg::FanOut1 => Scenario::FanOut(1),
             ScenarioArg::FanOut4 => Scenario::FanOut(4),

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::side::{MsgSpec, Side, Sub, Subscribers};
+use crate::side::{Got, MsgSpec, Side, Sub, Subscribers};
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub(crate) enum Scenario {
     PublishBatch,
     /// Publish to one subscriber, until the last message is received.
     PubSub,
+    /// [`PubSub`](Scenario::PubSub) in batches of [`BATCH`]: the framework's
+    /// `publish_batch` and `subscribe_batches`, the raw client's batch publish and its
+    /// receive loop.
+    BatchPubSub,
     /// One message in flight: publish, wait for it at the subscriber, repeat.
     RoundTrip,
     /// Every message to this many plain subscribers; deliveries per second.
@@ -37,6 +41,7 @@ impl Scenario {
             Scenario::Publish,
             Scenario::PublishBatch,
             Scenario::PubSub,
+            Scenario::BatchPubSub,
             Scenario::RoundTrip,
             Scenario::FanOut(1),
             Scenario::FanOut(4),
@@ -52,6 +57,7 @@ impl fmt::Display for Scenario {
             Scenario::Publish => f.write_str("publish"),
             Scenario::PublishBatch => f.write_str("batch publish"),
             Scenario::PubSub => f.write_str("pub→sub"),
+            Scenario::BatchPubSub => f.write_str("batch pub→sub"),
             Scenario::RoundTrip => f.write_str("round trip"),
             Scenario::FanOut(k) => write!(f, "fan-out ×{k}"),
             Scenario::Queue(k) => write!(f, "queue group ×{k}"),
@@ -59,7 +65,7 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// Messages per batch in [`Scenario::PublishBatch`].
+/// Messages per batch in [`Scenario::PublishBatch`] and [`Scenario::BatchPubSub`].
 pub(crate) const BATCH: u64 = 100;
 
 /// Round-trip percentiles, in microseconds: p50, p90, p99, p99.9.
@@ -312,12 +318,7 @@ async fn measure_inner<S: Side>(
             if matches!(scenario, Scenario::Publish) {
                 side.publish_many(topic, n, spec).await?;
             } else {
-                let mut left = n;
-                while left > 0 {
-                    let batch = left.min(BATCH);
-                    side.publish_batch(topic, batch, spec).await?;
-                    left -= batch;
-                }
+                publish_in_batches(side, topic, n, spec).await?;
             }
             let elapsed = start.elapsed();
             if let Some(sink) = sink {
@@ -330,6 +331,14 @@ async fn measure_inner<S: Side>(
             let receiving = Receiving::start(subs, n, Some(n), len);
             let (elapsed, _) = publish_received(side, topic, n, spec, receiving, load).await?;
             Ok(Sample::Rate(n as f64 / elapsed.as_secs_f64()))
+        }
+        Scenario::BatchPubSub => {
+            let subs = side.subscribe_batches(topic, BATCH as usize).await?;
+            let receiving = Receiving::start(subs, n, Some(n), len);
+            let start = Instant::now();
+            publish_in_batches(side, topic, n, spec).await?;
+            let (end, _) = receiving.finish(load.stall).await?;
+            Ok(Sample::Rate(n as f64 / (end - start).as_secs_f64()))
         }
         Scenario::FanOut(k) => {
             let published = (n / k as u64).max(1);
@@ -380,6 +389,22 @@ async fn measure_inner<S: Side>(
     }
 }
 
+/// Publishes `n` copies of `spec` to `topic` in batches of [`BATCH`].
+async fn publish_in_batches<S: Side>(
+    side: &S,
+    topic: &str,
+    n: u64,
+    spec: &MsgSpec,
+) -> anyhow::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(BATCH);
+        side.publish_batch(topic, batch, spec).await?;
+        left -= batch;
+    }
+    Ok(())
+}
+
 /// Publishes `n` copies of `spec` to `topic` while `receiving` counts them, and returns
 /// the time from the first publish to the last receipt, and how many each member got.
 async fn publish_received<S: Side>(
@@ -424,16 +449,18 @@ impl Receiving {
                 tokio::spawn(async move {
                     let mut mine = 0u64;
                     loop {
-                        match sub.recv().await? {
-                            Some(got) if got == len => {}
-                            Some(got) => bail!("member {member}: payload of {got} B, sent {len} B"),
+                        let got = match sub.recv_many().await? {
+                            Some(Got { count, len: got }) if got == len => count,
+                            Some(Got { len: got, .. }) => {
+                                bail!("member {member}: payload of {got} B, sent {len} B")
+                            }
                             None => bail!(
                                 "member {member}: the subscription ended after {mine} messages"
                             ),
-                        }
-                        mine += 1;
+                        };
+                        mine += got;
                         counts[member].store(mine, Ordering::Relaxed);
-                        if total.fetch_add(1, Ordering::AcqRel) + 1 == expected {
+                        if total.fetch_add(got, Ordering::AcqRel) + got == expected {
                             done.notify_one();
                         }
                     }

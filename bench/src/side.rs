@@ -141,6 +141,18 @@ pub(crate) trait Side: Send + Sync + 'static {
         who: Subscribers<'_>,
     ) -> impl Future<Output = anyhow::Result<Vec<Self::Sub>>> + Send;
 
+    /// Makes one subscription to `topic` that receives in batches of up to `max` messages
+    /// as this side's client does it best. The raw clients' receive loop already takes
+    /// what has arrived, so that is the default.
+    fn subscribe_batches(
+        &self,
+        topic: &str,
+        max: usize,
+    ) -> impl Future<Output = anyhow::Result<Vec<Self::Sub>>> + Send {
+        let _ = max;
+        self.subscribe(topic, Subscribers::each(1))
+    }
+
     /// Whether a publish-only run needs a consumer to drain the messages (in-process
     /// channels: without one the first full buffer stops the publisher).
     fn publish_needs_sink(&self) -> bool {
@@ -151,9 +163,26 @@ pub(crate) trait Side: Send + Sync + 'static {
     fn cleanup(&self, _topic: &str) {}
 }
 
+/// What a subscription received at once: `count` messages, each with a payload of
+/// `len` bytes (a mismatch is reported as the odd length).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Got {
+    pub(crate) count: u64,
+    pub(crate) len: usize,
+}
+
 /// A subscription of a [`Side`].
 pub(crate) trait Sub: Send + 'static {
     /// Waits for the next message, settles it, and returns its payload length; `None`
     /// when the subscription ended.
     fn recv(&mut self) -> impl Future<Output = anyhow::Result<Option<usize>>> + Send;
+
+    /// Waits for the next messages (one, unless the subscription receives in batches),
+    /// settled; `None` when the subscription ended.
+    fn recv_many(&mut self) -> impl Future<Output = anyhow::Result<Option<Got>>> + Send {
+        async {
+            let got = self.recv().await?;
+            Ok(got.map(|len| Got { count: 1, len }))
+        }
+    }
 }

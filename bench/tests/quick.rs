@@ -33,6 +33,7 @@ fn quick(backend: &str, rows_for: &[&str]) {
             "publish",
             "batch publish",
             "pub→sub",
+            "batch pub→sub",
             "round trip",
             "fan-out ×1",
             "fan-out ×4",
