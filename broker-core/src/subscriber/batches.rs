@@ -108,6 +108,8 @@ pub(super) async fn run(
                         armed = true;
                     }
                     gathered.push(delivery);
+                    // What has arrived already joins the batch without a turn of the loop.
+                    taking = take_ready(&mut subscription, &mut gathered, gather.max_events);
                 }
                 Some(Err(err)) => {
                     tracing::warn!(error = %err.display_chain(), "subscription error");
@@ -119,6 +121,22 @@ pub(super) async fn run(
     }
     drop(subscription);
     report
+}
+
+/// Moves the deliveries `subscription` has ready into `gathered`, up to `max`; returns
+/// false when the subscription ended.
+fn take_ready(subscription: &mut Subscription, gathered: &mut Vec<Delivery>, max: usize) -> bool {
+    while gathered.len() < max {
+        match subscription.next().now_or_never() {
+            Some(Some(Ok(delivery))) => gathered.push(delivery),
+            Some(Some(Err(err))) => {
+                tracing::warn!(error = %err.display_chain(), "subscription error");
+            }
+            Some(None) => return false,
+            None => break,
+        }
+    }
+    true
 }
 
 /// One event of a batch, waiting to be settled.
@@ -207,7 +225,7 @@ async fn handle(
             let event = kept.as_mut().and_then(Iterator::next);
             settle_one(waiting, failure, event, &shared)
         });
-        let settled = join_all(settling).await.len();
+        let settled = settle_all(settling).await;
         Settled {
             handled: handled + settled,
             cancelled: 0,
@@ -215,6 +233,22 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Runs the settling futures `settling` to the end, at the same time; returns how many.
+/// Most settle at once (an ack that only records an offset): each is polled once first,
+/// and only those still waiting (an ack the server confirms) are joined.
+async fn settle_all<F: Future<Output = ()>>(settling: impl Iterator<Item = F>) -> usize {
+    let mut count = 0;
+    let mut waiting = Vec::new();
+    for mut settle in settling.map(Box::pin) {
+        count += 1;
+        if settle.as_mut().now_or_never().is_none() {
+            waiting.push(settle);
+        }
+    }
+    join_all(waiting).await;
+    count
 }
 
 /// Settles one event of a batch: to the dead-letter topic when there is one and it
