@@ -31,7 +31,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::sync::Notify;
 
 use crate::framework::{Framework, connect_error};
-use crate::scenario::{self, Plan, Prepare, Row, Topics};
+use crate::handlers;
+use crate::scenario::{self, Plan, Prepare, Row, Sample, Scenario, Topics};
 use crate::side::{MsgSpec, RAW_ID_HEADER, Side, Sub, Subscribers};
 
 /// Partitions of every benchmark topic (at least the queue group's 4 members).
@@ -123,8 +124,66 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         rows,
     )
     .await;
+    let result = match result {
+        Ok(()) if plan.scenarios.contains(&Scenario::KeyedHandlers) => {
+            keyed_handlers(&broker, &brokers, plan, rows).await
+        }
+        other => other,
+    };
     broker.close().await?;
     result
+}
+
+/// The keyed-handlers row: [`handlers::measure`] on fresh one-partition topics, the
+/// median of `plan.reps` runs (messages: a tenth of the plan's, at least 200).
+async fn keyed_handlers(
+    broker: &Arc<dyn Broker>,
+    brokers: &str,
+    plan: &Plan,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let keyed = handlers::Keyed {
+        messages: (plan.messages / 10).max(200),
+        keys: 64,
+        concurrency: 8,
+        work: Duration::from_millis(10),
+    };
+    let framework = connect_framework(brokers).await?;
+    let create = CreateTopics::new(brokers, framework.clone())?.partitions(1);
+    let topics = Topics::new("bench.keyed");
+    let (mut busy, mut rates) = (Vec::new(), Vec::new());
+    for _ in 0..plan.reps {
+        busy.push(keyed.busy_tasks().await?);
+        let topic = topics.next();
+        create.prepare(std::slice::from_ref(&topic)).await?;
+        rates.push(handlers::measure(broker, &topic, keyed, plan.stall).await?);
+    }
+    framework.close().await?;
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let row = Row {
+        backend: "kafka, keyed handlers".to_owned(),
+        baseline: format!(
+            "{} tokio tasks sleeping {} ms back to back (the ideal on paper: {:.0}/s); the framework: `concurrency({})`, a handler sleeping {} ms, {} messages over {} keys in one partition, published before the group joins, timed from the first handler's start to the last one's end, each key's order checked",
+            keyed.concurrency,
+            keyed.work.as_millis(),
+            keyed.ideal(),
+            keyed.concurrency,
+            keyed.work.as_millis(),
+            keyed.messages,
+            keyed.keys
+        ),
+        scenario: Scenario::KeyedHandlers,
+        size: 128,
+        headers: false,
+        raw: Sample::Rate(median(busy)),
+        fw: Sample::Rate(median(rates)),
+    };
+    eprintln!("{}", crate::report::progress_line(&row));
+    rows.push(row);
+    Ok(())
 }
 
 /// Creates the topics of a scenario in one admin request, and tells the framework's
@@ -134,6 +193,7 @@ pub(crate) async fn run(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<()> 
 pub(crate) struct CreateTopics {
     admin: AdminClient<DefaultClientContext>,
     framework: KafkaBroker,
+    partitions: i32,
 }
 
 impl CreateTopics {
@@ -143,7 +203,17 @@ impl CreateTopics {
             .set("bootstrap.servers", brokers)
             .create()
             .context("creating the admin client")?;
-        Ok(CreateTopics { admin, framework })
+        Ok(CreateTopics {
+            admin,
+            framework,
+            partitions: PARTITIONS,
+        })
+    }
+
+    /// Creates topics of `partitions` partitions instead.
+    pub(crate) fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
     }
 }
 
@@ -151,7 +221,7 @@ impl Prepare for CreateTopics {
     async fn prepare(&self, topics: &[String]) -> anyhow::Result<()> {
         let new: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+            .map(|t| NewTopic::new(t, self.partitions, TopicReplication::Fixed(1)))
             .collect();
         let results = self
             .admin

@@ -21,6 +21,8 @@
 mod backlog;
 mod framework;
 #[cfg(feature = "kafka")]
+mod handlers;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod machine;
 mod memory;
@@ -209,6 +211,8 @@ enum ScenarioArg {
     FanOut16,
     /// A queue group of four.
     Queue4,
+    /// Kafka only: concurrency(8), a 10 ms handler, one partition, 64 keys.
+    KeyedHandlers,
 }
 
 impl ScenarioArg {
@@ -223,6 +227,7 @@ impl ScenarioArg {
             ScenarioArg::FanOut4 => Scenario::FanOut(4),
             ScenarioArg::FanOut16 => Scenario::FanOut(16),
             ScenarioArg::Queue4 => Scenario::Queue(4),
+            ScenarioArg::KeyedHandlers => Scenario::KeyedHandlers,
         }
     }
 }

@@ -32,6 +32,9 @@ pub(crate) enum Scenario {
     FanOut(usize),
     /// A queue group of this many members; total throughput and the spread between them.
     Queue(usize),
+    /// `concurrency(8)` handlers of 10 ms on keyed messages in one partition, against the
+    /// ideal of 8 handlers always busy (framework only; see [`crate::handlers`]).
+    KeyedHandlers,
 }
 
 impl Scenario {
@@ -47,6 +50,7 @@ impl Scenario {
             Scenario::FanOut(4),
             Scenario::FanOut(16),
             Scenario::Queue(4),
+            Scenario::KeyedHandlers,
         ]
     }
 }
@@ -61,6 +65,7 @@ impl fmt::Display for Scenario {
             Scenario::RoundTrip => f.write_str("round trip"),
             Scenario::FanOut(k) => write!(f, "fan-out ×{k}"),
             Scenario::Queue(k) => write!(f, "queue group ×{k}"),
+            Scenario::KeyedHandlers => f.write_str("keyed handlers ×8, 10 ms"),
         }
     }
 }
@@ -204,6 +209,10 @@ pub(crate) async fn compare<R: Side, F: Side, P: Prepare>(
     for &(size, with_headers) in &plan.specs {
         let spec = MsgSpec::new(size, with_headers).with_raw_ids(plan.raw_ids);
         for &scenario in &plan.scenarios {
+            if scenario == Scenario::KeyedHandlers {
+                // Not a comparison with the raw client: measured on its own.
+                continue;
+            }
             // Topics for the warm-ups and every measured run, made ready in one go.
             let names: Vec<String> = (0..2 * (plan.reps + 1)).map(|_| topics.next()).collect();
             prepare.prepare(&names).await?;
@@ -362,6 +371,7 @@ async fn measure_inner<S: Side>(
                 spread: (max - min) / mean,
             })
         }
+        Scenario::KeyedHandlers => bail!("keyed handlers are measured on their own"),
         Scenario::RoundTrip => {
             let mut subs = side.subscribe(topic, Subscribers::each(1)).await?;
             let mut sub = subs.pop().context("no subscription")?;
