@@ -4,14 +4,16 @@
 //! - [`Broker`] is the whole contract a backend implements: `publish`, `subscribe`,
 //!   `close`, plus the [`Capabilities`](backend::Capabilities) it guarantees;
 //!   [`publish_batch`](Broker::publish_batch) publishes many messages in one call and
-//!   reports each one that failed ([`batch`]).
+//!   reports each one that failed ([`batch`], which also has batch consume).
 //! - [`Message`] carries ordered [`Headers`] (values are bytes with a text face), a
 //!   `bytes` payload, an optional key and an id. A [`Subscription`] is a stream of
 //!   [`Delivery`]s, each acked or nacked; a handler sees each as an [`Event`].
 //! - Writing a backend: [`backend`] has what only backend authors need.
 //! - [`BrokerExt::subscribe_with`] runs a [`Handler`] with bounded concurrency and a
 //!   graceful [`shutdown`](SubscriberHandle::shutdown), or one within a deadline
-//!   ([`shutdown_within`](SubscriberHandle::shutdown_within)); [`middleware`] adds retry,
+//!   ([`shutdown_within`](SubscriberHandle::shutdown_within));
+//!   [`BrokerExt::subscribe_batches`] hands a [`batch::BatchHandler`] many events at once,
+//!   settled together; [`middleware`] adds retry,
 //!   dead letters, timeouts and panic recovery; [`codec`] and [`typed`] add typed
 //!   messages; [`Requester`] does request/reply; `asyncapi` (feature `asyncapi`) writes
 //!   the AsyncAPI document of what a service publishes and receives.
