@@ -9,7 +9,9 @@
 //	gomicro-peer [flags] pub    publish -count messages, one JSON line each
 //	gomicro-peer [flags] sub    print READY, then one JSON line per event; exit 0
 //	                            after -count events, 1 after -timeout
-//	gomicro-peer [flags] bench  publish -count messages of -size bytes, print the rate
+//	gomicro-peer [flags] bench  publish -count messages of -size bytes, print the rate;
+//	                            -mode pubsub: to a subscriber of its own, the rate
+//	                            from the first publish to the last receipt
 //
 // Output lines (stdout; everything else goes to stderr):
 //
@@ -18,7 +20,7 @@
 //	          "error":"…" for an event go-micro could not decode: it is delivered
 //	          through broker.ErrorHandler with the raw bytes as body and counts
 //	          towards -count)
-//	bench:    {"messages":N,"seconds":S,"rate":R,…}
+//	bench:    {"messages":N,"seconds":S,"rate":R,"mode":"publish"|"pubsub",…}
 //
 // pub -via event publishes as micro.NewEvent(topic, client).Publish does (adds
 // Content-Type, Micro-Topic, Micro-Id; JSON payload) instead of broker.Publish.
@@ -79,6 +81,7 @@ type config struct {
 	timeout   time.Duration
 	size      int
 	parallel  int
+	mode      string
 	via       string
 	offset    string
 	retention time.Duration
@@ -125,6 +128,7 @@ func main() {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "sub: give up (exit 1) after this long; pub/bench: overall limit")
 	fs.IntVar(&c.size, "size", 128, "bench: body size in bytes")
 	fs.IntVar(&c.parallel, "parallel", 1, "bench: publishing goroutines")
+	fs.StringVar(&c.mode, "mode", "publish", "bench: publish = the rate of publishing alone; pubsub = one subscriber (broker.Subscribe) on the topic, the rate from the first publish to the last receipt")
 	fs.StringVar(&c.offset, "offset", "newest", "sub, kafka only: where a group without committed offsets starts: newest (the plugin's default, sarama.OffsetNewest) or oldest (passes a kafka.ClusterConfig with sarama.OffsetOldest)")
 	fs.DurationVar(&c.retention, "retention", 0, "sub, kafka only: 0 = plugin default (sarama Consumer.Offsets.Retention 0, so sarama 1.30.1 commits with OffsetCommit v1, which Kafka 4 rejects: offsets are never committed); > 0 passes a kafka.ClusterConfig with this retention, so commits use OffsetCommit v2 and work")
 	fs.BoolVar(&c.pin, "pin", true, "sub, kafka only, default offsets: commit the partitions' end offsets for a group that has none before READY, so every message published after READY is delivered")
@@ -447,14 +451,21 @@ type benchResult struct {
 	Messages      int     `json:"messages"`
 	Seconds       float64 `json:"seconds"`
 	Rate          float64 `json:"rate"`
+	Mode          string  `json:"mode"`
 	Broker        string  `json:"broker"`
 	Size          int     `json:"size"`
 	Parallel      int     `json:"parallel"`
 	EnvelopeBytes int     `json:"envelope_bytes"`
 }
 
-func runBench(c *config) error {
-	n := c.count
+// probeHeader marks the messages bench -mode pubsub sends on Kafka until its
+// subscriber is live; they are not counted.
+const probeHeader = "X-Probe"
+
+// benchMessages is what both bench modes send: n messages of -size bytes with the
+// bench's three headers, made by mk, and the size of one envelope on the wire.
+func benchMessages(c *config) (n int, mk func(i int) *broker.Message, envelope int) {
+	n = c.count
 	if n == 0 {
 		n = 10000
 	}
@@ -462,7 +473,7 @@ func runBench(c *config) error {
 	for i := range body {
 		body[i] = byte('a' + i%26)
 	}
-	mk := func(i int) *broker.Message {
+	mk = func(i int) *broker.Message {
 		return &broker.Message{
 			Header: map[string]string{
 				"Content-Type": "application/octet-stream",
@@ -473,11 +484,164 @@ func runBench(c *config) error {
 		}
 	}
 	env, _ := json.Marshal(mk(n - 1))
+	return n, mk, len(env)
+}
+
+func runBench(c *config) error {
+	switch c.mode {
+	case "publish":
+		return runBenchPublish(c)
+	case "pubsub":
+		return runBenchPubSub(c)
+	default:
+		return fmt.Errorf("-mode must be publish or pubsub, got %q", c.mode)
+	}
+}
+
+// runBenchPublish: the rate from the first publish to the end of the last (on NATS:
+// until the server has them all).
+func runBenchPublish(c *config) error {
+	n, mk, envelope := benchMessages(c)
 	if err := setup(c); err != nil {
 		return err
 	}
 	defer disconnect()
 
+	start := time.Now()
+	if err := publishAll(c, n, mk); err != nil {
+		return err
+	}
+	if c.broker == "nats" {
+		// Count only what the server has received.
+		if err := natsRoundTrip(c.timeout); err != nil {
+			return err
+		}
+	}
+	secs := time.Since(start).Seconds()
+	emit(benchResult{Messages: n, Seconds: round(secs, 4), Rate: round(float64(n)/secs, 1),
+		Mode: c.mode, Broker: c.broker, Size: c.size, Parallel: c.parallel, EnvelopeBytes: envelope})
+	return nil
+}
+
+// runBenchPubSub: one subscriber (broker.Subscribe) on the topic, live before the
+// clock starts; the rate from the first publish to the last receipt. Every message
+// must arrive, with the body it was sent with, within -timeout.
+func runBenchPubSub(c *config) error {
+	n, mk, envelope := benchMessages(c)
+	var (
+		mu       sync.Mutex
+		received int
+		last     time.Time
+		bad      error
+		probed   = make(chan struct{})
+		done     = make(chan struct{})
+	)
+	handler := func(e broker.Event) error {
+		m := e.Message()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case e.Error() != nil:
+			if bad == nil {
+				bad = fmt.Errorf("undecodable event: %w", e.Error())
+			}
+		case m == nil:
+			if bad == nil {
+				bad = errors.New("event without a message")
+			}
+		case m.Header[probeHeader] != "":
+			select {
+			case <-probed:
+			default:
+				close(probed)
+			}
+			return nil
+		case len(m.Body) != c.size:
+			if bad == nil {
+				bad = fmt.Errorf("body of %d B, sent %d B", len(m.Body), c.size)
+			}
+		}
+		received++
+		if received == n {
+			last = time.Now()
+			close(done)
+		}
+		return nil
+	}
+	if err := setup(c, broker.ErrorHandler(handler)); err != nil {
+		return err
+	}
+	defer disconnect()
+
+	var subOpts []broker.SubscribeOption
+	if c.broker == "kafka" {
+		// The plugin's default (a fresh uuid group, OffsetNewest), pinned so that
+		// nothing published after Subscribe is missed (see kafka.go).
+		group := uuid.New().String()
+		if err := pinGroupStart(c, group); err != nil {
+			log.Printf("pin start offsets of group %s: %v (continuing)", group, err)
+		}
+		subOpts = append(subOpts, broker.Queue(group))
+	}
+	sub, err := broker.Subscribe(c.topic, handler, subOpts...)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", c.topic, err)
+	}
+	defer sub.Unsubscribe()
+	if err := subscriberLive(c, probed); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	if err := publishAll(c, n, mk); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Until(start.Add(c.timeout))):
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Errorf("timeout after %s: received %d of %d messages", c.timeout, received, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if bad != nil {
+		return bad
+	}
+	secs := last.Sub(start).Seconds()
+	emit(benchResult{Messages: n, Seconds: round(secs, 4), Rate: round(float64(n)/secs, 1),
+		Mode: c.mode, Broker: c.broker, Size: c.size, Parallel: c.parallel, EnvelopeBytes: envelope})
+	return nil
+}
+
+// subscriberLive returns once the subscription receives: on NATS once the server has
+// processed the SUB; on Kafka once a probe message (marked with probeHeader, sent
+// every 200 ms) has come back, i.e. the consumer group has joined and fetches.
+func subscriberLive(c *config, probed <-chan struct{}) error {
+	if c.broker == "nats" {
+		return natsRoundTrip(c.timeout)
+	}
+	deadline := time.After(c.timeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		probe := &broker.Message{Header: map[string]string{probeHeader: "1"}, Body: []byte{}}
+		if err := broker.Publish(c.topic, probe); err != nil {
+			return fmt.Errorf("probe publish: %w", err)
+		}
+		select {
+		case <-probed:
+			return nil
+		case <-deadline:
+			return fmt.Errorf("the subscriber received nothing within %s", c.timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// publishAll publishes mk(0) … mk(n-1) to the topic through broker.Publish from
+// -parallel goroutines, and returns the first error.
+func publishAll(c *config, n int, mk func(i int) *broker.Message) error {
 	var (
 		wg    sync.WaitGroup
 		next  = make(chan int, 1024)
@@ -490,7 +654,6 @@ func runBench(c *config) error {
 		}
 		close(next)
 	}()
-	start := time.Now()
 	for w := 0; w < c.parallel; w++ {
 		wg.Add(1)
 		go func() {
@@ -510,19 +673,7 @@ func runBench(c *config) error {
 		}()
 	}
 	wg.Wait()
-	if first != nil {
-		return first
-	}
-	if c.broker == "nats" {
-		// Count only what the server has received.
-		if err := natsRoundTrip(c.timeout); err != nil {
-			return err
-		}
-	}
-	secs := time.Since(start).Seconds()
-	emit(benchResult{Messages: n, Seconds: round(secs, 4), Rate: round(float64(n)/secs, 1),
-		Broker: c.broker, Size: c.size, Parallel: c.parallel, EnvelopeBytes: len(env)})
-	return nil
+	return first
 }
 
 func round(f float64, digits int) float64 {
