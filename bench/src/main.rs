@@ -11,8 +11,8 @@
 //! cargo run --release -p broker-bench --features nats,kafka -- --backend nats,kafka --peer gomicro
 //! ```
 //!
-//! `--peer gomicro` measures the framework's publish against a go-micro v4 service's
-//! (`GOMICRO_PEER`, built by `scripts/gomicro.sh build`); see [`peer`].
+//! `--peer gomicro` measures the framework's publish and pub→sub against a go-micro v4
+//! service's (`GOMICRO_PEER`, built by `scripts/gomicro.sh build`); see [`peer`].
 //!
 //! NATS and Kafka are read from `NATS_URL` and `KAFKA_BROKERS` (default
 //! `nats://127.0.0.1:4222` and `127.0.0.1:9092`; start them with `scripts/nats.sh start`
@@ -123,11 +123,11 @@ struct Args {
     /// one after the other. With `--raw-ids` only `on` runs.
     #[arg(long, value_enum, default_value = "both")]
     nats_ids: NatsIds,
-    /// Publish throughput against a peer written with another framework, A B A B, for
-    /// the `nats` (core) and `kafka` backends: `gomicro`, a go-micro v4 service (the
-    /// binary `GOMICRO_PEER` names; `scripts/gomicro.sh build` builds it). Alone it runs
-    /// only this comparison (and a full run rewrites only its section of BENCHMARKS.md);
-    /// with `--scenarios` those scenarios run too.
+    /// Publish and pub→sub throughput against a peer written with another framework,
+    /// A B A B, for the `nats` (core) and `kafka` backends: `gomicro`, a go-micro v4
+    /// service (the binary `GOMICRO_PEER` names; `scripts/gomicro.sh build` builds it).
+    /// Alone it runs only this comparison (and a full run rewrites only its section of
+    /// BENCHMARKS.md); with `--scenarios` those scenarios run too.
     #[arg(long, value_enum)]
     peer: Option<PeerArg>,
     /// Internal: run one backlog case in this process and print its memory figures.
@@ -138,7 +138,7 @@ struct Args {
 /// A peer to compare publishing with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PeerArg {
-    /// A go-micro v4 service (`gomicro-peer bench`).
+    /// A go-micro v4 service (`gomicro-peer bench`, and `bench -mode pubsub`).
     Gomicro,
 }
 

@@ -1,13 +1,17 @@
-//! `--peer gomicro`: the framework's publish against a go-micro v4 service's.
+//! `--peer gomicro`: the framework's publish and pub→sub against a go-micro v4
+//! service's.
 //!
 //! The go-micro side is `gomicro-peer bench` (interop/gomicro, built by
 //! `scripts/gomicro.sh build`, found through `GOMICRO_PEER`), run as a subprocess: it
 //! connects go-micro's broker plugin, publishes the messages through `broker.Publish`
 //! and prints its own rate (from the first publish to the end of the last, connecting
-//! not counted). The framework side is the framework's side of the publish scenario:
-//! `publish` through `Arc<dyn Broker>` with the three benchmark headers, until flushed
-//! (core NATS) or acknowledged (Kafka). The sides alternate (A B A B) after a warm-up of
-//! each, on a fresh topic per run, and the table shows the medians.
+//! not counted); with `-mode pubsub` it first subscribes to the topic through
+//! `broker.Subscribe` and measures from the first publish to the last receipt. The
+//! framework side is the framework's side of the publish scenario (`publish` through
+//! `Arc<dyn Broker>` with the three benchmark headers, until flushed on core NATS or
+//! acknowledged on Kafka) and of the pub→sub scenario
+//! ([`pub_sub_rate`](crate::scenario::pub_sub_rate)). The sides alternate (A B A B)
+//! after a warm-up of each, on a fresh topic per run, and the table shows the medians.
 
 // Without the `nats` and `kafka` features nothing runs the comparison.
 #![cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
@@ -22,6 +26,9 @@ use crate::report::RunInfo;
 use crate::scenario::{Plan, Topics};
 #[cfg(any(feature = "nats", feature = "kafka"))]
 use crate::side::{MsgSpec, Side};
+
+/// The framework ÷ go-micro ratio the peer's target asks for.
+const TARGET_RATIO: f64 = 1.5;
 
 /// The environment variable naming the go-micro peer binary.
 pub(crate) const ENV: &str = "GOMICRO_PEER";
@@ -57,10 +64,11 @@ impl GoMicro {
         Ok(GoMicro { exe })
     }
 
-    /// Runs `gomicro-peer bench`: `n` messages of `spec`'s payload to `topic`, from
-    /// `parallel` goroutines, through go-micro's `broker` plugin (`nats` or `kafka`) at
-    /// `addr`.
+    /// Runs `gomicro-peer bench -mode <measure>`: `n` messages of `spec`'s payload to
+    /// `topic`, from `parallel` goroutines, through go-micro's `broker` plugin (`nats` or
+    /// `kafka`) at `addr`.
     #[cfg(any(feature = "nats", feature = "kafka"))]
+    #[allow(clippy::too_many_arguments)]
     async fn bench(
         &self,
         broker: &str,
@@ -69,8 +77,11 @@ impl GoMicro {
         n: u64,
         spec: &MsgSpec,
         parallel: usize,
+        measure: Measure,
     ) -> anyhow::Result<PeerRun> {
         let mut args: Vec<String> = vec![
+            "-mode".into(),
+            measure.peer_mode().into(),
             "-broker".into(),
             broker.into(),
             "-addr".into(),
@@ -124,7 +135,7 @@ impl GoMicro {
         };
         let messages = field("messages")?;
         if messages != n as f64 {
-            bail!("the go-micro peer published {messages} messages, asked for {n}: {line}");
+            bail!("the go-micro peer counted {messages} messages, asked for {n}: {line}");
         }
         Ok(PeerRun {
             rate: field("rate")?,
@@ -164,11 +175,41 @@ pub(crate) fn plan_line(broker: &str, plan: &Plan) -> String {
     )
 }
 
+/// What a row of the peer table measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Measure {
+    /// Publishing alone.
+    Publish,
+    /// Publishing to one subscriber, from the first publish to the last receipt.
+    PubSub,
+}
+
+impl Measure {
+    /// The peer's `-mode`.
+    fn peer_mode(self) -> &'static str {
+        match self {
+            Measure::Publish => "publish",
+            Measure::PubSub => "pubsub",
+        }
+    }
+}
+
+impl std::fmt::Display for Measure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Measure::Publish => "publish",
+            Measure::PubSub => "pub→sub",
+        })
+    }
+}
+
 /// One line of the peer table.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerRow {
     /// The broker, e.g. `nats`.
     pub(crate) broker: String,
+    /// What is measured.
+    pub(crate) measure: Measure,
     /// The payload size in bytes (always with the three benchmark headers).
     pub(crate) size: usize,
     /// How the go-micro side published, e.g. `one publisher`.
@@ -184,9 +225,10 @@ pub(crate) struct PeerRow {
 }
 
 impl PeerRow {
-    fn cells(&self) -> [String; 5] {
+    fn cells(&self) -> [String; 6] {
         [
             self.broker.clone(),
+            self.measure.to_string(),
             format!("{} B + 3 h", self.size),
             format!(
                 "{} ({})",
@@ -200,8 +242,10 @@ impl PeerRow {
 
     /// One line for the progress log on stderr.
     pub(crate) fn progress_line(&self) -> String {
-        let [broker, payload, gomicro, fw, ratio] = self.cells();
-        format!("  {broker:<9} {payload:<12} go-micro {gomicro:<32} fw {fw:<32} {ratio}")
+        let [broker, measure, payload, gomicro, fw, ratio] = self.cells();
+        format!(
+            "  {broker:<9} {measure:<8} {payload:<12} go-micro {gomicro:<48} fw {fw:<48} {ratio}"
+        )
     }
 }
 
@@ -209,9 +253,9 @@ impl PeerRow {
 #[cfg(any(feature = "nats", feature = "kafka"))]
 enum Contender<'a, F> {
     /// `gomicro-peer bench` with this many publishing goroutines.
-    GoMicro(usize),
-    /// The framework's publish.
-    Framework(&'a F),
+    GoMicro(Measure, usize),
+    /// The framework.
+    Framework(Measure, &'a F),
 }
 
 /// Where the peer publishes, and how topics are made ready for a run.
@@ -261,20 +305,35 @@ async fn alternate<F: Side, P: crate::scenario::Prepare>(
             for (i, contender) in contenders.iter().enumerate() {
                 let topic = names.next().context("out of topics")?;
                 let rate = match contender {
-                    Contender::GoMicro(parallel) => {
+                    Contender::GoMicro(measure, parallel) => {
                         let run = peer
-                            .bench(target.broker, &target.addr, &topic, n, &spec, *parallel)
+                            .bench(
+                                target.broker,
+                                &target.addr,
+                                &topic,
+                                n,
+                                &spec,
+                                *parallel,
+                                *measure,
+                            )
                             .await
                             .with_context(|| {
                                 format!(
-                                    "{prefix}{} go-micro publish, {parallel} publisher(s), {size} B",
+                                    "{prefix}{} go-micro {measure}, {parallel} publisher(s), {size} B",
                                     target.broker
                                 )
                             })?;
                         envelope = envelope.or(run.envelope_bytes);
                         run.rate
                     }
-                    Contender::Framework(side) => {
+                    Contender::Framework(Measure::PubSub, side) => {
+                        crate::scenario::pub_sub_rate(*side, &topic, n, &spec, plan.stall)
+                            .await
+                            .with_context(|| {
+                                format!("{prefix}{} framework pub→sub, {size} B", target.broker)
+                            })?
+                    }
+                    Contender::Framework(Measure::Publish, side) => {
                         let start = std::time::Instant::now();
                         let result = side.publish_many(&topic, n, &spec).await;
                         let elapsed = start.elapsed();
@@ -306,7 +365,8 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Core NATS: go-micro's publish (one publisher) against the framework's.
+/// Core NATS: go-micro's publish and pub→sub (one publisher, one subscriber) against
+/// the framework's.
 #[cfg(feature = "nats")]
 pub(crate) async fn run_nats(plan: &Plan, rows: &mut Vec<PeerRow>) -> anyhow::Result<()> {
     let peer = GoMicro::from_env()?;
@@ -319,30 +379,51 @@ pub(crate) async fn run_nats(plan: &Plan, rows: &mut Vec<PeerRow>) -> anyhow::Re
     let result = alternate(
         &peer,
         &target,
-        &[Contender::GoMicro(1), Contender::Framework(&fw)],
+        &[
+            Contender::GoMicro(Measure::Publish, 1),
+            Contender::Framework(Measure::Publish, &fw),
+            Contender::GoMicro(Measure::PubSub, 1),
+            Contender::Framework(Measure::PubSub, &fw),
+        ],
         plan,
     )
     .await;
     broker.close().await?;
-    for (size, medians, envelope_bytes) in result? {
-        let row = PeerRow {
-            broker: "nats".to_owned(),
-            size,
-            gomicro_how: "one publisher".to_owned(),
-            gomicro: medians[0],
-            fw_how: "one publisher, flush at the end".to_owned(),
-            fw: medians[1],
-            envelope_bytes,
-        };
-        eprintln!("{}", row.progress_line());
-        rows.push(row);
+    for (size, m, envelope_bytes) in result? {
+        for (measure, gomicro, fw_how, fw) in [
+            (
+                Measure::Publish,
+                m[0],
+                "one publisher, flush at the end",
+                m[1],
+            ),
+            (Measure::PubSub, m[2], "one publisher, one subscriber", m[3]),
+        ] {
+            let gomicro_how = match measure {
+                Measure::Publish => "one publisher",
+                Measure::PubSub => "one publisher, one subscriber",
+            };
+            let row = PeerRow {
+                broker: "nats".to_owned(),
+                measure,
+                size,
+                gomicro_how: gomicro_how.to_owned(),
+                gomicro,
+                fw_how: fw_how.to_owned(),
+                fw,
+                envelope_bytes,
+            };
+            eprintln!("{}", row.progress_line());
+            rows.push(row);
+        }
     }
     Ok(())
 }
 
 /// Kafka: go-micro's publish, one at a time and from [`GOMICRO_PARALLEL`] goroutines,
 /// against the framework's with its window ([`crate::kafka::KAFKA_WINDOW`]) and with
-/// [`GOMICRO_PARALLEL`] publishes in flight.
+/// [`GOMICRO_PARALLEL`] publishes in flight; and go-micro's pub→sub from
+/// [`GOMICRO_PARALLEL`] goroutines against the framework's with its window.
 #[cfg(feature = "kafka")]
 pub(crate) async fn run_kafka(plan: &Plan, rows: &mut Vec<PeerRow>) -> anyhow::Result<()> {
     use crate::framework::Framework;
@@ -357,6 +438,11 @@ pub(crate) async fn run_kafka(plan: &Plan, rows: &mut Vec<PeerRow>) -> anyhow::R
     let broker: Arc<dyn Broker> = Arc::new(kafka);
     let fw_window = Framework::new(broker.clone()).window(KAFKA_WINDOW);
     let fw_parallel = Framework::new(broker.clone()).window(GOMICRO_PARALLEL);
+    // As in the pub→sub scenario: from the start of the fresh topic, after the settle.
+    let fw_pub_sub = Framework::new(broker.clone())
+        .window(KAFKA_WINDOW)
+        .start(broker::options::StartPosition::Earliest)
+        .settle(crate::kafka::SETTLE);
     let target = Target {
         broker: "kafka",
         // go-micro's Kafka plugin takes one address here.
@@ -367,10 +453,12 @@ pub(crate) async fn run_kafka(plan: &Plan, rows: &mut Vec<PeerRow>) -> anyhow::R
         &peer,
         &target,
         &[
-            Contender::GoMicro(1),
-            Contender::Framework(&fw_window),
-            Contender::GoMicro(GOMICRO_PARALLEL),
-            Contender::Framework(&fw_parallel),
+            Contender::GoMicro(Measure::Publish, 1),
+            Contender::Framework(Measure::Publish, &fw_window),
+            Contender::GoMicro(Measure::Publish, GOMICRO_PARALLEL),
+            Contender::Framework(Measure::Publish, &fw_parallel),
+            Contender::GoMicro(Measure::PubSub, GOMICRO_PARALLEL),
+            Contender::Framework(Measure::PubSub, &fw_pub_sub),
         ],
         plan,
     )
@@ -379,14 +467,18 @@ pub(crate) async fn run_kafka(plan: &Plan, rows: &mut Vec<PeerRow>) -> anyhow::R
     let window = format!("{KAFKA_WINDOW} in flight");
     let parallel = format!("{GOMICRO_PARALLEL} in flight");
     let goroutines = format!("{GOMICRO_PARALLEL} goroutines");
+    let goroutines_sub = format!("{goroutines}, one subscriber");
+    let window_sub = format!("{window}, one subscriber");
     for (size, m, envelope_bytes) in result? {
-        for (gomicro_how, gomicro, fw_how, fw) in [
-            ("one at a time", m[0], &window, m[1]),
-            (&goroutines, m[2], &window, m[1]),
-            (&goroutines, m[2], &parallel, m[3]),
+        for (measure, gomicro_how, gomicro, fw_how, fw) in [
+            (Measure::Publish, "one at a time", m[0], &window, m[1]),
+            (Measure::Publish, &goroutines, m[2], &window, m[1]),
+            (Measure::Publish, &goroutines, m[2], &parallel, m[3]),
+            (Measure::PubSub, &goroutines_sub, m[4], &window_sub, m[5]),
         ] {
             let row = PeerRow {
                 broker: "kafka".to_owned(),
+                measure,
                 size,
                 gomicro_how: gomicro_how.to_owned(),
                 gomicro,
@@ -440,12 +532,15 @@ impl PeerResults<'_> {
         let mut out = String::new();
         let _ = writeln!(out, "## Peer: go-micro v4\n");
         out.push_str(
-            "Publish throughput of a go-micro v4 service against the framework's, on the same server, in one run: \
-             the go-micro side is `gomicro-peer bench` (interop/gomicro, a subprocess; it reports its own rate from the first \
-             publish to the end of the last, connecting not counted), the framework side is its side of the publish scenario \
-             (`publish` through `Arc<dyn Broker>`, until flushed or acknowledged). After the warm-ups the plan states, the \
-             sides alternate (A B A B), each run on a fresh topic (Kafka: created up front with 4 partitions); the table \
-             shows the medians. The framework's messages carry the 3 benchmark headers, go-micro's its own 3 (below).\n\n",
+            "Publish and pub→sub throughput of a go-micro v4 service against the framework's, on the same server, in one run: \
+             the go-micro side is `gomicro-peer bench` (interop/gomicro, a subprocess; it reports its own rate, connecting not \
+             counted: publish from the first publish to the end of the last, pub→sub (`-mode pubsub`, one `broker.Subscribe` \
+             subscriber in the same process, live before the clock starts) from the first publish to the last receipt), the \
+             framework side is its side of the publish scenario (`publish` through `Arc<dyn Broker>`, until flushed or \
+             acknowledged) and of the pub→sub scenario (one subscription, from the first publish to the last receipt). After \
+             the warm-ups the plan states, the sides alternate (A B A B), each run on a fresh topic (Kafka: created up front \
+             with 4 partitions); the table shows the medians. The framework's messages carry the 3 benchmark headers, \
+             go-micro's its own 3 (below).\n\n",
         );
         self.run.write_lines(&mut out);
         let _ = writeln!(out, "- go-micro: {}", versions());
@@ -455,6 +550,8 @@ impl PeerResults<'_> {
         }
         out.push('\n');
         out.push_str(&self.table());
+        let _ = writeln!(out, "\n### Target\n");
+        out.push_str(&self.target());
         let mut envelopes: Vec<(usize, u64)> = Vec::new();
         for row in self.rows {
             if let Some(bytes) = row.envelope_bytes
@@ -482,14 +579,20 @@ impl PeerResults<'_> {
              the peer's bench sends its own three headers (`Content-Type`, `Micro-Topic`, a sequence number). \
              NATS: one PUB per message, no headers on the wire (the run ends with a round trip to the server on the same connection). \
              Kafka: one synchronous produce per message (sarama `SyncProducer`, acks=1, not idempotent, no batching across messages), \
-             so each publishing goroutine has one message in flight."
+             so each publishing goroutine has one message in flight. \
+             Pub→sub: the plugin decodes each envelope (`json.Unmarshal`, base64) before it calls the handler; \
+             NATS: a nats.go asynchronous subscription; Kafka: a sarama consumer group of its own (the plugin's default, \
+             a fresh group id at the newest offsets, pinned before subscribing), and the clock starts once a probe message \
+             has come back through it."
         );
         let _ = writeln!(
             out,
             "- framework: the payload as it is, with native headers (NATS message headers, Kafka record headers): the three \
              benchmark headers and its message id. NATS: one publish per message, one flush at the end of the run. \
              Kafka: librdkafka with acks=all and idempotence, `linger.ms=5`, the stated number of publishes in flight, \
-             each awaited until acknowledged."
+             each awaited until acknowledged. \
+             Pub→sub: one subscription through `Arc<dyn Broker>`, each message settled; Kafka: a consumer group of its own \
+             from the earliest offset of the fresh topic, the clock starting after the same settle as in its pub→sub scenario."
         );
         if self.rows.iter().any(|r| r.broker == "kafka") {
             let p = GOMICRO_PARALLEL;
@@ -509,12 +612,49 @@ impl PeerResults<'_> {
     pub(crate) fn table(&self) -> String {
         let mut out = String::new();
         out.push_str(
-            "| broker | payload | go-micro publish | framework publish | framework ÷ go-micro |\n",
+            "| broker | measure | payload | go-micro | framework | framework ÷ go-micro |\n",
         );
-        out.push_str("|---|---|---:|---:|---:|\n");
+        out.push_str("|---|---|---|---:|---:|---:|\n");
         for row in self.rows {
             let _ = writeln!(out, "| {} |", row.cells().join(" | "));
         }
+        out
+    }
+
+    /// The peer's target and whether this run met it: on core NATS with the three
+    /// headers, the framework's publish and pub→sub at least [`TARGET_RATIO`] × go-micro's
+    /// (at every payload size measured).
+    pub(crate) fn target(&self) -> String {
+        let mut out = String::from("| target | result | verdict |\n|---|---|---|\n");
+        let mut results = Vec::new();
+        let mut met = true;
+        let mut missing = false;
+        for measure in [Measure::Publish, Measure::PubSub] {
+            let ratios: Vec<(usize, f64)> = self
+                .rows
+                .iter()
+                .filter(|r| r.broker == "nats" && r.measure == measure)
+                .map(|r| (r.size, r.fw / r.gomicro))
+                .collect();
+            if ratios.is_empty() {
+                missing = true;
+                results.push(format!("{measure} not measured"));
+            }
+            for (size, ratio) in ratios {
+                met &= ratio >= TARGET_RATIO;
+                results.push(format!("{measure} {size} B {ratio:.2}×"));
+            }
+        }
+        let verdict = match (missing, met) {
+            (true, _) => "not measured",
+            (false, true) => "met",
+            (false, false) => "missed",
+        };
+        let _ = writeln!(
+            out,
+            "| core NATS, 3 headers: publish and pub→sub ≥ {TARGET_RATIO}× go-micro | {} | {verdict} |",
+            results.join(", ")
+        );
         out
     }
 

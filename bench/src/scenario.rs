@@ -294,6 +294,28 @@ struct Load {
     stall: Duration,
 }
 
+/// One measured [`Scenario::PubSub`] run of `side` on `topic`: `n` copies of `spec` to
+/// one subscriber, in messages per second from the first publish to the last receipt.
+/// Fails when a message is missing for `stall`.
+#[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
+pub(crate) async fn pub_sub_rate<S: Side>(
+    side: &S,
+    topic: &str,
+    n: u64,
+    spec: &MsgSpec,
+    stall: Duration,
+) -> anyhow::Result<f64> {
+    let load = Load {
+        messages: n,
+        samples: 0,
+        stall,
+    };
+    match measure(side, Scenario::PubSub, spec, &load, topic).await? {
+        Sample::Rate(rate) => Ok(rate),
+        other => bail!("pub→sub measured {other:?}, not a rate"),
+    }
+}
+
 async fn measure<S: Side>(
     side: &S,
     scenario: Scenario,

@@ -123,10 +123,11 @@ fn gomicro_peer() -> bool {
 }
 
 /// Runs `broker-bench --quick --peer gomicro` on `backend` alone and checks that it
-/// printed the peer's rows (`rows` of them for `broker`) and nothing of the scenarios;
-/// skips without a go-micro peer (see [`gomicro_peer`]).
+/// printed the peer's rows (for `broker`, per measure the number of rows `rows` gives),
+/// its target line, and nothing of the scenarios; skips without a go-micro peer (see
+/// [`gomicro_peer`]).
 #[allow(dead_code)]
-fn quick_peer(backend: &str, broker: &str, rows: usize) {
+fn quick_peer(backend: &str, broker: &str, rows: &[(&str, usize)]) {
     if !gomicro_peer() {
         return;
     }
@@ -143,13 +144,19 @@ fn quick_peer(backend: &str, broker: &str, rows: usize) {
             "128",
         ],
     );
-    let row = format!("| {broker} | 128 B + 3 h |");
-    assert_eq!(
-        stdout.matches(&row).count(),
-        rows,
-        "expected {rows} `{row}` rows in:\n{stdout}"
-    );
+    for &(measure, count) in rows {
+        let row = format!("| {broker} | {measure} | 128 B + 3 h |");
+        assert_eq!(
+            stdout.matches(&row).count(),
+            count,
+            "expected {count} `{row}` rows in:\n{stdout}"
+        );
+    }
     assert!(stdout.contains("## Peer: go-micro v4"), "{stdout}");
+    assert!(
+        stdout.contains("| core NATS, 3 headers: publish and pub→sub ≥ 1.5× go-micro |"),
+        "no target line in:\n{stdout}"
+    );
     assert!(
         !stdout.contains("## Latest results"),
         "--peer alone runs only the peer comparison:\n{stdout}"
@@ -160,14 +167,14 @@ fn quick_peer(backend: &str, broker: &str, rows: usize) {
 #[test]
 fn quick_peer_gomicro_nats() {
     nats_host();
-    quick_peer("nats-core", "nats", 1);
+    quick_peer("nats-core", "nats", &[("publish", 1), ("pub→sub", 1)]);
 }
 
 #[cfg(feature = "kafka")]
 #[test]
 fn quick_peer_gomicro_kafka() {
     kafka_brokers();
-    quick_peer("kafka", "kafka", 3);
+    quick_peer("kafka", "kafka", &[("publish", 3), ("pub→sub", 1)]);
 }
 
 /// Runs `broker-backlog` on a small backlog and checks that it drained it completely and
