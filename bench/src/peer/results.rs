@@ -200,3 +200,52 @@ impl PeerResults<'_> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Measure, PeerResults, PeerRow, RunInfo};
+
+    fn row(broker: &str, measure: Measure, gomicro: f64, fw: f64) -> PeerRow {
+        PeerRow {
+            broker: broker.to_owned(),
+            measure,
+            size: 128,
+            gomicro_how: "one publisher".to_owned(),
+            gomicro,
+            fw_how: "one publisher".to_owned(),
+            fw,
+            envelope_bytes: None,
+        }
+    }
+
+    fn verdict(rows: &[PeerRow]) -> String {
+        let results = PeerResults {
+            run: RunInfo {
+                command: "",
+                machine: "",
+            },
+            plan: "",
+            rows,
+            skipped: &[],
+        };
+        let target = results.target();
+        let line = target.lines().last().unwrap_or_default();
+        line.trim_end_matches(" |")
+            .rsplit("| ")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn the_target_needs_both_nats_measures_at_one_and_a_half() {
+        let publish = row("nats", Measure::Publish, 100.0, 160.0);
+        let pub_sub = row("nats", Measure::PubSub, 100.0, 150.0);
+        let slow_pub_sub = row("nats", Measure::PubSub, 100.0, 149.0);
+        let kafka = row("kafka", Measure::PubSub, 100.0, 10.0);
+        assert_eq!(verdict(&[publish.clone(), pub_sub, kafka.clone()]), "met");
+        assert_eq!(verdict(&[publish.clone(), slow_pub_sub]), "missed");
+        assert_eq!(verdict(&[publish]), "not measured");
+        assert_eq!(verdict(&[kafka]), "not measured");
+    }
+}
