@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::LogContext;
 use crate::error::{check_topic, config, kafka, publish_kind};
 use crate::options::{FRAMING_ALLOWANCE, KafkaOptions};
-use crate::publish::{Producer, PublishContext};
+use crate::publish::Producer;
 use crate::subscriber;
 use crate::topics::KnownTopics;
 
@@ -87,7 +87,7 @@ impl KafkaBroker {
                 ),
                 ("message.max.bytes", max.to_string()),
             ])
-            .create_with_context(PublishContext)
+            .create_with_context(LogContext)
             .map_err(|e| config("producer", e))?;
         let admin: AdminClient<LogContext> = options
             .client_config(&[])
