@@ -45,7 +45,7 @@ async fn publish_core_batch(
     topic: &str,
     messages: Vec<Message>,
 ) -> Result<Vec<BatchFailure>> {
-    inner.subjects.get(topic)?;
+    validate_topic(topic)?;
     let mut failures = Vec::new();
     let mut sent = Vec::with_capacity(messages.len());
     for (index, message) in messages.into_iter().enumerate() {
