@@ -57,8 +57,7 @@ pub(crate) struct Inner {
     pub(crate) admin: Arc<AdminClient<LogContext>>,
     /// Topics this broker created, found to exist or published to. A publish to a topic
     /// found here with its name checked (and created, when creation is on) costs one
-    /// lookup under a read lock (hashed with foldhash, several times cheaper than std's
-    /// SipHash on a topic name) instead of the checks, a mutex, an allocation and an await.
+    /// lookup under a read lock instead of the checks, a mutex, an allocation and an await.
     pub(crate) known_topics: KnownTopics,
     closed: AtomicBool,
     pub(crate) shutdown: CancellationToken,
