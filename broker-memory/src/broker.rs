@@ -3,6 +3,7 @@
 
 mod route;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -54,6 +55,14 @@ pub struct MemoryBroker {
 pub(crate) struct Inner {
     options: MemoryOptions,
     queues: RwLock<Vec<Arc<Queue>>>,
+    /// Bumped (under the `queues` write lock) whenever a queue is added or removed:
+    /// cached routes of an older generation are stale.
+    generation: AtomicU64,
+    /// Topic → the queues it reaches, as of a generation.
+    routes: RwLock<HashMap<Box<str>, Route>>,
+    /// The route resolved last: a publisher sending to one topic finds it here without
+    /// hashing the topic. [`Route::none`] until a first one is resolved.
+    last_route: RwLock<Route>,
     next_id: AtomicU64,
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -71,6 +80,9 @@ impl MemoryBroker {
             inner: Arc::new(Inner {
                 options,
                 queues: RwLock::new(Vec::new()),
+                generation: AtomicU64::new(0),
+                routes: RwLock::new(HashMap::new()),
+                last_route: RwLock::new(Route::none()),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
@@ -145,6 +157,7 @@ impl Inner {
             // A new member may have joined between `leave` and the lock.
             if queue.members() == 0 {
                 queues.retain(|q| q.id != queue.id);
+                self.invalidate_routes();
                 if !left.is_empty() {
                     tracing::debug!(pattern = %queue.pattern, left = left.len(), "unsubscribed with messages still buffered");
                 }
@@ -325,7 +338,8 @@ impl Broker for MemoryBroker {
             .check_open()
             .and_then(|()| self.inner.route(topic))
         {
-            Ok(route) => route,
+            // Cloned out of the cache's lock, which must not be held across the waits.
+            Ok(route) => Route::clone(&route),
             Err(err) => return Err(BatchError::whole(batch_len, err)),
         };
         let mut failures = Vec::new();
@@ -364,6 +378,7 @@ impl Broker for MemoryBroker {
                         self.inner.options.buffer,
                     ));
                     queues.push(queue.clone());
+                    self.inner.invalidate_routes();
                     queue
                 }
             };
@@ -387,6 +402,7 @@ impl Broker for MemoryBroker {
         }
         let queues = {
             let mut queues = self.inner.write_queues()?;
+            self.inner.invalidate_routes();
             std::mem::take(&mut *queues)
         };
         for queue in queues {
