@@ -50,11 +50,9 @@ impl Inner {
         }
         match self.try_send(topic, &message) {
             Ok(delivery) => Box::pin(delivered(topic, delivery)),
-            Err(Sent::QueueFull) => {
-                Box::pin(async move {
-                    delivered(topic, self.send_when_room(topic, &message).await?).await
-                })
-            }
+            Err(Sent::QueueFull) => Box::pin(async move {
+                delivered(topic, self.send_when_room(topic, &message).await?).await
+            }),
             Err(Sent::Failed(err)) => failed_now(err),
         }
     }
