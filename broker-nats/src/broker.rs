@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) outages: Arc<broker_core::backend::OutageLog>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Subjects of recent core publishes.
+    pub(crate) subjects: publisher::Subjects,
 }
 
 impl Inner {

@@ -1,6 +1,8 @@
 //! Publishing: core NATS (fire and forget) and JetStream (waits for the stream's ack).
 
 use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::Subject;
@@ -41,7 +43,7 @@ pub(crate) fn publish<'a>(
 }
 
 /// Core NATS: resolves once the client has the message; at-most-once. The topic is
-/// validated here (see [`subject`]). A `reply-to`
+/// validated here, the first time it is published to (see [`Subjects`]). A `reply-to`
 /// header that is a valid subject also becomes the native reply subject. The message id
 /// travels unless `message_ids` is off and the message is no request; a message left
 /// with no header at all goes out without a header block.
@@ -50,7 +52,7 @@ pub(crate) fn publish_core<'a>(
     topic: &'a str,
     message: Message,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'a> {
-    let subject = subject(topic)?;
+    let subject = inner.subjects.get(topic)?;
     let reply = message
         .headers()
         .get(names::REPLY_TO)
@@ -92,10 +94,43 @@ pub(crate) fn publish_core<'a>(
     Ok(send.map_err(move |e| error::publish(topic, e)))
 }
 
-/// The subject of a core publish to `topic`, once [`validate_topic`] accepts it.
-fn subject(topic: &str) -> Result<Subject> {
-    validate_topic(topic)?;
-    Ok(Subject::from(topic))
+/// Slots in [`Subjects`].
+const SUBJECT_SLOTS: usize = 64;
+
+/// The subjects of recent publishes, so that publishing to a topic seen before shares
+/// its [`Subject`] (a reference count) instead of copying the topic into a new one,
+/// which the client then copies once more, and skips checking the topic again: a small
+/// table with one slot per hash of the topic, each behind its own lock, so it never
+/// grows.
+pub(crate) struct Subjects {
+    slots: Box<[Mutex<Option<Subject>>]>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Subjects {
+    pub(crate) fn new() -> Self {
+        Subjects {
+            slots: (0..SUBJECT_SLOTS).map(|_| Mutex::new(None)).collect(),
+            hasher: foldhash::fast::FixedState::default(),
+        }
+    }
+
+    /// The subject for `topic`: from the table when it is there (a topic is only there
+    /// once checked), else checked with [`validate_topic`] and added.
+    pub(crate) fn get(&self, topic: &str) -> Result<Subject> {
+        // Only the low bits pick the slot.
+        let slot = &self.slots[self.hasher.hash_one(topic) as usize % SUBJECT_SLOTS];
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(subject) if subject.as_str() == topic => Ok(subject.clone()),
+            _ => {
+                validate_topic(topic)?;
+                let subject = Subject::from(topic);
+                *slot = Some(subject.clone());
+                Ok(subject)
+            }
+        }
+    }
 }
 
 /// JetStream: resolves when the stream acknowledged the message. Unacknowledged

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Inner, NatsBroker};
 use crate::options::{Auth, Mode, NatsOptions};
-use crate::{core_subscriber, error};
+use crate::{core_subscriber, error, publisher};
 
 /// How much longer than `connection_timeout` a whole connect may take.
 const CONNECT_GRACE: Duration = Duration::from_secs(1);
@@ -170,6 +170,7 @@ impl NatsBroker {
                 outages,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                subjects: publisher::Subjects::new(),
             }),
         })
     }
