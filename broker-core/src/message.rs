@@ -29,7 +29,7 @@ enum Repr {
 impl MessageId {
     /// A fresh, unique id.
     pub fn generate() -> Self {
-        let uuid = id_gen::next_v7();
+        let uuid = uuid::Uuid::now_v7();
         let mut buffer = [0u8; 36];
         let mut text = ArrayString::new();
         // 36 characters: always fits.
@@ -51,92 +51,6 @@ impl MessageId {
             Repr::Inline(text) => text,
             Repr::Shared(id) => id,
         }
-    }
-}
-
-/// UUIDv7 generation without a system call per id: the random bits come from a
-/// per-thread generator seeded once from the operating system, and a process-wide
-/// counter in `rand_a` keeps ids from one process in creation order within a
-/// millisecond (RFC 9562, method 1).
-mod id_gen {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    /// The last (milliseconds << 12 | counter) handed out.
-    static LAST: AtomicU64 = AtomicU64::new(0);
-
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(seed());
-    }
-
-    fn seed() -> u64 {
-        use std::hash::BuildHasher;
-        // Once per thread: the 62 random bits of a UUIDv7 from the OS, mixed with std's
-        // randomly keyed hasher (its keys also come from the OS, once per thread).
-        let os = uuid::Uuid::now_v7().as_u128() as u64;
-        let keyed = std::collections::hash_map::RandomState::new().hash_one(os);
-        os ^ keyed
-    }
-
-    /// splitmix64: fast, and every output distinct over the 2^64 states.
-    fn random() -> u64 {
-        STATE.with(|state| {
-            let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            state.set(next);
-            let mut z = next;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
-    }
-
-    /// The next (milliseconds, 12-bit counter): the clock's millisecond, or the last
-    /// one handed out with the counter raised when the clock has not moved on (or went
-    /// back); the counter overflowing borrows the next millisecond.
-    fn tick() -> (u64, u16) {
-        let fresh = now_millis() << 12;
-        let mut last = LAST.load(Ordering::Relaxed);
-        loop {
-            let next = if fresh > last { fresh } else { last + 1 };
-            match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return (next >> 12, (next & 0xFFF) as u16),
-                Err(seen) => last = seen,
-            }
-        }
-    }
-
-    /// Milliseconds since the Unix epoch from the coarse wall clock: the time of the
-    /// kernel's last tick (1–4 ms old), read without touching the clock source, which
-    /// costs several times more and showed as the largest part of generating an id. An
-    /// id's timestamp may thus be a few milliseconds early; ids stay unique and in
-    /// creation order through the counter.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn now_millis() -> u64 {
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        let secs = u64::try_from(now.tv_sec).unwrap_or(0);
-        let millis = u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000;
-        secs.saturating_mul(1000).saturating_add(millis)
-    }
-
-    /// Milliseconds since the Unix epoch.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn now_millis() -> u64 {
-        use std::time::{SystemTime, UNIX_EPOCH};
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX >> 16)
-        })
-    }
-
-    pub(super) fn next_v7() -> uuid::Uuid {
-        let (millis, counter) = tick();
-        let rand_b = random().to_be_bytes();
-        let mut bytes = [0u8; 16];
-        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-        bytes[6] = 0x70 | (counter >> 8) as u8;
-        bytes[7] = counter as u8;
-        bytes[8..].copy_from_slice(&rand_b);
-        bytes[8] = (bytes[8] & 0x3F) | 0x80;
-        uuid::Uuid::from_bytes(bytes)
     }
 }
 
@@ -491,9 +405,8 @@ mod tests {
         let id = MessageId::generate();
         let after = now();
         let stamped = since_epoch(&id);
-        // The coarse clock lags by at most a tick (a few milliseconds).
         assert!(
-            stamped + 50 >= before && stamped <= after + 50,
+            stamped >= before && stamped <= after,
             "id time {stamped} outside {before}..={after}"
         );
     }

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use futures::Stream;
 use futures::stream::BoxStream;
-use futures::task::AtomicWaker;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
 
 use crate::lag::{self, Lag, LagSource};
 use crate::options::AckMode;
@@ -24,74 +24,15 @@ pub struct Subscription {
     pattern: Arc<str>,
     inner: BoxStream<'static, Result<Delivery>>,
     ack_mode: AckMode,
-    in_flight: Arc<InFlight>,
+    /// The in-flight bound: one permit per delivery handed out and not yet settled.
+    in_flight: PollSemaphore,
     permit: Option<Permit>,
     lag: lag::Attached,
 }
 
-/// The in-flight bound of one subscription: the permits left, and the subscription's
-/// task waiting for one. Only the subscription takes permits (its `poll_next` has
-/// `&mut self`), so one waker is enough; settled deliveries give them back.
-#[derive(Debug)]
-struct InFlight {
-    available: AtomicUsize,
-    waker: AtomicWaker,
-}
-
-impl InFlight {
-    fn try_take(self: &Arc<Self>) -> Option<Permit> {
-        let mut available = self.available.load(Ordering::Acquire);
-        while available > 0 {
-            match self.available.compare_exchange_weak(
-                available,
-                available - 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Permit {
-                        in_flight: self.clone(),
-                    });
-                }
-                Err(seen) => available = seen,
-            }
-        }
-        None
-    }
-
-    fn poll_take(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Permit> {
-        if let Some(permit) = self.try_take() {
-            return Poll::Ready(permit);
-        }
-        self.waker.register(cx.waker());
-        // A permit given back between the first try and the registration.
-        match self.try_take() {
-            Some(permit) => Poll::Ready(permit),
-            None => Poll::Pending,
-        }
-    }
-}
-
-/// One unsettled delivery's share of the in-flight bound, given back when dropped.
-pub(crate) struct Permit {
-    in_flight: Arc<InFlight>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        // The subscription waits only after it found no permit left, and registers before
-        // it looks again: the permit that ends a wait is the one that finds none left.
-        if self.in_flight.available.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.in_flight.waker.wake();
-        }
-    }
-}
-
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit").finish_non_exhaustive()
-    }
-}
+/// One unsettled delivery's share of the subscription's in-flight bound, given back when
+/// the delivery is settled or dropped.
+pub(crate) type Permit = OwnedSemaphorePermit;
 
 impl Subscription {
     /// Wraps a backend's stream of deliveries for `pattern`, applying `options`' ack mode
@@ -104,10 +45,9 @@ impl Subscription {
             pattern: Arc::from(pattern),
             inner: Box::pin(deliveries),
             ack_mode: options.ack_mode,
-            in_flight: Arc::new(InFlight {
-                available: AtomicUsize::new(options.max_in_flight.max(1)),
-                waker: AtomicWaker::new(),
-            }),
+            in_flight: PollSemaphore::new(Arc::new(Semaphore::new(
+                options.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+            ))),
             permit: None,
             lag: lag::Attached::default(),
         }
@@ -157,7 +97,8 @@ impl Stream for Subscription {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if this.permit.is_none() {
-            this.permit = Some(ready!(this.in_flight.poll_take(cx)));
+            // `None` only once the semaphore is closed, which nothing here does.
+            this.permit = ready!(this.in_flight.poll_acquire(cx));
         }
         // Attached in place, and the poll handed on as it came: a delivery is large, and
         // each move of it is a copy.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::LogContext;
 use crate::error::{check_topic, config, kafka, publish_kind};
 use crate::options::{FRAMING_ALLOWANCE, KafkaOptions};
-use crate::publish::{Producer, PublishContext};
+use crate::publish::Producer;
 use crate::subscriber;
 use crate::topics::KnownTopics;
 
@@ -57,8 +57,7 @@ pub(crate) struct Inner {
     pub(crate) admin: Arc<AdminClient<LogContext>>,
     /// Topics this broker created, found to exist or published to. A publish to a topic
     /// found here with its name checked (and created, when creation is on) costs one
-    /// lookup under a read lock (hashed with foldhash, several times cheaper than std's
-    /// SipHash on a topic name) instead of the checks, a mutex, an allocation and an await.
+    /// lookup under a read lock instead of the checks, a mutex, an allocation and an await.
     pub(crate) known_topics: KnownTopics,
     closed: AtomicBool,
     pub(crate) shutdown: CancellationToken,
@@ -87,7 +86,7 @@ impl KafkaBroker {
                 ),
                 ("message.max.bytes", max.to_string()),
             ])
-            .create_with_context(PublishContext)
+            .create_with_context(LogContext)
             .map_err(|e| config("producer", e))?;
         let admin: AdminClient<LogContext> = options
             .client_config(&[])

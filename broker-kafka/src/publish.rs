@@ -1,75 +1,28 @@
 //! Publishing: the record is handed to librdkafka when `publish` is called, and the
-//! future it returns only waits for the record's delivery report.
+//! future it returns only waits for the record's delivery report (rdkafka's
+//! [`DeliveryFuture`]).
 //!
 //! Handing the record over at once keeps a publisher's records in call order (several
 //! publishes started before any is awaited reach the partition in the order they were
-//! made), and it keeps the future small: a publish to a known topic whose record fits
-//! in librdkafka's queue boxes a future of three words (the record's shared report and
-//! the topic name). Only a publish that must first create its topic, or wait for room
-//! in a full queue, boxes an `async` block.
+//! made). Only a publish that must first create its topic, or wait for room in a full
+//! queue, waits before its record is handed over.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use broker_core::{Error, ErrorKind, Message, Result};
 use futures::future::BoxFuture;
-use futures::task::AtomicWaker;
-use rdkafka::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::time::Instant;
 
 use crate::broker::Inner;
+use crate::context::LogContext;
 use crate::convert;
 use crate::error::{check_topic, kafka, publish_kind};
 
-/// The producer every publish goes through. Its own thread serves the delivery reports.
-pub(crate) type Producer = ThreadedProducer<PublishContext>;
-
-/// The producer's context: librdkafka's logs and errors go to `tracing`, and each
-/// delivery report settles the [`Report`] its record carries.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct PublishContext;
-
-impl ClientContext for PublishContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        crate::context::log(level, facility, message);
-    }
-
-    fn error(&self, err: KafkaError, reason: &str) {
-        crate::context::error(err, reason);
-    }
-
-    fn stats_raw(&self, json: &[u8]) {
-        crate::context::stats(json);
-    }
-}
-
-impl ProducerContext for PublishContext {
-    type DeliveryOpaque = Arc<Report>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, report: Arc<Report>) {
-        let outcome = match result {
-            Ok(_) => Ok(()),
-            Err((err, _)) => Err(err.clone()),
-        };
-        // A record is reported once; a second report could only repeat the first.
-        let _ = report.outcome.set(outcome);
-        report.waker.wake();
-    }
-}
-
-/// The outcome of one record's delivery, shared by the record (as its opaque) and the
-/// publish waiting for it: one allocation per record.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    outcome: OnceLock<std::result::Result<(), KafkaError>>,
-    waker: AtomicWaker,
-}
+/// The producer every publish goes through: its own thread serves the delivery reports,
+/// and its logs, errors and statistics go through [`LogContext`].
+pub(crate) type Producer = FutureProducer<LogContext>;
 
 /// The first wait for room in librdkafka's queue; each next one doubles, up to
 /// [`MAX_ROOM_WAIT`].
@@ -92,14 +45,14 @@ impl Inner {
         if !ready {
             return Box::pin(async move {
                 self.prepare_publish(topic).await?;
-                self.send_when_room(topic, &message).await?.await
+                delivered(topic, self.send_when_room(topic, &message).await?).await
             });
         }
         match self.try_send(topic, &message) {
-            Ok(delivery) => Box::pin(delivery),
-            Err(Sent::QueueFull) => {
-                Box::pin(async move { self.send_when_room(topic, &message).await?.await })
-            }
+            Ok(delivery) => Box::pin(delivered(topic, delivery)),
+            Err(Sent::QueueFull) => Box::pin(async move {
+                delivered(topic, self.send_when_room(topic, &message).await?).await
+            }),
             Err(Sent::Failed(err)) => failed_now(err),
         }
     }
@@ -118,23 +71,17 @@ impl Inner {
     }
 
     /// Hands `message`'s record to librdkafka.
-    pub(crate) fn try_send<'a>(
-        &self,
-        topic: &'a str,
-        message: &Message,
-    ) -> Result<Delivered<'a>, Sent> {
-        let report = Arc::new(Report::default());
-        let mut record: BaseRecord<'_, [u8], [u8], Arc<Report>> =
-            BaseRecord::with_opaque_to(topic, report.clone())
-                .headers(convert::record_headers(message));
+    pub(crate) fn try_send(&self, topic: &str, message: &Message) -> Result<DeliveryFuture, Sent> {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).headers(convert::record_headers(message));
         if !message.is_tombstone() {
             record = record.payload(message.payload().as_ref());
         }
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        match self.producer.send(record) {
-            Ok(()) => Ok(Delivered { report, topic }),
+        match self.producer.send_result(record) {
+            Ok(delivery) => Ok(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(Sent::QueueFull)
             }
@@ -144,11 +91,11 @@ impl Inner {
 
     /// Hands `message`'s record to librdkafka, waiting while its queue is full, for at
     /// most the publish timeout.
-    pub(crate) async fn send_when_room<'a>(
+    pub(crate) async fn send_when_room(
         &self,
-        topic: &'a str,
+        topic: &str,
         message: &Message,
-    ) -> Result<Delivered<'a>> {
+    ) -> Result<DeliveryFuture> {
         let timeout = self.options.publish_timeout;
         let deadline = Instant::now() + timeout;
         let mut wait = FIRST_ROOM_WAIT;
@@ -196,37 +143,17 @@ fn failed(topic: &str, err: KafkaError) -> Error {
     )
 }
 
-/// A record handed to librdkafka, waiting for its delivery report.
+/// Waits for the delivery report of a record handed to librdkafka.
 ///
 /// librdkafka reports every record it accepted, delivered or failed (at the latest after
-/// `message.timeout.ms`, or with a purge error when the producer is dropped), and the
-/// producer outlives this future, which borrows the broker.
-pub(crate) struct Delivered<'a> {
-    report: Arc<Report>,
-    topic: &'a str,
-}
-
-impl Delivered<'_> {
-    fn outcome(&self) -> Option<Result<()>> {
-        self.report.outcome.get().map(|outcome| match outcome {
-            Ok(()) => Ok(()),
-            Err(err) => Err(failed(self.topic, err.clone())),
-        })
-    }
-}
-
-impl Future for Delivered<'_> {
-    type Output = Result<()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Some(outcome) = self.outcome() {
-            return Poll::Ready(outcome);
-        }
-        self.report.waker.register(cx.waker());
-        // The report may have come between the first look and the registration.
-        match self.outcome() {
-            Some(outcome) => Poll::Ready(outcome),
-            None => Poll::Pending,
-        }
+/// `message.timeout.ms`, or with a purge error when the producer is closed).
+pub(crate) async fn delivered(topic: &str, delivery: DeliveryFuture) -> Result<()> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((err, _))) => Err(failed(topic, err)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Closed,
+            format!("publish to `{topic}`: the producer went away before reporting the record"),
+        )),
     }
 }

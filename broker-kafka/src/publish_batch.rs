@@ -8,7 +8,9 @@ use broker_core::{Message, Result};
 
 use crate::broker::Inner;
 use crate::error::check_topic;
-use crate::publish::{Delivered, Sent};
+use rdkafka::producer::DeliveryFuture;
+
+use crate::publish::{Sent, delivered};
 
 impl Inner {
     /// Checks the broker and the topic once (creating the topic when creation is on),
@@ -31,7 +33,7 @@ impl Inner {
             self.prepare_publish(topic).await?;
         }
         let mut failures = Vec::new();
-        let mut pending: VecDeque<(usize, Delivered<'_>)> = VecDeque::new();
+        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
         for (index, message) in messages.into_iter().enumerate() {
             if let Err(err) = message.check_size(self.options.max_message_bytes, "the Kafka broker")
             {
@@ -44,7 +46,7 @@ impl Inner {
                     Err(Sent::Failed(err)) => failures.push(BatchFailure::new(index, err)),
                     Err(Sent::QueueFull) => match pending.pop_front() {
                         Some((earlier, delivery)) => {
-                            if let Err(err) = delivery.await {
+                            if let Err(err) = delivered(topic, delivery).await {
                                 failures.push(BatchFailure::new(earlier, err));
                             }
                             continue;
@@ -59,7 +61,7 @@ impl Inner {
             }
         }
         for (index, delivery) in pending {
-            if let Err(err) = delivery.await {
+            if let Err(err) = delivered(topic, delivery).await {
                 failures.push(BatchFailure::new(index, err));
             }
         }

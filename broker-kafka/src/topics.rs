@@ -1,6 +1,7 @@
 //! Topics: what the broker knows of each topic, creating them on demand through the
 //! admin API, and listing the cluster's topics.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -16,8 +17,7 @@ use crate::error::kafka;
 use crate::options::FRAMING_ALLOWANCE;
 
 /// What a broker knows of the topics it met, by name (see [`Inner::known_topics`]).
-pub(crate) type KnownTopics =
-    RwLock<std::collections::HashMap<Box<str>, Arc<KnownTopic>, foldhash::fast::RandomState>>;
+pub(crate) type KnownTopics = RwLock<HashMap<Box<str>, Arc<KnownTopic>>>;
 
 /// What this broker knows of one topic.
 #[derive(Default)]

@@ -12,9 +12,6 @@
 //! JetStream the id is also the `Nats-Msg-Id`, scoped by topic. Transport headers are
 //! removed on receipt, so a message round-trips exactly.
 
-use std::hash::BuildHasher;
-use std::sync::{Mutex, PoisonError};
-
 use async_nats::HeaderMap;
 use async_nats::header::{HeaderName, HeaderValue};
 use broker_core::headers::{self, names};
@@ -47,12 +44,7 @@ fn header_name(name: &str) -> Result<HeaderName> {
             format!("the header name `{name}` is reserved or empty"),
         ));
     }
-    let slot = &HEADER_NAMES[SLOT_HASHER.hash_one(name) as usize % HEADER_NAME_SLOTS];
-    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = slot.as_ref().filter(|h| AsRef::<str>::as_ref(*h) == name) {
-        return Ok(known.clone());
-    }
-    let header = name.parse::<HeaderName>().map_err(|e| {
+    name.parse::<HeaderName>().map_err(|e| {
         Error::with_source(
             ErrorKind::InvalidHeader,
             format!(
@@ -61,21 +53,8 @@ fn header_name(name: &str) -> Result<HeaderName> {
             ),
             e,
         )
-    })?;
-    *slot = Some(header.clone());
-    Ok(header)
+    })
 }
-
-/// Picks a name's slot in [`HEADER_NAMES`].
-const SLOT_HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0);
-
-/// Slots in [`HEADER_NAMES`].
-const HEADER_NAME_SLOTS: usize = 64;
-
-/// Header names parsed recently, one slot per hash of the name: a name seen before is
-/// shared (a reference count) instead of validated and copied again on every publish.
-static HEADER_NAMES: [Mutex<Option<HeaderName>>; HEADER_NAME_SLOTS] =
-    [const { Mutex::new(None) }; HEADER_NAME_SLOTS];
 
 fn header_value(value: &str) -> HeaderValue {
     // `percent::travels_verbatim` or percent-encoded: no line breaks, so this cannot fail.

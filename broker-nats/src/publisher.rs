@@ -97,6 +97,9 @@ pub(crate) fn publish_core<'a>(
 /// Slots in [`Subjects`].
 const SUBJECT_SLOTS: usize = 64;
 
+/// Kept for speed: without it core NATS publish 128 B fell from 0.23–0.28× to 0.19–0.22×
+/// of raw async-nats (A B A B runs; noise 0.03–0.05×).
+///
 /// The subjects of recent publishes, so that publishing to a topic seen before shares
 /// its [`Subject`] (a reference count) instead of copying the topic into a new one,
 /// which the client then copies once more, and skips checking the topic again: a small

@@ -3,6 +3,7 @@
 //! between polls it seeks back to due redeliveries, commits, and pauses the partitions
 //! while the reader stalls.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::rebalance::{CALL_TIMEOUT, RebalanceContext, commit};
-use super::shared::{HashSet, PartitionKey, SharedPartitions};
+use super::shared::{PartitionKey, SharedPartitions};
 use super::stream::{Batch, Pending};
 use crate::context::LogContext;
 use crate::convert::{self, Fetched};

@@ -2,6 +2,7 @@
 //! revoked ones, the delivery counts carried in committed offsets' metadata
 //! ([`DELIVERIES_METADATA`]), and commits.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::oneshot;
 
-use super::shared::{HashMap, PartitionKey, SharedPartitions};
+use super::shared::{PartitionKey, SharedPartitions};
 
 /// How long blocking consumer calls (committed offsets, watermarks, seeks, sync commits)
 /// may take.

@@ -1,6 +1,7 @@
 //! The state of the assigned partitions, shared by the consumer thread, its rebalance
 //! callbacks and the ackers.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,13 +13,6 @@ use crate::tracker::PartitionTracker;
 
 /// A partition: its topic's name and its number.
 pub(super) type PartitionKey = (Arc<str>, i32);
-
-/// The maps looked up for every record and every settle: keyed by topic name and
-/// partition, and hashed with foldhash, several times cheaper than std's SipHash on a
-/// topic name (these keys come from the subscription and the cluster, not from input
-/// an attacker shapes freely).
-pub(super) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub(super) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// One assigned partition.
 #[derive(Debug)]

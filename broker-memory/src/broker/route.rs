@@ -1,5 +1,9 @@
 //! Routes: which queues a topic reaches, resolved once and cached per topic until a
 //! queue is added or removed.
+//!
+//! Kept for speed: resolving on each publish cost 0.09× of tokio mpsc on memory fan-out ×4
+//! (0.18–0.22× without the cache, 0.29–0.35× with it, A B A B runs) and raised a publish
+//! from 2,210 to 3,650 instructions (callgrind).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLockReadGuard};
