@@ -248,40 +248,6 @@ pub(crate) fn targets(rows: &[Row], backlog: Option<&[Outcome]>) -> String {
                 );
             }
         }
-        let (mut thr_ok, mut thr_all, mut worst_thr) = (0, 0, (f64::INFINITY, String::new()));
-        let (mut lat_ok, mut lat_all, mut worst_lat) = (0, 0, (f64::INFINITY, String::new()));
-        for row in &mine {
-            for (label, r) in ratios(row) {
-                let name = format!("{} {} {}", row.scenario, payload(row), label);
-                let (ok, all, worst) = if row.scenario == Scenario::RoundTrip {
-                    (&mut lat_ok, &mut lat_all, &mut worst_lat)
-                } else {
-                    (&mut thr_ok, &mut thr_all, &mut worst_thr)
-                };
-                *all += 1;
-                if r >= 0.95 {
-                    *ok += 1;
-                }
-                if r < worst.0 {
-                    *worst = (r, name.trim().to_owned());
-                }
-            }
-        }
-        for (what, ok, all, worst) in [
-            ("throughput", thr_ok, thr_all, &worst_thr),
-            ("round trip p50/p99", lat_ok, lat_all, &worst_lat),
-        ] {
-            if all == 0 {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "| {backend} {what} ≥ 0.95× raw | {ok} of {all} figures; lowest {:.2}× ({}) | {} |",
-                worst.0,
-                worst.1,
-                if ok == all { "met" } else { "**missed**" }
-            );
-        }
     }
     if let Some(o) = backlog.and_then(<[Outcome]>::first) {
         let verdict = if o.peak_kib < 256 * 1024 {

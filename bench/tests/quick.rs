@@ -22,8 +22,8 @@ fn succeeded(exe: &str, args: &[&str]) -> String {
 }
 
 /// Runs `broker-bench --quick --backend <backend>` and checks it succeeded and printed a
-/// row for each scenario.
-fn quick(backend: &str, rows_for: &[&str]) {
+/// row for each scenario; returns what it printed.
+fn quick(backend: &str, rows_for: &[&str]) -> String {
     let stdout = succeeded(
         env!("CARGO_BIN_EXE_broker-bench"),
         &["--quick", "--no-write", "--backend", backend],
@@ -44,6 +44,7 @@ fn quick(backend: &str, rows_for: &[&str]) {
             assert!(stdout.contains(&row), "no `{row}` row in:\n{stdout}");
         }
     }
+    stdout
 }
 
 /// Fails with how to start the broker when nothing listens at `address`.
@@ -100,7 +101,9 @@ fn quick_nats() {
 #[test]
 fn quick_kafka() {
     kafka_brokers();
-    quick("kafka", &["kafka"]);
+    let stdout = quick("kafka", &["kafka"]);
+    let row = "| kafka, keyed handlers | keyed handlers ×8, 10 ms |";
+    assert!(stdout.contains(row), "no `{row}` row in:\n{stdout}");
 }
 
 /// The go-micro peer from `GOMICRO_PEER` (`scripts/test` exports it). Unset, the peer
