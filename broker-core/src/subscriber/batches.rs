@@ -130,7 +130,9 @@ fn take_ready(subscription: &mut Subscription, gathered: &mut Vec<Delivery>, max
         match subscription.next().now_or_never() {
             Some(Some(Ok(delivery))) => gathered.push(delivery),
             Some(Some(Err(err))) => {
+                // Back to the loop: a stream of errors must not spin here.
                 tracing::warn!(error = %err.display_chain(), "subscription error");
+                break;
             }
             Some(None) => return false,
             None => break,
