@@ -105,8 +105,8 @@ pub(crate) fn progress_line(row: &Row) -> String {
 /// the three headers side by side.
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| backend | scenario | raw | framework | fw vs raw | raw + 3 h | framework + 3 h | fw vs raw + 3 h |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| backend | scenario | payload | raw | framework | fw vs raw | raw + 3 h | framework + 3 h | fw vs raw + 3 h |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     let mut done: Vec<(&str, Scenario, usize)> = Vec::new();
     for row in rows {
         let line = (row.backend.as_str(), row.scenario, row.size);
@@ -127,15 +127,12 @@ pub(crate) fn table(rows: &[Row]) -> String {
             ),
             None => "– | – | –".to_owned(),
         };
-        let scenario = if rows.iter().any(|r| r.size != row.size) {
-            format!("{}, {} B", row.scenario, row.size)
-        } else {
-            row.scenario.to_string()
-        };
         let _ = writeln!(
             out,
-            "| {} | {scenario} | {} | {} |",
+            "| {} | {} | {} B | {} | {} |",
             row.backend,
+            row.scenario,
+            row.size,
             cells(variant(false)),
             cells(variant(true)),
         );
