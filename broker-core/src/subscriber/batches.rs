@@ -87,6 +87,7 @@ pub(super) async fn run(
                 stopping = true;
                 // The gathered batch never starts; the running one sees `cancel` itself.
                 let unhandled = std::mem::take(&mut gathered);
+                armed = false;
                 report.cancelled += nack_all_unhandled(unhandled, &shared.policy).await;
             }
             Some(done) = OptionFuture::from(running.as_mut()), if running.is_some() => {

@@ -192,7 +192,10 @@ async fn the_deadline_cancels_the_running_batch_and_nacks_the_next() {
         let _ = started_tx.send(batch.len());
         std::future::pending::<std::result::Result<(), BoxError>>()
     };
-    let options = BatchOptions::new().max_events(2);
+    // A long wait to gather: the deadline must not wait it out.
+    let options = BatchOptions::new()
+        .max_events(2)
+        .max_wait(Duration::from_secs(3600));
     let handle = spawn_batches(subscription, Arc::new(handler), options);
     assert_eq!(receive(&mut started, 1, "the first batch").await, [2]);
     assert_eq!(
