@@ -14,9 +14,9 @@ use tracing::Instrument;
 
 use super::ShutdownReport;
 use super::dispatch::Stops;
-use super::settle::{Policy, cancelled, settle_handled};
+use super::settle::{Policy, nack_cancelled, nack_unhandled, settle_handled};
 use crate::batch::{Batch, BatchHandler, EventError};
-use crate::delivery::{Redelivery, Settle};
+use crate::delivery::Settle;
 use crate::handler::panic_message;
 use crate::middleware::DeadLetterLayer;
 use crate::{Delivery, Event, MessageId, Subscription};
@@ -202,8 +202,7 @@ async fn handle(
             () = cancel.cancelled() => {
                 let policy = &shared.policy;
                 let cancelled = join_all(pending.into_iter().map(|waiting| async move {
-                    cancelled(&waiting.id, policy);
-                    nack_now(waiting.settle).await;
+                    nack_cancelled(waiting.settle, &waiting.id, policy).await;
                 })).await.len();
                 return Settled { handled, cancelled };
             }
@@ -279,22 +278,11 @@ async fn settle_one(
     settle_handled(settle, failure, attempt, &id, &shared.policy).await;
 }
 
-/// Nacks `settle` for redelivery at once.
-async fn nack_now(settle: Settle) {
-    if let Err(err) = settle.nack(Redelivery::Now).await {
-        tracing::warn!(error = %err.display_chain(), "nacking a cancelled delivery failed");
-    }
-}
-
 /// Nacks every delivery of `deliveries` unhandled (at a shutdown's deadline); returns
 /// how many.
 async fn nack_all_unhandled(deliveries: Vec<Delivery>, policy: &Policy) -> usize {
-    join_all(deliveries.into_iter().map(|delivery| async move {
-        cancelled(delivery.message().id(), policy);
-        if let Err(err) = delivery.nack_with(Redelivery::Now).await {
-            tracing::warn!(error = %err.display_chain(), "nacking a cancelled delivery failed");
-        }
-    }))
-    .await
-    .len()
+    let nacks = deliveries
+        .into_iter()
+        .map(|delivery| nack_unhandled(delivery, policy));
+    join_all(nacks).await.len()
 }

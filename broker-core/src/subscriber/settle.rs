@@ -60,8 +60,17 @@ pub(super) async fn nack_unhandled(delivery: Delivery, policy: &Policy) -> Outco
     Outcome::Cancelled
 }
 
+/// Nacks the delivery `settle` settles, whose handler was cancelled at a shutdown's
+/// deadline, for redelivery at once; logs and counts it.
+pub(super) async fn nack_cancelled(settle: Settle, id: &MessageId, policy: &Policy) {
+    cancelled(id, policy);
+    if let Err(err) = settle.nack(Redelivery::Now).await {
+        tracing::warn!(error = %err.display_chain(), "nacking a cancelled delivery failed");
+    }
+}
+
 /// Logs and counts a delivery cancelled at a shutdown's deadline.
-pub(super) fn cancelled(id: &MessageId, policy: &Policy) {
+fn cancelled(id: &MessageId, policy: &Policy) {
     tracing::warn!(message_id = %id, pattern = %policy.pattern, "shutdown deadline passed; cancelling the handler and nacking the message");
     #[cfg(feature = "metrics")]
     metrics::counter!(crate::observe::metric_names::CANCELLED, "pattern" => policy.pattern.clone())
@@ -85,10 +94,7 @@ async fn handle(
         biased;
         outcome = call => outcome,
         () = cancel.cancelled() => {
-            cancelled(&id, policy);
-            if let Err(err) = settle.nack(Redelivery::Now).await {
-                tracing::warn!(error = %err.display_chain(), "nacking a cancelled delivery failed");
-            }
+            nack_cancelled(settle, &id, policy).await;
             return Outcome::Cancelled;
         }
     };
